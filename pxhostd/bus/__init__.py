@@ -1,0 +1,1 @@
+"""The com.portworx.pxhostd1 D-Bus surface: exported interface, transactions, client."""

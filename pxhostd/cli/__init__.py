@@ -1,0 +1,1 @@
+"""pxhostctl, the command-line client."""

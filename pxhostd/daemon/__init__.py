@@ -1,0 +1,1 @@
+"""Daemon lifecycle: start, notify systemd, watchdog, signals, shutdown."""

@@ -1,0 +1,1 @@
+"""The reconcile engine: decide, journal, apply, roll back, recover."""

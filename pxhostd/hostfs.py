@@ -1,0 +1,145 @@
+"""Crash-safe writes to host state, and the host-wide lock.
+
+Every write that pxhostd makes to the host goes through here: a temp file in the same
+directory, fsync, rename over the target, fsync the directory. A crash at any point leaves
+either the old or the new content, never a torn file. Temp files carry a fixed prefix so
+recovery can sweep leftovers (`sweep_temp_files`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from pxhostd.errors import Busy, HostStateError
+
+TEMP_PREFIX = ".pxhostd-tmp-"
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so a rename or unlink inside it is durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> bool:
+    """Write `data` to `path` atomically; return False (and touch nothing) if unchanged."""
+    if isinstance(data, str):
+        data = data.encode()
+    try:
+        if path.is_file() and path.read_bytes() == data:
+            return False
+    except OSError as exc:
+        raise HostStateError(f"cannot read {path}: {exc.strerror}") from exc
+    directory = path.parent
+    tmp = directory / f"{TEMP_PREFIX}{path.name}.{os.getpid()}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+        fsync_dir(directory)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise HostStateError(f"cannot write {path}: {exc.strerror}") from exc
+    return True
+
+
+def atomic_symlink(target: str, link: Path) -> bool:
+    """Point `link` at `target` atomically (symlink to temp name, rename); False if already so."""
+    with contextlib.suppress(OSError):
+        if os.readlink(link) == target:
+            return False
+    tmp = link.parent / f"{TEMP_PREFIX}{link.name}.{os.getpid()}"
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.symlink(target, tmp)
+        os.rename(tmp, link)
+        fsync_dir(link.parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise HostStateError(f"cannot switch link {link}: {exc.strerror}") from exc
+    return True
+
+
+def remove_file(path: Path) -> bool:
+    """Unlink durably; False if it was not there."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise HostStateError(f"cannot remove {path}: {exc.strerror}") from exc
+    fsync_dir(path.parent)
+    return True
+
+
+def sweep_temp_files(directory: Path) -> list[Path]:
+    """Remove temp files a crash left behind in `directory`; return what was removed."""
+    removed: list[Path] = []
+    if not directory.is_dir():
+        return removed
+    for entry in directory.iterdir():
+        if entry.name.startswith(TEMP_PREFIX):
+            if entry.is_dir() and not entry.is_symlink():
+                import shutil
+
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+            removed.append(entry)
+    if removed:
+        fsync_dir(directory)
+    return removed
+
+
+@contextlib.contextmanager
+def host_lock(path: Path, *, wait: bool = True) -> Iterator[None]:
+    """Hold the host-wide advisory lock (flock) that serialises every change to the host.
+
+    The pod entrypoint takes the same lock (it enters the host mount namespace first), so a
+    host change from the pod and one from the daemon never interleave.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                raise Busy(f"another process holds the host lock {path}") from exc
+            raise
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""Kubernetes manifest generator (successor of px-spec-websvc)."""

@@ -1,0 +1,1 @@
+"""Payloads: the manifest of a payload directory, and staging it into versioned releases."""

@@ -1,0 +1,1 @@
+"""The DaemonSet pod side: entrypoint, host hand-off, legacy health endpoint."""

@@ -1,0 +1,1 @@
+"""Rendering unit files from templates, with systemd escaping of every value."""

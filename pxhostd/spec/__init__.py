@@ -1,0 +1,1 @@
+"""The desired spec: what the host should run (payload, args, env, mounts)."""

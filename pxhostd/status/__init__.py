@@ -1,0 +1,1 @@
+"""sd_notify-style status files and the readiness probe that reads them."""
