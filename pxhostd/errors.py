@@ -106,7 +106,7 @@ def _all_error_classes() -> dict[str, type[PxError]]:
 def error_from_dbus_name(dbus_name: str, message: str) -> PxError:
     """Turn a D-Bus error reply back into the matching PxError (client side)."""
     if dbus_name.startswith(ERROR_PREFIX):
-        cls = _all_error_classes().get(dbus_name[len(ERROR_PREFIX):], Failed)
+        cls = _all_error_classes().get(dbus_name[len(ERROR_PREFIX) :], Failed)
         return cls(message)
     if dbus_name == "org.freedesktop.DBus.Error.AccessDenied":
         return AccessDenied(message)
@@ -117,3 +117,9 @@ def error_from_dbus_name(dbus_name: str, message: str) -> PxError:
     ):
         return DaemonUnavailable(message)
     return Failed(f"{dbus_name}: {message}")
+
+
+class InvalidOptions(PxError):
+    """A method's options (a{sv}) hold an unknown key or a value of the wrong type."""
+
+    name = "InvalidOptions"

@@ -1,0 +1,201 @@
+"""Client library for com.portworx.pxhostd1: used by pxhostctl, the pod entrypoint and tests.
+
+Errors come back as the same PxError classes the daemon raised (mapped by name in
+`pxhostd.errors.error_from_dbus_name`), so callers never parse messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dbus_fast import BusType, Message, MessageType, Variant
+from dbus_fast.aio.message_bus import MessageBus
+
+from pxhostd.bus.names import (
+    BUS_NAME,
+    MANAGER_INTERFACE,
+    OBJECT_PATH,
+    TRANSACTION_INTERFACE,
+)
+from pxhostd.bus.variants import to_vardict, unwrap
+from pxhostd.errors import DaemonUnavailable, Timeout, error_from_dbus_name
+
+PROPERTIES = "org.freedesktop.DBus.Properties"
+#: Bound on a single method call; long work runs in transactions, not in calls.
+CALL_TIMEOUT = 30.0
+
+ProgressCallback = Callable[[int, str], None]
+
+
+class PxClient:
+    def __init__(self, bus: MessageBus) -> None:
+        self.bus = bus
+
+    @classmethod
+    async def connect(
+        cls, bus_address: str | None = None, bus_type: BusType = BusType.SYSTEM
+    ) -> PxClient:
+        try:
+            if bus_address:
+                bus = MessageBus(bus_address=bus_address)
+            else:
+                bus = MessageBus(bus_type=bus_type)
+            await asyncio.wait_for(bus.connect(), CALL_TIMEOUT)
+        except (TimeoutError, OSError) as exc:
+            raise DaemonUnavailable(f"cannot connect to the D-Bus bus: {exc}") from exc
+        return cls(bus)
+
+    async def __aenter__(self) -> PxClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.bus.disconnect()
+
+    # -- transport ---------------------------------------------------------------------
+
+    async def call(
+        self,
+        member: str,
+        signature: str = "",
+        body: list[Any] | None = None,
+        *,
+        path: str = OBJECT_PATH,
+        interface: str = MANAGER_INTERFACE,
+        destination: str = BUS_NAME,
+    ) -> list[Any]:
+        msg = Message(
+            destination=destination,
+            path=path,
+            interface=interface,
+            member=member,
+            signature=signature,
+            body=body or [],
+        )
+        try:
+            reply = await asyncio.wait_for(self.bus.call(msg), CALL_TIMEOUT)
+        except TimeoutError as exc:
+            raise Timeout(f"pxhostd did not answer {member} within {CALL_TIMEOUT:.0f}s") from exc
+        if reply is None:
+            raise DaemonUnavailable(f"no reply to {member}")
+        if reply.message_type == MessageType.ERROR:
+            text = reply.body[0] if reply.body else reply.error_name or "error"
+            if reply.error_name == "org.freedesktop.DBus.Error.ServiceUnknown":
+                text = "pxhostd is not running (no owner for com.portworx.pxhostd1)"
+            raise error_from_dbus_name(str(reply.error_name or ""), str(text))
+        return list(reply.body)
+
+    async def get_property(
+        self, name: str, *, path: str = OBJECT_PATH, interface: str = MANAGER_INTERFACE
+    ) -> Any:
+        (value,) = await self.call("Get", "ss", [interface, name], path=path, interface=PROPERTIES)
+        return unwrap(value)
+
+    async def get_all(
+        self, *, path: str = OBJECT_PATH, interface: str = MANAGER_INTERFACE
+    ) -> dict[str, Any]:
+        (values,) = await self.call("GetAll", "s", [interface], path=path, interface=PROPERTIES)
+        result: dict[str, Any] = unwrap(values)
+        return result
+
+    async def add_match(self, rule: str) -> None:
+        await self.call(
+            "AddMatch",
+            "s",
+            [rule],
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            destination="org.freedesktop.DBus",
+        )
+
+    # -- Manager -----------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        (values,) = await self.call("Status")
+        result: dict[str, Any] = unwrap(values)
+        return result
+
+    async def get_spec(self) -> dict[str, Any]:
+        (values,) = await self.call("GetSpec")
+        result: dict[str, Any] = unwrap(values)
+        return result
+
+    async def history(self, limit: int = 20) -> list[dict[str, Any]]:
+        (entries,) = await self.call("History", "u", [limit])
+        result: list[dict[str, Any]] = unwrap(entries)
+        return result
+
+    async def install(self, spec: Mapping[str, Any], txid: str | None = None) -> str:
+        (path,) = await self.call("Install", "a{sv}a{sv}", [to_vardict(spec), _options(txid)])
+        return str(path)
+
+    async def action(self, operation: str, txid: str | None = None) -> str:
+        """Start, Stop, Restart, Enable, Disable or Reconcile."""
+        (path,) = await self.call(operation, "a{sv}", [_options(txid)])
+        return str(path)
+
+    async def uninstall(self, wipe: bool = False, txid: str | None = None) -> str:
+        options = _options(txid)
+        options["wipe"] = Variant("b", wipe)
+        (path,) = await self.call("Uninstall", "a{sv}", [options])
+        return str(path)
+
+    # -- transactions ------------------------------------------------------------------
+
+    async def wait(
+        self,
+        path: str,
+        on_progress: ProgressCallback | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Follow a transaction to its end and return its result (works for late joiners).
+
+        The match is added before the first read, so a Finished signal can't slip between.
+        """
+        finished = asyncio.get_running_loop().create_future()
+
+        def handler(msg: Message) -> None:
+            if msg.path != path or msg.message_type != MessageType.SIGNAL:
+                return
+            if msg.member == "Progress" and on_progress is not None:
+                on_progress(int(msg.body[0]), str(msg.body[1]))
+            elif msg.member == "Finished" and not finished.done():
+                finished.set_result(None)
+
+        self.bus.add_message_handler(handler)
+        try:
+            await self.add_match(
+                f"type='signal',sender='{BUS_NAME}',path='{path}',"
+                f"interface='{TRANSACTION_INTERFACE}'"
+            )
+            props = await self.get_all(path=path, interface=TRANSACTION_INTERFACE)
+            if not props.get("Finished"):
+                if on_progress is not None:
+                    on_progress(int(props.get("Percent", 0)), str(props.get("Message", "")))
+                try:
+                    await asyncio.wait_for(finished, timeout)
+                except TimeoutError as exc:
+                    raise Timeout(f"transaction {path} did not finish in {timeout}s") from exc
+            (result,) = await self.call("GetResult", path=path, interface=TRANSACTION_INTERFACE)
+            out: dict[str, Any] = unwrap(result)
+            return out
+        finally:
+            self.bus.remove_message_handler(handler)
+
+
+def _options(txid: str | None) -> dict[str, Variant]:
+    return {"id": Variant("s", txid)} if txid else {}
+
+
+def raise_for_result(result: Mapping[str, Any]) -> None:
+    """Turn a failed transaction result into its PxError."""
+    if not result.get("success"):
+        raise error_from_dbus_name(
+            str(result.get("error_name", "")), str(result.get("error_message", "failed"))
+        )

@@ -1,0 +1,59 @@
+"""sd_notify for the daemon: readiness, status line, reload/stop, watchdog.
+
+Thin on purpose: the `sdnotify` package sends one datagram per call and is a no-op when
+NOTIFY_SOCKET is absent (run by hand, in tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import sdnotify
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self._enabled = bool(os.environ.get("NOTIFY_SOCKET"))
+        self._notifier = sdnotify.SystemdNotifier()
+
+    def send(self, *fields: str) -> None:
+        if self._enabled:
+            self._notifier.notify("\n".join(fields))
+
+    def ready(self, status: str) -> None:
+        self.send("READY=1", f"STATUS={one_line(status)}")
+
+    def status(self, status: str) -> None:
+        self.send(f"STATUS={one_line(status)}")
+
+    def reloading(self) -> None:
+        self.send("RELOADING=1", "STATUS=reloading the spec")
+
+    def stopping(self) -> None:
+        self.send("STOPPING=1", "STATUS=stopping")
+
+    def watchdog(self) -> None:
+        self.send("WATCHDOG=1")
+
+    def extend_timeout(self, seconds: float) -> None:
+        self.send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}")
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())[:200]
+
+
+def watchdog_interval() -> float | None:
+    """Half of WatchdogSec= when systemd asked this process for pings, else None."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return max(int(usec) / 1_000_000 / 2, 0.5)
+    except ValueError:
+        log.warning("ignoring malformed WATCHDOG_USEC=%r", usec)
+        return None

@@ -1,0 +1,282 @@
+"""The daemon's life: own the bus name, recover, announce readiness, serve, stop cleanly.
+
+Order matters and is the contract with systemd (Type=notify): connect to the bus, export
+the interface, own the name, let the engine finish or roll back an interrupted operation,
+and only then send READY=1. SIGTERM sends STOPPING=1, releases the name and exits 0; a
+running transaction is cancelled at a step boundary and its journal lets the next start
+recover. SIGHUP (`systemctl reload pxhostd`) re-reads the spec file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dbus_fast import BusType, NameFlag, RequestNameReply
+from dbus_fast.aio.message_bus import MessageBus
+
+from pxhostd import __version__
+from pxhostd.bus.manager import ManagerInterface
+from pxhostd.bus.names import BUS_NAME, NO_TRANSACTION, OBJECT_PATH
+from pxhostd.bus.transactions import Transaction, TransactionManager
+from pxhostd.daemon.notify import Notifier, watchdog_interval
+from pxhostd.engine.api import Engine, Outcome, ProgressFn, Request
+from pxhostd.errors import Failed, NotInstalled, PxError
+from pxhostd.paths import Paths
+
+log = logging.getLogger(__name__)
+
+#: Heartbeat period when systemd asks for no watchdog (seconds).
+DEFAULT_TICK = 10.0
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    paths: Paths
+    bus_address: str | None = None  # None: the system bus
+    bus_type: BusType = BusType.SYSTEM
+
+
+EngineFactory = Callable[["Daemon"], Engine]
+
+
+class Daemon:
+    def __init__(self, options: DaemonOptions, engine_factory: EngineFactory) -> None:
+        self.options = options
+        self.paths = options.paths
+        self.notifier = Notifier()
+        self.state = "starting"
+        self.service_state = ""
+        self.last_error = ""
+        self.bus: MessageBus | None = None
+        self.interface = ManagerInterface(self)
+        self.transactions: TransactionManager | None = None
+        self.engine = engine_factory(self)
+        self._stop = asyncio.Event()
+        self._background: set[asyncio.Task[Any]] = set()
+        self.tick = watchdog_interval() or DEFAULT_TICK
+
+    # -- ManagerBackend ----------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        snap = self.engine.snapshot()
+        active = self.transactions.active if self.transactions else None
+        return {
+            "daemon_version": __version__,
+            "state": self.state,
+            "installed": snap.installed,
+            "service": snap.service,
+            "service_state": self.service_state,
+            "payload_name": snap.payload_name,
+            "payload_version": snap.payload_version,
+            "release": snap.release,
+            "health_url": snap.health_url,
+            "active_transaction": active.path if active else NO_TRANSACTION,
+            "last_error": self.last_error,
+            "pid": os.getpid(),
+        }
+
+    def get_spec(self) -> dict[str, Any]:
+        spec = self.engine.snapshot().spec
+        if spec is None:
+            raise NotInstalled("no spec has been applied yet")
+        return dict(spec)
+
+    def history(self, limit: int) -> list[dict[str, Any]]:
+        history = getattr(self.engine, "history", None)
+        if history is None:
+            return []
+        return list(history(limit))
+
+    def install_request(self, raw_spec: Any, txid: str) -> Request:
+        make = getattr(self.engine, "install_request", None)
+        if make is None:
+            raise Failed("this daemon has no install support")
+        request: Request = make(raw_spec, txid)
+        return request
+
+    def submit(self, request: Request) -> str:
+        if self.transactions is None or self.state in ("starting", "stopping"):
+            raise Failed(f"the daemon is {self.state}; try again shortly")
+        return self.transactions.submit(request).path
+
+    # -- state publication -------------------------------------------------------------
+
+    def set_service_state(self, state: str) -> None:
+        self.service_state = state
+        self.publish()
+
+    def publish(self) -> None:
+        """Mirror the current state to D-Bus properties, systemd's status line and the file."""
+        snap = self.engine.snapshot()
+        self.interface.update(
+            State=self.state,
+            Version=__version__,
+            PayloadVersion=snap.payload_version,
+            ServiceState=self.service_state,
+            LastError=self.last_error,
+        )
+        self.notifier.status(self.status_line())
+        writer = getattr(self.engine, "write_status", None)
+        if writer is not None:
+            writer(self)
+
+    def status_line(self) -> str:
+        snap = self.engine.snapshot()
+        if not snap.installed:
+            what = f"{snap.service}: not installed"
+        else:
+            what = f"{snap.service} {snap.payload_version} {self.service_state or 'unknown'}"
+        line = f"pxhostd {__version__} {self.state}; {what}"
+        if self.last_error:
+            line += f"; last error: {self.last_error}"
+        return line
+
+    # -- transactions ------------------------------------------------------------------
+
+    async def _run_request(self, request: Request, progress: ProgressFn) -> Outcome:
+        self.state = "busy"
+        self.publish()
+        try:
+            outcome = await self.engine.run(request, progress)
+        except PxError as exc:
+            self.last_error = f"{exc.name}: {exc}"
+            raise
+        else:
+            self.last_error = ""
+            return outcome
+        finally:
+            self.state = "idle" if not self._stop.is_set() else "stopping"
+            self.publish()
+
+    def _active_changed(self, path: str) -> None:
+        self.interface.update(ActiveTransaction=path)
+
+    def _finished(self, tx: Transaction) -> None:
+        record = getattr(self.engine, "record_history", None)
+        if record is not None:
+            record(tx.as_dict())
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def _connect(self) -> MessageBus:
+        if self.options.bus_address:
+            bus = MessageBus(bus_address=self.options.bus_address)
+        else:
+            bus = MessageBus(bus_type=self.options.bus_type)
+        await bus.connect()
+        return bus
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self._spawn_reload)
+
+        self.bus = await self._connect()
+        self.bus.export(OBJECT_PATH, self.interface)
+        reply = await self.bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
+        if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
+            log.error("cannot own %s (%s): another pxhostd runs?", BUS_NAME, reply.name)
+            self.bus.disconnect()
+            return 1
+        self.transactions = TransactionManager(
+            self.bus,
+            self._run_request,
+            on_active_changed=self._active_changed,
+            on_finished=self._finished,
+        )
+
+        self.notifier.status("recovering")
+        try:
+            await self.engine.start()
+        except PxError as exc:
+            # Stay up and report: a broken host state must be visible, not a restart loop.
+            self.last_error = f"{exc.name}: {exc}"
+            log.error("start-up recovery failed: %s", exc)
+        self.state = "idle"
+        self.publish()
+        self.notifier.ready(self.status_line())
+        log.info("pxhostd %s ready on %s", __version__, BUS_NAME)
+        self._spawn(self._ticker(), "ticker")
+        self._spawn(self._startup_reconcile(), "startup-reconcile")
+
+        disconnected = asyncio.ensure_future(
+            self.bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
+        )
+        stop = asyncio.ensure_future(self._stop.wait())
+        done, _ = await asyncio.wait({disconnected, stop}, return_when=asyncio.FIRST_COMPLETED)
+        code = 0
+        if disconnected in done:
+            log.error("lost the bus connection; exiting so systemd restarts pxhostd")
+            code = 1
+        else:
+            disconnected.cancel()
+        await self._shutdown()
+        return code
+
+    def request_stop(self) -> None:
+        if not self._stop.is_set():
+            log.info("stop requested")
+            self.state = "stopping"
+            self.notifier.stopping()
+            self._stop.set()
+
+    async def _shutdown(self) -> None:
+        if self.transactions is not None:
+            await self.transactions.shutdown()
+        for task in list(self._background):
+            task.cancel()
+        for task in list(self._background):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.engine.close()
+        if self.bus is not None and self.bus.connected:
+            with contextlib.suppress(Exception):
+                await self.bus.release_name(BUS_NAME)
+            self.bus.disconnect()
+        log.info("pxhostd stopped")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._background.add(task)
+
+        def _done(t: asyncio.Task[Any]) -> None:
+            self._background.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("background task %s died", name, exc_info=t.exception())
+
+        task.add_done_callback(_done)
+
+    async def _ticker(self) -> None:
+        """The only periodic wake-up: watchdog ping and status-file heartbeat together."""
+        while True:
+            self.notifier.watchdog()
+            writer = getattr(self.engine, "write_status", None)
+            if writer is not None:
+                writer(self)
+            await asyncio.sleep(self.tick)
+
+    async def _startup_reconcile(self) -> None:
+        if self.paths.spec_file.exists():
+            self._submit_quietly("reconcile")
+
+    def _spawn_reload(self) -> None:
+        self.notifier.reloading()
+        self._submit_quietly("reconcile")
+        self.notifier.ready(self.status_line())
+
+    def _submit_quietly(self, operation: str) -> None:
+        from pxhostd.engine.api import new_txid
+
+        try:
+            self.submit(Request(operation, {}, new_txid()))
+        except PxError as exc:
+            log.warning("could not start %s: %s", operation, exc)

@@ -1,0 +1,77 @@
+"""The engine's vocabulary, shared by the daemon and the D-Bus surface.
+
+A Request names an operation and its parameters; the engine answers with an Outcome or
+raises a PxError. `Request.key` decides whether two requests are the same work (then the
+second joins the first instead of getting Busy).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+#: Operations the engine knows.
+OPERATIONS = (
+    "install",
+    "reconcile",
+    "start",
+    "stop",
+    "restart",
+    "enable",
+    "disable",
+    "uninstall",
+)
+
+
+@dataclass(frozen=True)
+class Request:
+    operation: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    txid: str = ""
+
+    @property
+    def key(self) -> str:
+        return json.dumps([self.operation, self.params], sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A successful result. `changed` is False when the host already matched."""
+
+    changed: bool
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+ProgressFn = Callable[[int, str], None]
+
+
+def new_txid() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class EngineSnapshot:
+    """What the daemon reports about the managed service between operations."""
+
+    installed: bool = False
+    service: str = "portworx"
+    payload_name: str = ""
+    payload_version: str = ""
+    release: str = ""
+    health_url: str = ""
+    spec: Mapping[str, Any] | None = None
+
+
+class Engine(Protocol):
+    async def start(self) -> None:
+        """Connect to systemd and finish or roll back an interrupted operation."""
+
+    async def run(self, request: Request, progress: ProgressFn) -> Outcome: ...
+
+    def snapshot(self) -> EngineSnapshot: ...
+
+    async def close(self) -> None: ...
