@@ -1,0 +1,246 @@
+"""The payload manifest (`payload.yaml`) and the check that a directory matches it.
+
+The manifest is the payload's identity: its digest (over a canonical serialisation) is what
+the restart decision and the release directory name use. Every file the service may run is
+listed with its sha256, so a tampered or half-copied payload is refused before anything on
+the host changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pxhostd.errors import InvalidPayload
+from pxhostd.hostfs import sha256_file
+from pxhostd.spec import rules
+from pxhostd.spec.yamlio import parse_yaml_document, read_text_file
+
+MANIFEST_NAME = "payload.yaml"
+MAX_MANIFEST_BYTES = 16 << 20
+MAX_FILES = 100_000
+MAX_EXEC_ARGS = 64
+MAX_EXEC_ARG_LEN = 4096
+MAX_URL = 2048
+
+MANIFEST_KEYS = ("name", "version", "exec", "notify", "health", "files", "reboot_unit",
+                 "reboot_exec")
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+_HEX = frozenset("0123456789abcdef")
+
+E = InvalidPayload
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A checked `payload.yaml`."""
+
+    name: str
+    version: str
+    #: Entry program relative to the payload root, then fixed arguments.
+    exec: tuple[str, ...]
+    notify: bool = False
+    health: str | None = None
+    #: (relative path, sha256 hex), sorted by path.
+    files: tuple[tuple[str, str], ...] = ()
+    reboot_unit: bool = False
+    #: Program relative to the payload root plus arguments, run by the reboot unit.
+    reboot_exec: tuple[str, ...] = ()
+    digest: str = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "digest", _digest(self.to_dict()))
+
+    def to_dict(self) -> dict[str, object]:
+        """Canonical plain form; `manifest_from_dict(m.to_dict()) == m`."""
+        out: dict[str, object] = {
+            "name": self.name,
+            "version": self.version,
+            "exec": list(self.exec),
+            "notify": self.notify,
+            "files": dict(self.files),
+            "reboot_unit": self.reboot_unit,
+        }
+        if self.health is not None:
+            out["health"] = self.health
+        if self.reboot_exec:
+            out["reboot_exec"] = list(self.reboot_exec)
+        return out
+
+
+def _digest(data: Mapping[str, object]) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _check_exec(fld: str, value: object, files: Mapping[str, str]) -> tuple[str, ...]:
+    items = rules.check_list(fld, value, MAX_EXEC_ARGS, E)
+    if not items:
+        raise E(f"{fld}: must name the program to run")
+    program = rules.check_rel_path(f"{fld}[0]", items[0], E)
+    if program not in files:
+        raise E(f"{fld}[0]: program {program!r} is not listed in files")
+    args = [
+        rules.check_text(f"{fld}[{i}]", item, MAX_EXEC_ARG_LEN, E)
+        for i, item in enumerate(items[1:], start=1)
+    ]
+    return (program, *args)
+
+
+def _check_health(value: object) -> str:
+    fld = "payload.yaml health"
+    url = rules.check_text(fld, value, MAX_URL, E)
+    if not url.isascii() or any(ch.isspace() for ch in url):
+        raise E(f"{fld}: {rules.show(url)} must be ASCII without whitespace")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise E(f"{fld}: {rules.show(url)} is not a valid URL ({exc})") from None
+    if parts.scheme != "http":
+        raise E(f"{fld}: {rules.show(url)} must be an http:// URL")
+    if parts.username is not None or parts.password is not None:
+        raise E(f"{fld}: must not contain user information")
+    if parts.hostname not in _LOOPBACK_HOSTS:
+        raise E(f"{fld}: host must be loopback (127.0.0.1, localhost or [::1])")
+    if port is None or port == 0:
+        raise E(f"{fld}: must name a port")
+    if parts.fragment:
+        raise E(f"{fld}: must not contain a fragment")
+    return url
+
+
+def _check_files(value: object) -> dict[str, str]:
+    fld = "payload.yaml files"
+    if not isinstance(value, Mapping):
+        raise E(f"{fld}: must be a mapping of relative path: sha256, got {rules.type_name(value)}")
+    if not value:
+        raise E(f"{fld}: must list at least the program in exec")
+    if len(value) > MAX_FILES:
+        raise E(f"{fld}: too many files ({len(value)}, at most {MAX_FILES})")
+    files: dict[str, str] = {}
+    for key, digest in value.items():
+        path = rules.check_rel_path(f"{fld} (path)", key, E)
+        if path == MANIFEST_NAME:
+            raise E(f"{fld}: the manifest {MANIFEST_NAME} cannot list itself")
+        h = rules.require_str(f"{fld}[{path!r}]", digest, E)
+        if len(h) != 64 or not set(h) <= _HEX:
+            raise E(f"{fld}[{path!r}]: not a sha256 (64 lowercase hex digits)")
+        files[path] = h
+    _check_no_file_below_file(files)
+    return files
+
+
+def _check_no_file_below_file(files: Mapping[str, str]) -> None:
+    for path in files:
+        parent = path.rpartition("/")[0]
+        while parent:
+            if parent in files:
+                raise E(f"payload.yaml files: {path!r} lies below the file {parent!r}")
+            parent = parent.rpartition("/")[0]
+
+
+def manifest_from_dict(data: object) -> Manifest:
+    """Validate plain values (parsed payload.yaml) into a Manifest."""
+    if not isinstance(data, Mapping):
+        raise E(f"payload.yaml: must be a mapping, got {rules.type_name(data)}")
+    for key in data:
+        if key not in MANIFEST_KEYS:
+            raise E(f"payload.yaml: unknown key {rules.show(key)} "
+                    f"(known keys: {', '.join(MANIFEST_KEYS)})")
+    for key in ("name", "version", "exec", "files"):
+        if key not in data:
+            raise E(f"payload.yaml {key}: missing")
+    files = _check_files(data["files"])
+    reboot_unit = rules.require_bool("payload.yaml reboot_unit", data.get("reboot_unit", False), E)
+    reboot_exec: tuple[str, ...] = ()
+    if "reboot_exec" in data:
+        if not reboot_unit:
+            raise E("payload.yaml reboot_exec: given but reboot_unit is not true")
+        reboot_exec = _check_exec("payload.yaml reboot_exec", data["reboot_exec"], files)
+    elif reboot_unit:
+        raise E("payload.yaml reboot_exec: missing (reboot_unit: true needs a program to run)")
+    health = data.get("health")
+    return Manifest(
+        name=rules.check_token("payload.yaml name", data["name"], E),
+        version=rules.check_token("payload.yaml version", data["version"], E),
+        exec=_check_exec("payload.yaml exec", data["exec"], files),
+        notify=rules.require_bool("payload.yaml notify", data.get("notify", False), E),
+        health=None if health is None else _check_health(health),
+        files=tuple(sorted(files.items())),
+        reboot_unit=reboot_unit,
+        reboot_exec=reboot_exec,
+    )
+
+
+def parse_manifest_yaml(text: str) -> Manifest:
+    doc = parse_yaml_document(text, "payload.yaml", MAX_MANIFEST_BYTES, E)
+    return manifest_from_dict(doc)
+
+
+def load_manifest(payload_dir: Path) -> Manifest:
+    """Read and validate `<payload_dir>/payload.yaml` (file contents are not checked here)."""
+    if not payload_dir.is_dir():
+        raise E(f"payload: {payload_dir} is not a directory")
+    text = read_text_file(payload_dir / MANIFEST_NAME, "payload.yaml", MAX_MANIFEST_BYTES, E)
+    return parse_manifest_yaml(text)
+
+
+def _symlink_escapes(root: str, link: str) -> bool:
+    target = os.readlink(link)
+    if os.path.isabs(target):
+        return True
+    resolved = os.path.normpath(os.path.join(os.path.dirname(link), target))
+    return not (resolved == root or resolved.startswith(root + os.sep))
+
+
+def _check_symlinks(root: Path) -> None:
+    base = os.path.normpath(os.path.abspath(root))
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full) and _symlink_escapes(base, full):
+                rel = os.path.relpath(full, base)
+                raise E(f"payload: symbolic link {rel!r} points outside the payload directory")
+
+
+def _check_listed_file(root: Path, rel: str, expected: str) -> os.stat_result:
+    current = root
+    for part in rel.split("/"):
+        current = current / part
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            raise E(f"payload: file {rel!r} listed in payload.yaml is missing") from None
+        except OSError as exc:
+            raise E(f"payload: cannot read {rel!r}: {exc.strerror}") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise E(f"payload: {rel!r} goes through a symbolic link; list real files only")
+    if not stat.S_ISREG(st.st_mode):
+        raise E(f"payload: {rel!r} is not a regular file")
+    try:
+        actual = sha256_file(current)
+    except OSError as exc:
+        raise E(f"payload: cannot read {rel!r}: {exc.strerror}") from None
+    if actual != expected:
+        raise E(f"payload: sha256 mismatch for {rel!r} (manifest {expected[:12]}..., "
+                f"file {actual[:12]}...)")
+    return st
+
+
+def verify_payload_files(payload_dir: Path, manifest: Manifest) -> None:
+    """Check the directory holds every listed file with its sha256, and nothing escapes it."""
+    if not payload_dir.is_dir():
+        raise E(f"payload: {payload_dir} is not a directory")
+    _check_symlinks(payload_dir)
+    modes = {rel: _check_listed_file(payload_dir, rel, h) for rel, h in manifest.files}
+    programs = [manifest.exec[0]] + ([manifest.reboot_exec[0]] if manifest.reboot_exec else [])
+    for program in programs:
+        if not modes[program].st_mode & stat.S_IXUSR:
+            raise E(f"payload: program {program!r} is not executable")
