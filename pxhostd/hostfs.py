@@ -9,10 +9,13 @@ recovery can sweep leftovers (`sweep_temp_files`).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import hashlib
 import os
+import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,7 +62,7 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> bool:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fchmod(fd, mode)
             os.fsync(fd)
         finally:
@@ -104,6 +107,64 @@ def remove_file(path: Path) -> bool:
     return True
 
 
+def temp_name(directory: Path, stem: str) -> Path:
+    """A fresh TEMP_PREFIX name in `directory`: what a crash leaves there is swept later."""
+    return directory / f"{TEMP_PREFIX}{stem}.{os.getpid()}.{secrets.token_hex(4)}"
+
+
+def remove_tree(path: Path) -> bool:
+    """Remove a directory tree durably; False if it was not there.
+
+    The tree is first renamed to a temp name (one atomic step, made durable), so a crash
+    during the slow recursive delete leaves only a temp directory that `sweep_temp_files`
+    removes, never a half-deleted tree under its real name.
+    """
+    if not os.path.lexists(path):
+        return False
+    if path.is_symlink() or not path.is_dir():
+        return remove_file(path)
+    doomed = temp_name(path.parent, path.name)
+    try:
+        os.rename(path, doomed)
+        fsync_dir(path.parent)
+        shutil.rmtree(doomed)
+        fsync_dir(path.parent)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise HostStateError(f"cannot remove {path}: {exc.strerror}") from exc
+    return True
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def exchange_paths(a: Path, b: Path) -> None:
+    """Swap two existing paths in one atomic step (renameat2 RENAME_EXCHANGE), then fsync.
+
+    Replacing a non-empty directory cannot be done with rename(2); an exchange never leaves
+    a moment where neither version is in place. Both paths must be in the same filesystem.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = libc.renameat2
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    renameat2.restype = ctypes.c_int
+    rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise HostStateError(f"cannot exchange {a} and {b}: {os.strerror(err)}")
+    fsync_dir(a.parent)
+    if b.parent != a.parent:
+        fsync_dir(b.parent)
+
+
 def sweep_temp_files(directory: Path) -> list[Path]:
     """Remove temp files a crash left behind in `directory`; return what was removed."""
     removed: list[Path] = []
@@ -112,8 +173,6 @@ def sweep_temp_files(directory: Path) -> list[Path]:
     for entry in directory.iterdir():
         if entry.name.startswith(TEMP_PREFIX):
             if entry.is_dir() and not entry.is_symlink():
-                import shutil
-
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 with contextlib.suppress(FileNotFoundError):
