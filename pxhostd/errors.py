@@ -98,7 +98,8 @@ def _all_error_classes() -> dict[str, type[PxError]]:
     stack: list[type[PxError]] = [PxError]
     while stack:
         cls = stack.pop()
-        found.setdefault(cls.name, cls)
+        if cls is not PxError:
+            found.setdefault(cls.name, cls)
         stack.extend(cls.__subclasses__())
     return found
 

@@ -16,11 +16,11 @@ log = logging.getLogger(__name__)
 
 class Notifier:
     def __init__(self) -> None:
-        self._enabled = bool(os.environ.get("NOTIFY_SOCKET"))
-        self._notifier = sdnotify.SystemdNotifier()
+        # sdnotify opens a socket even without NOTIFY_SOCKET; only create it when needed.
+        self._notifier = sdnotify.SystemdNotifier() if os.environ.get("NOTIFY_SOCKET") else None
 
     def send(self, *fields: str) -> None:
-        if self._enabled:
+        if self._notifier is not None:
             self._notifier.notify("\n".join(fields))
 
     def ready(self, status: str) -> None:

@@ -16,6 +16,7 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from dbus_fast import BusType, NameFlag, RequestNameReply
@@ -27,8 +28,10 @@ from pxhostd.bus.names import BUS_NAME, NO_TRANSACTION, OBJECT_PATH
 from pxhostd.bus.transactions import Transaction, TransactionManager
 from pxhostd.daemon.notify import Notifier, watchdog_interval
 from pxhostd.engine.api import Engine, Outcome, ProgressFn, Request
-from pxhostd.errors import Failed, NotInstalled, PxError
+from pxhostd.engine.history import History, HistoryEntry, Result
+from pxhostd.errors import ERROR_PREFIX, Failed, NotInstalled, PxError
 from pxhostd.paths import Paths
+from pxhostd.spec.validate import spec_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,7 @@ class Daemon:
         self.interface = ManagerInterface(self)
         self.transactions: TransactionManager | None = None
         self.engine = engine_factory(self)
+        self.history_store = History(self.paths.history_file)
         self._stop = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
         self.tick = watchdog_interval() or DEFAULT_TICK
@@ -89,17 +93,12 @@ class Daemon:
         return dict(spec)
 
     def history(self, limit: int) -> list[dict[str, Any]]:
-        history = getattr(self.engine, "history", None)
-        if history is None:
-            return []
-        return list(history(limit))
+        return [entry.to_json() for entry in self.history_store.read(limit)]
 
     def install_request(self, raw_spec: Any, txid: str) -> Request:
-        make = getattr(self.engine, "install_request", None)
-        if make is None:
-            raise Failed("this daemon has no install support")
-        request: Request = make(raw_spec, txid)
-        return request
+        """Validate at once, so a bad spec is a named error reply, not a failed transaction."""
+        spec = spec_from_dict(raw_spec)
+        return Request("install", spec.to_dict(), txid)
 
     def submit(self, request: Request) -> str:
         if self.transactions is None or self.state in ("starting", "stopping"):
@@ -159,9 +158,8 @@ class Daemon:
         self.interface.update(ActiveTransaction=path)
 
     def _finished(self, tx: Transaction) -> None:
-        record = getattr(self.engine, "record_history", None)
-        if record is not None:
-            record(tx.as_dict())
+        entry = history_entry(tx)
+        self._spawn(asyncio.to_thread(self.history_store.append, entry), "history-append")
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -280,3 +278,31 @@ class Daemon:
             self.submit(Request(operation, {}, new_txid()))
         except PxError as exc:
             log.warning("could not start %s: %s", operation, exc)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def history_entry(tx: Transaction) -> HistoryEntry:
+    """What a finished transaction leaves in the persistent history."""
+    error = tx.error_name.removeprefix(ERROR_PREFIX) or None
+    if tx.success:
+        result = Result.SUCCESS if tx.changed else Result.NOTHING_TO_DO
+    elif error == "RolledBack":
+        result = Result.ROLLED_BACK
+    else:
+        result = Result.FAILED
+    before = tx.details.get("version_before")
+    after = tx.details.get("version_after")
+    return HistoryEntry(
+        txid=tx.request.txid,
+        operation=tx.request.operation,
+        started=_iso(tx.started_at),
+        finished=_iso(tx.finished_at),
+        result=result,
+        error=error,
+        message=tx.error_message if error else tx.message,
+        version_before=str(before) if before else None,
+        version_after=str(after) if after else None,
+    )

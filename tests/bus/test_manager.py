@@ -1,0 +1,202 @@
+"""The Manager interface and transactions over a real dbus-daemon, with an in-memory engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dbus_fast import Message, MessageType, Variant
+from fake_engine import FakeEngine
+
+from pxhostd import __version__
+from pxhostd.bus.client import PxClient, raise_for_result
+from pxhostd.bus.names import BUS_NAME, MANAGER_INTERFACE, OBJECT_PATH
+from pxhostd.daemon.service import Daemon, DaemonOptions
+from pxhostd.errors import Busy, InvalidOptions, InvalidSpec, NotInstalled, RolledBack
+from pxhostd.paths import Paths
+
+SPEC = {"payload": "/opt/demo/payload", "args": ["-c", "cluster1"], "env": {"A": "1"}}
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(address: str, root: Path) -> AsyncIterator[Daemon]:
+    daemon = Daemon(DaemonOptions(paths=Paths().under(root), bus_address=address), FakeEngine)
+    task = asyncio.create_task(daemon.run())
+    client = await PxClient.connect(address)
+    try:
+        for _ in range(200):
+            reply = await client.bus.call(
+                Message(
+                    destination="org.freedesktop.DBus",
+                    path="/org/freedesktop/DBus",
+                    interface="org.freedesktop.DBus",
+                    member="NameHasOwner",
+                    signature="s",
+                    body=[BUS_NAME],
+                )
+            )
+            if reply is not None and reply.body[0] and daemon.state == "idle":
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("daemon did not become ready")
+        yield daemon
+    finally:
+        client.close()
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, 10) == 0
+
+
+def run(coro_fn: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(coro_fn())
+
+
+def test_status_and_properties(dbus_address: str, state_root: Path) -> None:
+    async def body() -> None:
+        async with (
+            running_daemon(dbus_address, state_root),
+            await PxClient.connect(dbus_address) as client,
+        ):
+            status = await client.status()
+            assert status["daemon_version"] == __version__
+            assert status["state"] == "idle"
+            assert status["installed"] is False
+            assert await client.get_property("Version") == __version__
+            assert await client.get_property("State") == "idle"
+            assert await client.get_property("ActiveTransaction") == "/"
+            with pytest.raises(NotInstalled):
+                await client.get_spec()
+
+    run(body)
+
+
+def test_install_runs_a_transaction_and_reports_nothing_changed(
+    dbus_address: str, state_root: Path
+) -> None:
+    async def body() -> None:
+        async with running_daemon(dbus_address, state_root) as daemon:
+            client = await PxClient.connect(dbus_address)
+            seen: list[tuple[int, str]] = []
+            path = await client.install(SPEC, txid="my-tx-1")
+            assert path.startswith("/com/portworx/pxhostd1/transaction/")
+            result = await client.wait(path, lambda p, m: seen.append((p, m)), timeout=10)
+            raise_for_result(result)
+            assert result["changed"] is True
+            assert result["id"] == "my-tx-1"
+            again = await client.wait(await client.install(SPEC), timeout=10)
+            assert again["success"] is True and again["changed"] is False
+            assert isinstance(daemon.engine, FakeEngine)
+            assert [r.operation for r in daemon.engine.calls] == ["install", "install"]
+            spec = await client.get_spec()
+            assert spec["payload"] == SPEC["payload"]
+            client.close()
+
+    run(body)
+
+
+def test_identical_request_joins_and_different_is_busy(dbus_address: str, state_root: Path) -> None:
+    async def body() -> None:
+        async with running_daemon(dbus_address, state_root) as daemon:
+            engine = daemon.engine
+            assert isinstance(engine, FakeEngine)
+            engine.gate = asyncio.Event()
+            a = await PxClient.connect(dbus_address)
+            b = await PxClient.connect(dbus_address)
+            path_a = await a.install(SPEC, txid="a")
+            path_b = await b.install(SPEC, txid="b")
+            assert path_a == path_b
+            assert await a.get_property("ActiveTransaction") == path_a
+            with pytest.raises(Busy) as busy:
+                await b.install({**SPEC, "args": ["other"]})
+            assert path_a in str(busy.value)
+            waits = asyncio.gather(a.wait(path_a, timeout=10), b.wait(path_b, timeout=10))
+            await asyncio.sleep(0.1)
+            engine.gate.set()
+            ra, rb = await waits
+            assert ra == rb and ra["success"] is True
+            assert len(engine.calls) == 1
+            # A client that attaches after the end still reads the result.
+            late = await PxClient.connect(dbus_address)
+            assert (await late.wait(path_a, timeout=5))["success"] is True
+            for c in (a, b, late):
+                c.close()
+
+    run(body)
+
+
+def test_named_errors_reach_the_client(dbus_address: str, state_root: Path) -> None:
+    async def body() -> None:
+        async with running_daemon(dbus_address, state_root) as daemon:
+            client = await PxClient.connect(dbus_address)
+            result = await client.wait(await client.action("Restart"), timeout=10)
+            with pytest.raises(NotInstalled):
+                raise_for_result(result)
+            assert result["error_name"] == "com.portworx.pxhostd1.Error.NotInstalled"
+            await client.wait(await client.install({**SPEC, "args": ["boom"]}), timeout=10)
+            result = await client.wait(await client.action("Restart"), timeout=10)
+            with pytest.raises(RolledBack, match="v2 restored"):
+                raise_for_result(result)
+            assert "RolledBack" in await client.get_property("LastError")
+            with pytest.raises(InvalidSpec):
+                await client.install({"payload": "relative/path"})
+            with pytest.raises(InvalidOptions, match="unknown option"):
+                await client.call("Restart", "a{sv}", [{"bogus": Variant("s", "x")}])
+            with pytest.raises(InvalidOptions, match="wipe"):
+                await client.call("Uninstall", "a{sv}", [{"wipe": Variant("s", "yes")}])
+            assert daemon.state == "idle"
+            client.close()
+
+    run(body)
+
+
+def test_properties_changed_is_emitted(dbus_address: str, state_root: Path) -> None:
+    async def body() -> None:
+        async with running_daemon(dbus_address, state_root):
+            client = await PxClient.connect(dbus_address)
+            changes: list[dict[str, Any]] = []
+
+            def handler(msg: Message) -> None:
+                if (
+                    msg.message_type == MessageType.SIGNAL
+                    and msg.member == "PropertiesChanged"
+                    and msg.path == OBJECT_PATH
+                    and msg.body[0] == MANAGER_INTERFACE
+                ):
+                    changes.append({k: v.value for k, v in msg.body[1].items()})
+
+            client.bus.add_message_handler(handler)
+            await client.add_match(
+                f"type='signal',interface='org.freedesktop.DBus.Properties',path='{OBJECT_PATH}'"
+            )
+            await client.wait(await client.install(SPEC), timeout=10)
+            await asyncio.sleep(0.1)
+            states = [c["State"] for c in changes if "State" in c]
+            assert "busy" in states and states[-1] == "idle"
+            assert any(c.get("ActiveTransaction", "/") != "/" for c in changes)
+            client.close()
+
+    run(body)
+
+
+def test_history_survives_a_daemon_restart(dbus_address: str, state_root: Path) -> None:
+    async def body() -> None:
+        async with running_daemon(dbus_address, state_root):
+            client = await PxClient.connect(dbus_address)
+            await client.wait(await client.install(SPEC, txid="kept-1"), timeout=10)
+            await client.wait(await client.install(SPEC, txid="kept-2"), timeout=10)
+            client.close()
+            await asyncio.sleep(0.2)  # the append runs in a worker thread
+        async with running_daemon(dbus_address, state_root):
+            client = await PxClient.connect(dbus_address)
+            entries = await client.history(10)
+            assert [e["txid"] for e in entries] == ["kept-2", "kept-1"]
+            assert entries[0]["result"] == "nothing-to-do"
+            assert entries[1]["result"] == "success"
+            assert len(await client.history(1)) == 1
+            client.close()
+
+    run(body)
