@@ -1,0 +1,193 @@
+"""The readiness probe: is this node's storage service ready, as far as we can prove it?
+
+A readiness file alone goes stale (kata-deploy reverted such a probe), so the probe wants
+four things: the file says READY=1, its heartbeat is fresh (the daemon is alive), it was
+written in this boot (not a leftover), and the payload's own health URL answers. It needs
+only the status file: the health URL is in it. Wired as `pxhostctl probe`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import ipaddress
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pxhostd.errors import HostStateError
+from pxhostd.paths import Paths
+from pxhostd.status.statusfile import (
+    DEFAULT_MAX_AGE,
+    Status,
+    StatusUnavailable,
+    current_boot_id,
+    one_line,
+    read_status,
+)
+
+#: The health URL must answer within this many seconds (the kubelet's probe timeout
+#: defaults to 1 s, so keep well below what the DaemonSet allows).
+DEFAULT_HEALTH_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    reason: str
+
+
+class UnsafeHealthUrl(ValueError):
+    """The health URL is not a plain http URL on a loopback address."""
+
+
+def check_local_url(url: str) -> str:
+    """Return `url` if it is http:// on a loopback IP literal or `localhost`; else raise.
+
+    The probe runs with the pod's privileges; it must never be pointed at another host.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        raise UnsafeHealthUrl(f"health URL {url!r} is not http://")
+    if parts.username is not None or parts.password is not None:
+        raise UnsafeHealthUrl("health URL must not carry credentials")
+    host = parts.hostname or ""
+    if host != "localhost":
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise UnsafeHealthUrl(f"health URL host {host!r} is not a loopback address")
+    return url
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # a redirect is an answer, not a reason to go elsewhere
+
+
+def check_health_url(url: str, timeout: float = DEFAULT_HEALTH_TIMEOUT) -> ProbeResult:
+    """GET `url` (loopback only, no proxy, no redirect); ok on a 2xx within `timeout`."""
+    try:
+        check_local_url(url)
+    except UnsafeHealthUrl as exc:
+        return ProbeResult(False, str(exc))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            code = int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return ProbeResult(False, f"health {url} answered {exc.code}")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return ProbeResult(False, f"health {url} unreachable: {reason}")
+    if not 200 <= code < 300:
+        return ProbeResult(False, f"health {url} answered {code}")
+    return ProbeResult(True, f"health {url} answered {code}")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (in our PID namespace)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
+def judge(
+    status: Status,
+    *,
+    max_age: float,
+    now: float,
+    boot_id: str,
+    check_pid: bool = False,
+) -> ProbeResult:
+    """The file-only part of the probe, pure: everything but the health URL."""
+    if status.boot_id != boot_id:
+        return ProbeResult(False, "status file is from another boot")
+    age = now - status.heartbeat
+    if age > max_age:
+        return ProbeResult(False, f"heartbeat is {age:.1f} s old (limit {max_age:g} s)")
+    if age < -max_age:
+        return ProbeResult(False, f"heartbeat is {-age:.1f} s in the future (clock jump?)")
+    if check_pid and not pid_alive(status.pid):
+        return ProbeResult(False, f"daemon pid {status.pid} is not running")
+    if not status.ready:
+        detail = status.last_error or status.status or f"state {status.state}"
+        return ProbeResult(False, one_line(f"READY=0 ({detail})"))
+    return ProbeResult(True, one_line(status.status or "ready"))
+
+
+def probe(
+    status_path: Path,
+    *,
+    max_age: float = DEFAULT_MAX_AGE,
+    check_health: bool = True,
+    check_pid: bool = False,
+    health_timeout: float = DEFAULT_HEALTH_TIMEOUT,
+    now: float | None = None,
+    boot_id: str | None = None,
+) -> ProbeResult:
+    """Is the node ready? `now` and `boot_id` default to the real clock and boot."""
+    try:
+        status = read_status(status_path)
+    except StatusUnavailable as exc:
+        return ProbeResult(False, str(exc))
+    try:
+        current = current_boot_id() if boot_id is None else boot_id
+    except HostStateError as exc:
+        return ProbeResult(False, str(exc))
+    result = judge(
+        status,
+        max_age=max_age,
+        now=time.time() if now is None else now,
+        boot_id=current,
+        check_pid=check_pid,
+    )
+    if not result.ok or not check_health or not status.health_url:
+        return result
+    health = check_health_url(status.health_url, health_timeout)
+    if not health.ok:
+        return health
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`pxhostctl probe`: exit 0 when ready, 1 when not; one line on stdout says why."""
+    parser = argparse.ArgumentParser(
+        prog="pxhostctl probe", description="Readiness probe for the storage service."
+    )
+    parser.add_argument("--status-file", type=Path, default=Paths().status_file)
+    parser.add_argument("--max-age", type=float, default=DEFAULT_MAX_AGE, metavar="SECONDS",
+                        help="oldest acceptable heartbeat (default %(default)g)")
+    parser.add_argument("--health-timeout", type=float, default=DEFAULT_HEALTH_TIMEOUT,
+                        metavar="SECONDS")
+    parser.add_argument("--no-health", action="store_true", help="skip the health URL")
+    parser.add_argument("--check-pid", action="store_true",
+                        help="also require the daemon's pid to be alive (needs hostPID)")
+    args = parser.parse_args(argv)
+    result = probe(
+        args.status_file,
+        max_age=args.max_age,
+        check_health=not args.no_health,
+        check_pid=args.check_pid,
+        health_timeout=args.health_timeout,
+    )
+    print(f"{'ready' if result.ok else 'not ready'}: {one_line(result.reason)}")
+    sys.stdout.flush()
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

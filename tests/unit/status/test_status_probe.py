@@ -1,0 +1,207 @@
+"""The readiness probe against real status files and a real HTTP health server."""
+
+from __future__ import annotations
+
+import http.server
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pxhostd.status import probe as probe_mod
+from pxhostd.status.probe import (
+    ProbeResult,
+    check_health_url,
+    check_local_url,
+    judge,
+    probe,
+)
+from pxhostd.status.statusfile import DaemonState, Status, StatusFile, current_boot_id
+
+BOOT = "boot-a"
+REPO = Path(__file__).resolve().parents[3]
+NOW = 1_700_000_000.0
+
+
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        routes = {"/ok": 200, "/sick": 503, "/moved": 302}
+        code = routes.get(self.path, 404)
+        self.send_response(code)
+        if code == 302:
+            self.send_header("Location", "http://127.0.0.1:1/elsewhere")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def health_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def write(tmp_path: Path, *, heartbeat: float = NOW, boot_id: str = BOOT, **fields: object) -> Path:
+    path = tmp_path / "status"
+    sf = StatusFile(path, boot_id=boot_id, clock=lambda: heartbeat)
+    base = {"ready": True, "status": "portworx 1.0.0 active", "state": DaemonState.IDLE}
+    sf.write(Status(**{**base, **fields}))  # type: ignore[arg-type]
+    return path
+
+
+def run(path: Path, **kw: object) -> ProbeResult:
+    return probe(path, max_age=15, now=NOW, boot_id=BOOT, **kw)  # type: ignore[arg-type]
+
+
+def test_ready_fresh_same_boot_is_ok(tmp_path: Path) -> None:
+    assert run(write(tmp_path)) == ProbeResult(True, "portworx 1.0.0 active")
+
+
+def test_missing_file_is_not_ready(tmp_path: Path) -> None:
+    result = run(tmp_path / "status")
+    assert not result.ok
+    assert "no status file" in result.reason
+
+
+def test_corrupt_file_is_not_ready(tmp_path: Path) -> None:
+    (tmp_path / "status").write_text("READY=1\n")
+    result = run(tmp_path / "status")
+    assert not result.ok
+    assert "lacks" in result.reason
+
+
+def test_stale_heartbeat_is_not_ready(tmp_path: Path) -> None:
+    result = run(write(tmp_path, heartbeat=NOW - 16))
+    assert not result.ok
+    assert "16.0 s old" in result.reason
+    assert run(write(tmp_path, heartbeat=NOW - 14)).ok
+
+
+def test_heartbeat_far_in_the_future_is_not_ready(tmp_path: Path) -> None:
+    result = run(write(tmp_path, heartbeat=NOW + 100))
+    assert not result.ok
+    assert "future" in result.reason
+
+
+def test_other_boot_is_not_ready(tmp_path: Path) -> None:
+    result = run(write(tmp_path, boot_id="boot-before-reboot"))
+    assert result == ProbeResult(False, "status file is from another boot")
+
+
+def test_not_ready_says_why(tmp_path: Path) -> None:
+    installing = run(
+        write(tmp_path, ready=False, state=DaemonState.INSTALLING, status="upgrading\nto v2")
+    )
+    assert installing == ProbeResult(False, "READY=0 (upgrading to v2)")
+    failed = run(write(tmp_path, ready=False, last_error="RolledBack: v3 exited with 3"))
+    assert failed == ProbeResult(False, "READY=0 (RolledBack: v3 exited with 3)")
+
+
+def test_health_url_must_answer_2xx(tmp_path: Path, health_server: str) -> None:
+    assert run(write(tmp_path, health_url=f"{health_server}/ok")).ok
+    sick = run(write(tmp_path, health_url=f"{health_server}/sick"))
+    assert sick == ProbeResult(False, f"health {health_server}/sick answered 503")
+    moved = run(write(tmp_path, health_url=f"{health_server}/moved"))
+    assert moved == ProbeResult(False, f"health {health_server}/moved answered 302")
+    # Skipped on request (e.g. a probe that must not depend on the payload).
+    assert run(write(tmp_path, health_url=f"{health_server}/sick"), check_health=False).ok
+
+
+def test_health_url_that_does_not_listen(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = run(write(tmp_path, health_url=f"http://127.0.0.1:{port}/x"))
+    assert not result.ok
+    assert "unreachable" in result.reason
+
+
+def test_health_url_timeout(tmp_path: Path) -> None:
+    import socket
+
+    # A listening socket that never accepts: the connection is queued, the GET never answered.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/h"
+        result = run(write(tmp_path, health_url=url), health_timeout=0.2)
+    assert not result.ok
+    assert "unreachable" in result.reason
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.1:9001/h",
+        "http://example.invalid:9001/h",
+        "https://127.0.0.1:9001/h",
+        "file:///etc/passwd",
+        "http://user:pw@127.0.0.1:9001/h",
+    ],
+)
+def test_health_url_must_be_loopback_http(url: str) -> None:
+    with pytest.raises(probe_mod.UnsafeHealthUrl):
+        check_local_url(url)
+    assert not check_health_url(url).ok
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9001/h", "http://127.0.0.2:1/", "http://[::1]:9001/", "http://localhost:9001/"]
+)
+def test_loopback_urls_are_accepted(url: str) -> None:
+    assert check_local_url(url) == url
+
+
+def test_pid_check_is_optional(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(proc.stdout)
+    path = tmp_path / "status"
+    StatusFile(path, boot_id=BOOT, clock=lambda: NOW, pid=dead_pid).write(Status(ready=True))
+    assert run(path).ok
+    result = run(path, check_pid=True)
+    assert result == ProbeResult(False, f"daemon pid {dead_pid} is not running")
+    StatusFile(path, boot_id=BOOT, clock=lambda: NOW).write(Status(ready=True))
+    assert run(path, check_pid=True).ok
+
+
+def test_judge_is_pure() -> None:
+    status = Status(ready=True, status="fine", boot_id=BOOT, heartbeat=NOW)
+    assert judge(status, max_age=1, now=NOW + 0.5, boot_id=BOOT) == ProbeResult(True, "fine")
+    assert not judge(status, max_age=1, now=NOW + 2, boot_id=BOOT).ok
+
+
+def test_main_exit_codes_and_one_line(tmp_path: Path, health_server: str) -> None:
+    path = tmp_path / "status"
+    sf = StatusFile(path)  # real clock and boot id: main() uses both
+    sf.write(Status(ready=True, status="portworx 1.0.0\nactive", health_url=f"{health_server}/ok"))
+    ok = subprocess.run(
+        [sys.executable, "-m", "pxhostd.status.probe", "--status-file", str(path)],
+        capture_output=True, text=True, check=False, cwd=REPO,
+    )
+    assert (ok.returncode, ok.stdout) == (0, "ready: portworx 1.0.0 active\n")
+
+    sf.update(health_url=f"{health_server}/sick")
+    sick = subprocess.run(
+        [sys.executable, "-m", "pxhostd.status.probe", "--status-file", str(path)],
+        capture_output=True, text=True, check=False, cwd=REPO,
+    )
+    assert sick.returncode == 1
+    assert sick.stdout == f"not ready: health {health_server}/sick answered 503\n"
+
+    assert probe_mod.main(["--status-file", str(path), "--no-health"]) == 0
+    assert probe_mod.main(["--status-file", str(tmp_path / "absent")]) == 1
+    assert current_boot_id() == sf.read().boot_id
