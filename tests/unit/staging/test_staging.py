@@ -1,0 +1,248 @@
+"""Release staging on real files: verification, idempotence, replacement, switch, prune."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from pxhostd.errors import HostStateError, InvalidPayload
+from pxhostd.hostfs import TEMP_PREFIX, remove_tree
+from pxhostd.payload.staging import Releases, make_release_id
+
+
+def make_payload(root: Path, version: str) -> tuple[Path, dict[str, str]]:
+    """A small payload: an executable entry point, a data file, a nested file."""
+    contents = {
+        "bin/px": (f"#!/bin/sh\necho {version}\n".encode(), 0o755),
+        "etc/defaults.json": (f'{{"version": "{version}"}}\n'.encode(), 0o644),
+        "share/doc/a/b/README": (b"nested\n", 0o644),
+    }
+    payload = root / f"payload-{version}"
+    files: dict[str, str] = {}
+    for rel, (data, mode) in contents.items():
+        p = payload / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        p.chmod(mode)
+        files[rel] = hashlib.sha256(data).hexdigest()
+    return payload, files
+
+
+def temp_leftovers(directory: Path) -> list[str]:
+    return [e.name for e in directory.iterdir() if e.name.startswith(TEMP_PREFIX)]
+
+
+@pytest.fixture
+def releases(tmp_path: Path) -> Releases:
+    return Releases(tmp_path / "opt" / "pwx" / "releases")
+
+
+def test_release_id_is_version_and_short_digest() -> None:
+    digest = "ab" * 32
+    assert make_release_id("1.2.3", digest) == "1.2.3-abababababab"
+    assert Releases.release_id("1.2.3", digest) == "1.2.3-abababababab"
+
+
+def test_stage_copies_verifies_and_keeps_exec_bit(tmp_path: Path, releases: Releases) -> None:
+    payload, files = make_payload(tmp_path, "1.0")
+    result = releases.stage(payload, "1.0-aaa", files)
+    assert result.changed
+    assert result.path == releases.releases_dir / "1.0-aaa"
+    assert (result.path / "bin/px").read_bytes() == (payload / "bin/px").read_bytes()
+    assert os.stat(result.path / "bin/px").st_mode & stat.S_IXUSR
+    assert not os.stat(result.path / "etc/defaults.json").st_mode & stat.S_IXUSR
+    assert (result.path / "share/doc/a/b/README").read_bytes() == b"nested\n"
+    assert releases.verify("1.0-aaa", files)
+    assert releases.list() == ["1.0-aaa"]
+    assert temp_leftovers(releases.releases_dir) == []
+
+
+def test_stage_only_copies_listed_files(tmp_path: Path, releases: Releases) -> None:
+    payload, files = make_payload(tmp_path, "1.0")
+    (payload / "unlisted").write_text("not in the manifest")
+    result = releases.stage(payload, "r1", files)
+    assert not (result.path / "unlisted").exists()
+
+
+def test_stage_mismatch_names_the_file_and_leaves_nothing(
+    tmp_path: Path, releases: Releases
+) -> None:
+    payload, files = make_payload(tmp_path, "1.0")
+    (payload / "etc/defaults.json").write_text("tampered\n")
+    with pytest.raises(InvalidPayload, match=r"etc/defaults\.json.*sha256 mismatch"):
+        releases.stage(payload, "r1", files)
+    assert releases.list() == []
+    assert temp_leftovers(releases.releases_dir) == []
+
+
+def test_stage_missing_file_names_the_file(tmp_path: Path, releases: Releases) -> None:
+    payload, files = make_payload(tmp_path, "1.0")
+    (payload / "share/doc/a/b/README").unlink()
+    with pytest.raises(InvalidPayload, match=r"share/doc/a/b/README.*missing"):
+        releases.stage(payload, "r1", files)
+    assert releases.list() == []
+    assert temp_leftovers(releases.releases_dir) == []
+
+
+@pytest.mark.parametrize("bad", ["../escape", "/etc/passwd", "a//b", "a/./b", ""])
+def test_stage_refuses_unsafe_relative_paths(
+    tmp_path: Path, releases: Releases, bad: str
+) -> None:
+    payload, files = make_payload(tmp_path, "1.0")
+    with pytest.raises(InvalidPayload, match="not a plain relative path"):
+        releases.stage(payload, "r1", {**files, bad: "0" * 64})
+    assert not releases.releases_dir.exists() or releases.list() == []
+
+
+@pytest.mark.parametrize("bad", ["current", ".hidden", "a/b", "..", TEMP_PREFIX + "x", ""])
+def test_bad_release_ids_are_refused(tmp_path: Path, releases: Releases, bad: str) -> None:
+    payload, files = make_payload(tmp_path, "1.0")
+    with pytest.raises(HostStateError, match="not a valid release id"):
+        releases.stage(payload, bad, files)
+
+
+def test_stage_is_idempotent_and_writes_nothing_the_second_time(
+    tmp_path: Path, releases: Releases
+) -> None:
+    payload, files = make_payload(tmp_path, "1.0")
+    first = releases.stage(payload, "r1", files)
+    inode = os.stat(first.path).st_ino
+    mtimes = {rel: os.stat(first.path / rel).st_mtime_ns for rel in files}
+    second = releases.stage(payload, "r1", files)
+    assert not second.changed
+    assert os.stat(second.path).st_ino == inode
+    assert {rel: os.stat(first.path / rel).st_mtime_ns for rel in files} == mtimes
+
+
+def test_stage_unchanged_even_when_the_payload_dir_is_gone(
+    tmp_path: Path, releases: Releases
+) -> None:
+    payload, files = make_payload(tmp_path, "1.0")
+    releases.stage(payload, "r1", files)
+    remove_tree(payload)
+    assert not releases.stage(payload, "r1", files).changed
+
+
+@pytest.mark.parametrize("damage", ["content", "extra-file", "missing-file", "exec-bit"])
+def test_corrupt_release_is_replaced_atomically(
+    tmp_path: Path, releases: Releases, damage: str
+) -> None:
+    payload, files = make_payload(tmp_path, "1.0")
+    staged = releases.stage(payload, "r1", files).path
+    releases.switch("r1")
+    if damage == "content":
+        (staged / "bin/px").write_text("#!/bin/sh\nexit 1\n")
+    elif damage == "extra-file":
+        (staged / "bin/intruder").write_text("x")
+    elif damage == "missing-file":
+        (staged / "etc/defaults.json").unlink()
+    else:
+        (staged / "bin/px").chmod(0o644)
+    assert releases.verify("r1", files) is (damage == "exec-bit")
+    result = releases.stage(payload, "r1", files)
+    assert result.changed
+    assert releases.verify("r1", files)
+    assert os.stat(result.path / "bin/px").st_mode & stat.S_IXUSR
+    assert releases.current() == "r1"
+    assert releases.list() == ["r1"]
+    assert temp_leftovers(releases.releases_dir) == []
+
+
+def test_a_file_in_the_way_of_a_release_is_replaced(tmp_path: Path, releases: Releases) -> None:
+    payload, files = make_payload(tmp_path, "1.0")
+    releases.releases_dir.mkdir(parents=True)
+    (releases.releases_dir / "r1").write_text("junk")
+    assert releases.stage(payload, "r1", files).changed
+    assert releases.verify("r1", files)
+
+
+def test_verify_rejects_symlinks_inside_a_release(tmp_path: Path, releases: Releases) -> None:
+    payload, files = make_payload(tmp_path, "1.0")
+    staged = releases.stage(payload, "r1", files).path
+    (staged / "etc/defaults.json").unlink()
+    (staged / "etc/defaults.json").symlink_to(payload / "etc/defaults.json")
+    assert not releases.verify("r1", files)
+
+
+def test_switch_returns_previous_and_link_is_relative(tmp_path: Path, releases: Releases) -> None:
+    p1, f1 = make_payload(tmp_path, "1.0")
+    p2, f2 = make_payload(tmp_path, "2.0")
+    releases.stage(p1, "r1", f1)
+    releases.stage(p2, "r2", f2)
+    assert releases.current() is None
+    assert releases.switch("r1") is None
+    assert releases.switch("r2") == "r1"
+    assert os.readlink(releases.current_link) == "r2"
+    assert (releases.current_link / "bin/px").read_text() == "#!/bin/sh\necho 2.0\n"
+    assert releases.switch("r2") == "r2"
+    assert releases.list() == ["r1", "r2"]
+    assert temp_leftovers(releases.releases_dir) == []
+
+
+def test_switch_to_a_missing_release_fails_and_changes_nothing(
+    tmp_path: Path, releases: Releases
+) -> None:
+    p1, f1 = make_payload(tmp_path, "1.0")
+    releases.stage(p1, "r1", f1)
+    releases.switch("r1")
+    with pytest.raises(HostStateError, match="not staged"):
+        releases.switch("r9")
+    assert releases.current() == "r1"
+
+
+def test_current_that_is_not_a_release_id_is_an_error(releases: Releases) -> None:
+    releases.releases_dir.mkdir(parents=True)
+    releases.current_link.symlink_to("/etc")
+    with pytest.raises(HostStateError, match="not at a release id"):
+        releases.current()
+
+
+def test_prune_keeps_listed_and_current(tmp_path: Path, releases: Releases) -> None:
+    for v in ("1.0", "2.0", "3.0", "4.0"):
+        p, f = make_payload(tmp_path, v)
+        releases.stage(p, f"r{v}", f)
+    releases.switch("r4.0")
+    removed = releases.prune(keep={"r2.0"})
+    assert removed == ["r1.0", "r3.0"]
+    assert releases.list() == ["r2.0", "r4.0"]
+    assert releases.prune(keep=set()) == ["r2.0"]
+    assert releases.list() == ["r4.0"]
+    assert temp_leftovers(releases.releases_dir) == []
+
+
+def test_remove_refuses_current(tmp_path: Path, releases: Releases) -> None:
+    p, f = make_payload(tmp_path, "1.0")
+    releases.stage(p, "r1", f)
+    releases.switch("r1")
+    with pytest.raises(HostStateError, match="current"):
+        releases.remove("r1")
+    assert releases.list() == ["r1"]
+
+
+def test_remove_all_leaves_nothing(tmp_path: Path, releases: Releases) -> None:
+    for v in ("1.0", "2.0"):
+        p, f = make_payload(tmp_path, v)
+        releases.stage(p, f"r{v}", f)
+    releases.switch("r2.0")
+    (releases.releases_dir / f"{TEMP_PREFIX}leftover").mkdir()
+    assert releases.remove_all() == ["r1.0", "r2.0"]
+    assert not releases.releases_dir.exists()
+    assert releases.current() is None
+    assert releases.list() == []
+    assert releases.remove_all() == []
+
+
+def test_sweep_removes_what_an_interrupted_removal_leaves(
+    tmp_path: Path, releases: Releases
+) -> None:
+    p, f = make_payload(tmp_path, "1.0")
+    releases.stage(p, "r1", f)
+    # What remove_tree's first step leaves if the process dies during the rmtree.
+    os.rename(releases.path("r1"), releases.releases_dir / f"{TEMP_PREFIX}r1.1.dead")
+    assert releases.list() == []
+    assert len(releases.sweep()) == 1
+    assert list(releases.releases_dir.iterdir()) == []
