@@ -1,0 +1,120 @@
+"""Cluster-scoped companions of the DaemonSet: ServiceAccount, RBAC, Secret, Service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pxhostd.log import is_secret_name
+from pxhostd.manifest.model import names as n
+from pxhostd.manifest.params import ManifestParams
+
+Obj = dict[str, Any]
+
+
+def _meta(name: str, namespace: str | None = None) -> Obj:
+    meta: Obj = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    meta["labels"] = dict(n.COMMON_LABELS)
+    return meta
+
+
+def service_account(p: ManifestParams) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(n.SERVICE_ACCOUNT, p.namespace),
+    }
+
+
+def _rule(group: str, resources: list[str], verbs: list[str], **extra: list[str]) -> Obj:
+    return {"apiGroups": [group], "resources": resources, "verbs": verbs, **extra}
+
+
+def cluster_role(p: ManifestParams) -> Obj:
+    """Only what the pod does with the API (see docs/manifest-generator.md, RBAC)."""
+    rules = [
+        # Read its own node's px/enabled and px/service labels, relabel px/enabled=false after
+        # an uninstall, cordon/uncordon around a drain (spec.unschedulable).
+        _rule("", ["nodes"], ["get", "list", "watch", "patch"]),
+        # Find the pods on this node that use Portworx volumes before a drain.
+        _rule("", ["pods"], ["get", "list"]),
+        _rule("", ["persistentvolumeclaims", "persistentvolumes"], ["get", "list"]),
+        # Drain through the Eviction API, so PodDisruptionBudgets are honoured.
+        _rule("", ["pods/eviction"], ["create"]),
+    ]
+    if p.openshift:
+        rules.append(
+            _rule("security.openshift.io", ["securitycontextconstraints"], ["use"],
+                  resourceNames=["privileged"])
+        )
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": _meta(n.CLUSTER_ROLE),
+        "rules": rules,
+    }
+
+
+def cluster_role_binding(p: ManifestParams) -> Obj:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": _meta(n.CLUSTER_ROLE_BINDING),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": n.CLUSTER_ROLE,
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": n.SERVICE_ACCOUNT, "namespace": p.namespace}
+        ],
+    }
+
+
+def secret_entries(p: ManifestParams) -> dict[str, str]:
+    """Secret key -> value for every secret input; empty when there is none."""
+    data: dict[str, str] = {}
+    if p.etcd_userpwd is not None:
+        data[n.KEY_KVDB_USERPWD] = p.etcd_userpwd
+    if p.token is not None:
+        data[n.KEY_TOKEN] = p.token
+    if p.acl_token is not None:
+        data[n.KEY_ACL_TOKEN] = p.acl_token
+    for key, value in p.env:
+        if is_secret_name(key):
+            data[n.KEY_ENV_PREFIX + key] = value
+    return data
+
+
+def secret(p: ManifestParams) -> Obj | None:
+    data = secret_entries(p)
+    if not data:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(n.SECRET, p.namespace),
+        "type": "Opaque",
+        "stringData": data,
+    }
+
+
+def service(p: ManifestParams) -> Obj:
+    """The old `portworx-service`: the payload's REST API (9001) on the hostNetwork pods."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(n.SERVICE, p.namespace),
+        "spec": {
+            "selector": dict(n.PART_OF),
+            "ports": [
+                {
+                    "name": "px-api",
+                    "protocol": "TCP",
+                    "port": n.REST_PORT,
+                    "targetPort": n.REST_PORT,
+                }
+            ],
+        },
+    }

@@ -1,0 +1,86 @@
+"""Assemble the manifest objects and serialise them: every value through yaml.safe_dump.
+
+No text templating: user values only ever reach the output as Python strings handed to
+the YAML emitter. Strings that a YAML 1.1 or 1.2 reader could take for anything but a
+string (numbers, booleans, null, octal, sexagesimal ...) are double-quoted; only plain
+identifier-like strings stay unquoted.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+import yaml
+
+from pxhostd import __version__
+from pxhostd.manifest.model import cluster, daemonset
+from pxhostd.manifest.params import ManifestParams
+
+Obj = dict[str, Any]
+
+_PLAIN_SAFE = re.compile(r"-?[A-Za-z_/][A-Za-z0-9_./:-]*")
+_RESERVED_WORDS = frozenset(
+    {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf"}
+)
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that quotes every string which is not obviously just a string."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        # Shared dicts (the pod labels) are written out in full: no &anchors / *aliases.
+        return True
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    plain = bool(_PLAIN_SAFE.fullmatch(value)) and value.lower() not in _RESERVED_WORDS
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=None if plain else '"')
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def build_objects(p: ManifestParams) -> list[Obj]:
+    """The manifest's objects in apply order."""
+    objects: list[Obj | None] = [
+        cluster.service_account(p),
+        cluster.secret(p),
+        cluster.cluster_role(p),
+        cluster.cluster_role_binding(p),
+        cluster.service(p),
+        *daemonset.daemonsets(p),
+    ]
+    return [obj for obj in objects if obj is not None]
+
+
+def _comment_line(text: str) -> str:
+    """One YAML comment line; any control or separator character becomes a space."""
+    clean = "".join(" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in text)
+    return ("# " + clean).rstrip()
+
+
+def header_lines(p: ManifestParams) -> list[str]:
+    lines = [
+        f"pxhostd {__version__}: manifests for pxhostd's node pod (generated; edit the "
+        "parameters, not this file).",
+        f"Namespace {p.namespace}. Apply with: kubectl apply --server-side -f <this file>",
+    ]
+    lines += [f"WARNING: {w}" for w in p.warnings]
+    return lines
+
+
+def render_yaml(p: ManifestParams) -> str:
+    """The whole manifest: a comment header (version, warnings) and one document per object."""
+    body = yaml.dump_all(
+        build_objects(p),
+        Dumper=_Dumper,
+        explicit_start=True,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1 << 30,
+    )
+    header = "\n".join(_comment_line(line) for line in header_lines(p))
+    return header + "\n" + body
