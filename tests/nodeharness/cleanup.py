@@ -9,6 +9,7 @@ that node and removes it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import os
 import shutil
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -92,27 +94,66 @@ def unmount_under(path: Path) -> None:
     points = [
         p.encode().decode("unicode_escape") for p in points
     ]  # /proc/mounts octal-escapes spaces
-    inside = sorted(
-        (p for p in points if p == prefix or p.startswith(prefix + "/")), reverse=True
-    )
+    inside = sorted((p for p in points if p == prefix or p.startswith(prefix + "/")), reverse=True)
     for point in inside:
         subprocess.run(["umount", "-l", point], stderr=subprocess.DEVNULL, check=False)
 
 
-def _kill_processes_using(path: Path) -> None:
-    needle = str(path).encode()
+def is_namespace_init(pid: int) -> bool:
+    """PID 1 of a PID namespace below ours (a node's init, seen from the host)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("NSpid:"):
+            ids = line.split()[1:]
+            return len(ids) > 1 and ids[-1] == "1"
+    return False
+
+
+def _root_is_under(pid: int, scratch: Path) -> bool:
+    """True if the process's root is the overlay whose upper dir is in `scratch`."""
+    try:
+        with open(f"/proc/{pid}/mountinfo", encoding="utf-8") as f:
+            for line in f:
+                fields = line.split()
+                if fields[4] == "/":
+                    return f"upperdir={scratch}/" in line
+    except OSError:
+        pass
+    return False
+
+
+def _kill_processes_of(scratch: Path) -> None:
+    """SIGKILL the nspawn and the node init that run on `scratch` (the init takes its
+    whole PID namespace with it; killing nspawn alone would leave the node running)."""
+    needle = str(scratch).encode()
+    killed: list[int] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
+        pid = int(entry.name)
         try:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if needle in cmdline and b"systemd-nspawn" in cmdline:
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        nspawn = needle in cmdline and b"systemd-nspawn" in cmdline
+        if nspawn or (is_namespace_init(pid) and _root_is_under(pid, scratch)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_running(p) for p in killed):
+        time.sleep(0.05)
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def sweep_stale(parent: Path, log: Callable[[str], None] | None = None) -> None:
@@ -134,7 +175,7 @@ def sweep_stale(parent: Path, log: Callable[[str], None] | None = None) -> None:
                 continue  # its owner is alive
             if log:
                 log(f"removing stale node scratch dir {scratch}")
-            _kill_processes_using(scratch)
+            _kill_processes_of(scratch)
             unmount_under(scratch)
             shutil.rmtree(scratch, ignore_errors=True)
         finally:

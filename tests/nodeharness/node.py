@@ -30,6 +30,7 @@ from typing import IO
 
 from . import cleanup
 from .errors import NodeBootError, NodeCommandError, NodeError
+from .polling import wait_for
 from .root import REPO_ROOT
 
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -268,7 +269,9 @@ class Node:
         target = f"{NODE_DROP_DIR}/debs/{src.name}"
         self.copy_in(src, target, mode=0o644)
         result = self.run(
-            ["apt-get", "install", "-y", "--no-install-recommends", "--no-download", target],
+            # No --no-download: apt then refuses local files.  Nothing is downloaded
+            # anyway: the node has no network and the dependencies are in the root.
+            ["apt-get", "install", "-y", "--no-install-recommends", target],
             env={"DEBIAN_FRONTEND": "noninteractive"},
             timeout=timeout,
         )
@@ -279,6 +282,15 @@ class Node:
 
     def unit_property(self, unit: str, prop: str) -> str:
         return self.run(["systemctl", "show", "--value", "-p", prop, unit]).stdout.strip()
+
+    def wait_active(self, unit: str, timeout: float = 60.0) -> None:
+        """Poll `systemctl is-active` until `active` (for Type=notify: READY=1 was sent)."""
+        wait_for(
+            lambda: self.run(["systemctl", "is-active", unit], check=False).stdout.strip(),
+            lambda state: state == "active",
+            timeout=timeout,
+            what=f"{unit} to be active on {self.name}",
+        )
 
     def journal(self, unit: str | None = None, *, this_boot: bool = False) -> str:
         """The node's journal (all boots unless `this_boot`), optionally of one unit."""
@@ -439,22 +451,10 @@ class Node:
             for child, parent in parents.items():
                 if parent != pid:
                     continue
-                if self._is_ns_init(child):
+                if cleanup.is_namespace_init(child):
                     return child
                 frontier.append(child)
         return None
-
-    @staticmethod
-    def _is_ns_init(pid: int) -> bool:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            return False
-        for line in status.splitlines():
-            if line.startswith("NSpid:"):
-                ids = line.split()[1:]
-                return len(ids) > 1 and ids[-1] == "1"
-        return False
 
     def _require_running(self) -> int:
         if self._stopped or not self.running or self._leader is None:
@@ -493,6 +493,7 @@ class Node:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
+            self._wait_group_gone(proc.pid)
             result = subprocess.CompletedProcess(
                 argv, -9, out.decode(errors="replace"), err.decode(errors="replace")
             )
@@ -517,11 +518,17 @@ class Node:
         """SIGKILL the node's init (which takes its whole PID namespace) and nspawn."""
         if self._nspawn is None:
             return
-        if self._nspawn.poll() is None:
+        # The init first: it takes the whole node with it.  Killing nspawn alone would
+        # leave the node running, orphaned.
+        leader = self._leader
+        if leader is not None and self._alive(leader) and cleanup.is_namespace_init(leader):
             self._log("power cut")
-            if self._leader is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self._leader, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(leader, signal.SIGKILL)
+            # nspawn sees its container die, reaps it and exits by itself.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._nspawn.wait(timeout=10)
+        if self._nspawn.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self._nspawn.kill()
         self._nspawn.wait()
@@ -533,15 +540,29 @@ class Node:
             self._console = None
 
     @staticmethod
-    def _wait_gone(pid: int | None, timeout: float = 10.0) -> None:
-        if pid is None:
-            return
+    def _wait_group_gone(pgid: int, timeout: float = 10.0) -> None:
+        """Until the killed command (in the node's PID namespace) has really exited."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
-            except OSError:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
                 return
-            if stat.rsplit(")", 1)[1].split()[0] == "Z":
-                return  # dead, waiting for a reaper that is not us
+            time.sleep(0.05)
+
+    @staticmethod
+    def _alive(pid: int) -> bool:
+        """Running; a zombie (dead, waiting for a reaper that is not us) counts as gone."""
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+    @classmethod
+    def _wait_gone(cls, pid: int | None, timeout: float = 10.0) -> None:
+        if pid is None:
+            return
+        deadline = time.monotonic() + timeout
+        while cls._alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -13,9 +13,7 @@ BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-node-root"
 
 def build_node_root() -> Path:
     """Return the cached root, building it first if needed (about a minute, once)."""
-    proc = subprocess.run(
-        [str(BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise NodeRootError(
