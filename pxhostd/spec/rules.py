@@ -61,10 +61,15 @@ def require_bool(field: str, value: object, err: type[InvalidSpec]) -> bool:
     return value
 
 
+def is_noncharacter(ch: str) -> bool:
+    """Unicode non-characters: systemd calls a line holding one "not UTF-8 clean" and drops it."""
+    cp = ord(ch)
+    return 0xFDD0 <= cp <= 0xFDEF or (cp & 0xFFFE) == 0xFFFE
+
+
 def _first_control(value: str) -> str | None:
     for ch in value:
-        cat = unicodedata.category(ch)
-        if cat in ("Cc", "Cs"):
+        if unicodedata.category(ch) in ("Cc", "Cs") or is_noncharacter(ch):
             return ch
     return None
 
@@ -75,7 +80,10 @@ def _control_name(ch: str) -> str:
         return names[ch]
     if unicodedata.category(ch) == "Cs":
         return f"an unpaired surrogate U+{ord(ch):04X} (not valid UTF-8)"
-    return f"the control character U+{ord(ch):04X}"
+    if is_noncharacter(ch):
+        return f"the non-character U+{ord(ch):04X} (systemd refuses it)"
+    kind = "control" if unicodedata.category(ch) == "Cc" else "non-printable"
+    return f"the {kind} character U+{ord(ch):04X}"
 
 
 def check_text(field: str, value: object, max_len: int, err: type[InvalidSpec]) -> str:
@@ -98,7 +106,7 @@ def _check_path_chars(field: str, path: str, err: type[InvalidSpec]) -> None:
             raise err(f"{field}: path {show(path)} contains {what}, not allowed in paths")
         if ch.isspace():
             raise err(f"{field}: path {show(path)} contains whitespace, not allowed in paths")
-        if not ch.isprintable():
+        if not ch.isprintable() or is_noncharacter(ch):
             raise err(f"{field}: path contains {_control_name(ch)}")
     for part in path.split("/"):
         if len(part.encode("utf-8")) > MAX_COMPONENT:
