@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables here are read by the sourcing scripts
 # Shared by scripts/build-deb and scripts/build-rpm (sourced, not run).
 # Exports a clean copy of the source tree, applies an optional local version and checks
 # that the code's version and the packaging's version agree.
@@ -28,7 +29,7 @@ export_tree() {
     mkdir -p "$dest"
     if git -C "$REPO_ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
         (
-            cd "$REPO_ROOT"
+            cd "$REPO_ROOT" || exit 1
             git ls-files -z --cached --others --exclude-standard |
                 while IFS= read -r -d '' f; do
                     if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\0' "$f"; fi
@@ -51,15 +52,20 @@ set_code_version() {
     sed -i "0,/^version = \".*\"$/s//version = \"$version\"/" "$tree/pyproject.toml"
 }
 
-# Parse --nocheck (skip the build-time entry-point import check) and --local-version SUFFIX (a newer build of the same code, e.g. for upgrade tests:
+# Parse --out DIR (default out/), --nocheck (skip the build-time entry-point import check)
+# and --local-version SUFFIX (a newer build of the same code, e.g. for upgrade tests:
 # 0.1.0 becomes 0.1.0+SUFFIX, which sorts after 0.1.0 for dpkg, rpm and PEP 440).
 LOCAL_VERSION=${PXHOSTD_LOCAL_VERSION:-}
 NOCHECK=
+OUT_DIR=$REPO_ROOT/out
 case " ${DEB_BUILD_OPTIONS:-} " in *" nocheck "*) NOCHECK=1 ;; esac
 parse_args() {
     while [ $# -gt 0 ]; do
         case $1 in
             --nocheck) NOCHECK=1; shift ;;
+            --out) [ $# -ge 2 ] || die "--out needs a directory"
+                   OUT_DIR=$2; shift 2 ;;
+            --out=*) OUT_DIR=${1#*=}; shift ;;
             --local-version) [ $# -ge 2 ] || die "--local-version needs a value"
                              LOCAL_VERSION=$2; shift 2 ;;
             --local-version=*) LOCAL_VERSION=${1#*=}; shift ;;
@@ -70,6 +76,8 @@ parse_args() {
     if [ -n "$LOCAL_VERSION" ] && ! printf '%s' "$LOCAL_VERSION" | grep -Eqx '[a-z0-9]+(\.[a-z0-9]+)*'; then
         die "--local-version: '$LOCAL_VERSION' must be lower-case letters and digits, dot-separated"
     fi
+    mkdir -p "$OUT_DIR"
+    OUT_DIR=$(cd "$OUT_DIR" && pwd)
 }
 
 # Fail with one message naming every missing tool.
