@@ -163,16 +163,12 @@ class Releases:
         in_the_way = os.path.lexists(final)
         if in_the_way and self._matches_source(final, payload_dir, files):
             return StageResult(rid, final, changed=False)
-        try:
-            self.releases_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise HostStateError(f"cannot create {self.releases_dir}: {exc.strerror}") from exc
+        self._ensure_dir()
         tmp = temp_name(self.releases_dir, rid)
         try:
             self._build(tmp, payload_dir, files)
             if in_the_way and final.is_dir() and not final.is_symlink():
-                exchange_paths(tmp, final)  # tmp now holds the bad tree
-                shutil.rmtree(tmp)
+                self._replace_tree(tmp, final)
             else:
                 if in_the_way:
                     remove_file(final)
@@ -185,6 +181,30 @@ class Releases:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return StageResult(rid, final, changed=True)
+
+    def _ensure_dir(self) -> None:
+        if self.releases_dir.is_dir():
+            return
+        try:
+            self.releases_dir.mkdir(parents=True, exist_ok=True)
+            fsync_dir(self.releases_dir.parent)
+        except OSError as exc:
+            raise HostStateError(f"cannot create {self.releases_dir}: {exc.strerror}") from exc
+
+    def _replace_tree(self, new: Path, final: Path) -> None:
+        """Put the complete tree `new` in place of the (damaged) tree `final`."""
+        try:
+            exchange_paths(new, final)  # `new` now holds the damaged tree
+        except HostStateError:
+            # Filesystem without RENAME_EXCHANGE: two renames. A crash between them leaves
+            # no tree under the real name; recovery re-stages it (the journal has `stage`).
+            doomed = temp_name(self.releases_dir, final.name)
+            os.rename(final, doomed)
+            os.rename(new, final)
+            fsync_dir(self.releases_dir)
+            shutil.rmtree(doomed)
+            return
+        shutil.rmtree(new)
 
     def _build(self, tmp: Path, payload_dir: Path, files: Mapping[str, str]) -> None:
         os.mkdir(tmp, 0o755)

@@ -152,6 +152,24 @@ def test_corrupt_release_is_replaced_atomically(
     assert temp_leftovers(releases.releases_dir) == []
 
 
+def test_corrupt_release_is_replaced_without_rename_exchange(
+    tmp_path: Path, releases: Releases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Filesystems without RENAME_EXCHANGE get the two-rename fallback."""
+    import pxhostd.payload.staging as staging
+
+    def no_exchange(a: Path, b: Path) -> None:
+        raise HostStateError("cannot exchange: Invalid argument")
+
+    monkeypatch.setattr(staging, "exchange_paths", no_exchange)
+    payload, files = make_payload(tmp_path, "1.0")
+    staged = releases.stage(payload, "r1", files).path
+    (staged / "bin/px").write_text("damaged")
+    assert releases.stage(payload, "r1", files).changed
+    assert releases.verify("r1", files)
+    assert temp_leftovers(releases.releases_dir) == []
+
+
 def test_a_file_in_the_way_of_a_release_is_replaced(tmp_path: Path, releases: Releases) -> None:
     payload, files = make_payload(tmp_path, "1.0")
     releases.releases_dir.mkdir(parents=True)
