@@ -101,13 +101,14 @@ def _check_path_chars(field: str, path: str, err: type[InvalidSpec]) -> None:
     if len(path) > MAX_PATH:
         raise err(f"{field}: path too long ({len(path)} characters, at most {MAX_PATH})")
     for ch in path:
+        unprintable = not ch.isprintable() and not ch.isspace()
+        if unicodedata.category(ch) in ("Cc", "Cs") or is_noncharacter(ch) or unprintable:
+            raise err(f"{field}: path contains {_control_name(ch)}")
         if ch in _PATH_FORBIDDEN:
             what = "a '%' (systemd specifier)" if ch == "%" else f"the character {ch!r}"
             raise err(f"{field}: path {show(path)} contains {what}, not allowed in paths")
         if ch.isspace():
             raise err(f"{field}: path {show(path)} contains whitespace, not allowed in paths")
-        if not ch.isprintable() or is_noncharacter(ch):
-            raise err(f"{field}: path contains {_control_name(ch)}")
     for part in path.split("/"):
         if len(part.encode("utf-8")) > MAX_COMPONENT:
             raise err(f"{field}: path component longer than {MAX_COMPONENT} bytes")

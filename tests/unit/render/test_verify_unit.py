@@ -54,7 +54,7 @@ def test_ignored_setting_is_a_failure() -> None:
 
 def test_bad_quoting_is_a_failure() -> None:
     text = _typical().replace('"--serve"', '"--serve')
-    with pytest.raises(InvalidSpec, match=r"portworx\.service"):
+    with pytest.raises(InvalidSpec, match="Unbalanced quoting"):
         verify_unit_text("portworx.service", text, exec_root=RELEASE_ROOT)
 
 
