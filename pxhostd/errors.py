@@ -16,6 +16,11 @@ class PxError(Exception):
     #: The short D-Bus error name (after ERROR_PREFIX).
     name = "Failed"
 
+    def __init__(self, message: str = "", *, details: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        #: Structured facts for transaction results and history (versions, release ids).
+        self.details: dict[str, object] = dict(details or {})
+
     @property
     def dbus_name(self) -> str:
         return ERROR_PREFIX + self.name

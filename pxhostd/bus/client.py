@@ -161,7 +161,23 @@ class PxClient:
         finished = asyncio.get_running_loop().create_future()
 
         def handler(msg: Message) -> None:
-            if msg.path != path or msg.message_type != MessageType.SIGNAL:
+            if msg.message_type != MessageType.SIGNAL:
+                return
+            if (
+                msg.member == "NameOwnerChanged"
+                and msg.body
+                and msg.body[0] == BUS_NAME
+                and not msg.body[2]
+                and not finished.done()
+            ):
+                finished.set_exception(
+                    DaemonUnavailable(
+                        f"pxhostd exited while {path} was running; it recovers the host at "
+                        "its next start (see `pxhostctl history`)"
+                    )
+                )
+                return
+            if msg.path != path:
                 return
             if msg.member == "Progress" and on_progress is not None:
                 on_progress(int(msg.body[0]), str(msg.body[1]))
@@ -170,6 +186,10 @@ class PxClient:
 
         self.bus.add_message_handler(handler)
         try:
+            await self.add_match(
+                "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',"
+                f"arg0='{BUS_NAME}'"
+            )
             await self.add_match(
                 f"type='signal',sender='{BUS_NAME}',path='{path}',"
                 f"interface='{TRANSACTION_INTERFACE}'"

@@ -158,6 +158,10 @@ class Daemon:
         self.interface.update(ActiveTransaction=path)
 
     def _finished(self, tx: Transaction) -> None:
+        if tx.success and not tx.changed:
+            # A no-op writes nothing to the host, history included; the transaction's own
+            # result still says "nothing to do" to every client that asks.
+            return
         entry = history_entry(tx)
         self._spawn(asyncio.to_thread(self.history_store.append, entry), "history-append")
 

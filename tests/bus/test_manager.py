@@ -193,10 +193,12 @@ def test_history_survives_a_daemon_restart(dbus_address: str, state_root: Path) 
         async with running_daemon(dbus_address, state_root):
             client = await PxClient.connect(dbus_address)
             entries = await client.history(10)
-            assert [e["txid"] for e in entries] == ["kept-2", "kept-1"]
-            assert entries[0]["result"] == "nothing-to-do"
-            assert entries[1]["result"] == "success"
-            assert len(await client.history(1)) == 1
+            # kept-2 changed nothing: a no-op writes nothing, history included.
+            assert [e["txid"] for e in entries] == ["kept-1"]
+            assert entries[0]["result"] == "success"
+            await client.wait(await client.action("Restart", txid="kept-3"), timeout=10)
+            await asyncio.sleep(0.2)
+            assert [e["txid"] for e in await client.history(1)] == ["kept-3"]
             client.close()
 
     run(body)

@@ -1,0 +1,274 @@
+"""Install, upgrade and reconfigure: make the host match one spec, touching only what differs.
+
+The decision is made on structured data before anything is written: the release id (payload
+version + manifest digest), the rendered unit texts, and the restart digest (what matters to
+the running service; pod-volume mounts excluded). A no-op writes nothing and calls neither
+Reload nor Restart. Otherwise each step is journaled before it is taken; a release that does
+not become active is rolled back in-process, and a crash at any step is rolled back (or,
+after the commit point, finished) by `recovery` at the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from pxhostd.engine import failpoints as fp
+from pxhostd.engine import journal as jn
+from pxhostd.engine.api import Outcome, ProgressFn
+from pxhostd.engine.context import HostContext, in_thread
+from pxhostd.engine.decision import compute_restart_digest, unit_digests
+from pxhostd.engine.holds import Holds
+from pxhostd.engine.state import AppliedState
+from pxhostd.engine.undo import perform_undo, unit_failure_reason
+from pxhostd.errors import Failed, InvalidSpec, RolledBack, SystemdError, Timeout
+from pxhostd.payload.manifest import Manifest, load_manifest, verify_payload_files
+from pxhostd.payload.staging import Releases
+from pxhostd.render.units import render_units
+from pxhostd.render.verify import verify_unit_text
+from pxhostd.spec.model import Spec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the apply decided, before it touches the host."""
+
+    spec: Spec
+    manifest: Manifest
+    release_id: str
+    units: dict[str, str]
+    #: Unit files as they are now (None: absent), for every name the apply may touch.
+    live_units: dict[str, str | None]
+    stale_units: tuple[str, ...]
+    restart_digest: str
+    previous: AppliedState | None
+    current_release: str | None
+    enabled: bool
+    active: bool
+    need_stage: bool
+    need_restart: bool
+    need_start: bool
+
+    @property
+    def unit_changes(self) -> dict[str, str | None]:
+        wanted: dict[str, str | None] = {**self.units, **dict.fromkeys(self.stale_units)}
+        return {n: t for n, t in wanted.items() if self.live_units.get(n) != t}
+
+    @property
+    def applied(self) -> AppliedState:
+        return AppliedState(
+            spec=self.spec.to_dict(),
+            release_id=self.release_id,
+            payload_digest=self.manifest.digest,
+            restart_digest=self.restart_digest,
+            unit_digests=unit_digests(self.units),
+            enabled=True,
+            version=self.manifest.version,
+        )
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not (
+            self.need_stage
+            or self.unit_changes
+            or not self.enabled
+            or self.need_restart
+            or self.need_start
+            or self.previous is None
+            or self.previous.spec != self.spec.to_dict()
+        )
+
+    @property
+    def operation(self) -> str:
+        if self.previous is None:
+            return jn.OP_INSTALL
+        if self.need_stage:
+            return jn.OP_UPGRADE
+        return jn.OP_RECONFIGURE
+
+
+def _load_payload(spec: Spec) -> Manifest:
+    return load_manifest(Path(spec.payload))
+
+
+async def make_plan(ctx: HostContext, spec: Spec, holds: Holds) -> Plan:
+    manifest = await in_thread(_load_payload, spec)
+    rid = Releases.release_id(manifest.version, manifest.digest)
+    root = str(ctx.paths.current_link)
+    units = render_units(spec, manifest, root, ctx.paths)
+    for name, text in units.items():
+        await in_thread(verify_unit_text, name, text, root)
+    digest = compute_restart_digest(spec, manifest, root, ctx.paths)
+    previous = await in_thread(ctx.applied.load)
+    if previous is not None and previous.spec.get("service") != spec.service:
+        raise InvalidSpec(
+            f"service: {previous.spec.get('service')!r} is installed; uninstall it before "
+            f"installing under the name {spec.service!r}"
+        )
+    stale = tuple(sorted(n for n in (previous.unit_digests if previous else {}) if n not in units))
+    live = {n: ctx.read_unit(n) for n in (*units, *stale)}
+    current = ctx.releases.current()
+    state = await ctx.systemd.unit_state(spec.unit_name)
+    enabled = state.unit_file_state in ("enabled", "enabled-runtime") or holds.disabled
+    active = state.active_state in ("active", "reloading")
+    need_stage = current != rid or not ctx.releases.exists(rid)
+    restart_wanted = (
+        previous is None
+        or previous.restart_digest != digest
+        or need_stage
+        or not ctx.paths.pwx_config_file.exists()
+    )
+    return Plan(
+        spec=spec,
+        manifest=manifest,
+        release_id=rid,
+        units=units,
+        live_units=live,
+        stale_units=stale,
+        restart_digest=digest,
+        previous=previous,
+        current_release=current,
+        enabled=enabled,
+        active=active,
+        need_stage=need_stage,
+        need_restart=restart_wanted and active and not holds.stopped,
+        need_start=not active and not holds.stopped,
+    )
+
+
+def _snapshots(plan: Plan) -> tuple[jn.Snapshot, jn.Snapshot]:
+    before = jn.Snapshot(
+        release=plan.current_release,
+        units=dict(plan.live_units),
+        enabled=plan.enabled,
+        active=plan.active,
+        version=plan.previous.version if plan.previous else None,
+        applied=plan.previous.to_json() if plan.previous else None,
+    )
+    target = jn.Snapshot(
+        release=plan.release_id,
+        units={**plan.units, **dict.fromkeys(plan.stale_units)},
+        enabled=True,
+        active=plan.need_restart or plan.need_start or plan.active,
+        version=plan.manifest.version,
+        applied=plan.applied.to_json(),
+    )
+    return before, target
+
+
+async def apply(
+    ctx: HostContext, spec: Spec, txid: str, progress: ProgressFn, holds: Holds
+) -> Outcome:
+    progress(5, "reading the payload manifest")
+    plan = await make_plan(ctx, spec, holds)
+    name = spec.unit_name
+    version = plan.manifest.version
+    before_version = plan.previous.version if plan.previous else None
+    details = {
+        "version_before": before_version,
+        "version_after": version,
+        "release": plan.release_id,
+    }
+    if plan.nothing_to_do:
+        return Outcome(
+            False,
+            f"nothing to do: {name} runs {version} as specified",
+            {**details, "restarted": False},
+        )
+
+    before, target = _snapshots(plan)
+    record = ctx.journal.begin(plan.operation, txid, before, target)
+    if plan.need_stage:
+        progress(15, f"staging release {plan.release_id}")
+        record.step(
+            jn.STEP_STAGE,
+            release=plan.release_id,
+            preexisting=ctx.releases.exists(plan.release_id),
+        )
+        await in_thread(verify_payload_files, Path(spec.payload), plan.manifest)
+        await in_thread(
+            ctx.releases.stage, Path(spec.payload), plan.release_id, dict(plan.manifest.files)
+        )
+        ctx.failpoints.hit(fp.AFTER_STAGE)
+    changes = plan.unit_changes
+    if changes:
+        progress(40, f"writing {', '.join(sorted(changes))}")
+        record.step(jn.STEP_WRITE_UNITS, names=sorted(changes))
+        for unit, text in changes.items():
+            await in_thread(ctx.write_unit, unit, text)
+        ctx.failpoints.hit(fp.AFTER_UNIT_WRITE)
+        record.step(jn.STEP_DAEMON_RELOAD)
+        await ctx.systemd.daemon_reload(ctx.settings.reload_timeout)
+        ctx.failpoints.hit(fp.AFTER_DAEMON_RELOAD)
+    if not plan.enabled:
+        progress(50, f"enabling {', '.join(sorted(plan.units))}")
+        record.step(jn.STEP_ENABLE)
+        await ctx.systemd.enable_unit_files(sorted(plan.units))
+        ctx.failpoints.hit(fp.AFTER_ENABLE)
+    if plan.need_stage:
+        progress(55, f"switching to release {plan.release_id}")
+        record.step(jn.STEP_SWITCH, release=plan.release_id)
+        await in_thread(ctx.releases.switch, plan.release_id)
+        ctx.failpoints.hit(fp.AFTER_SWITCH)
+    restarted = False
+    if plan.need_restart or plan.need_start:
+        verb = "restarting" if plan.need_restart else "starting"
+        progress(65, f"{verb} {name} ({version})")
+        record.step(jn.STEP_RESTART, restart=plan.need_restart)
+        try:
+            await _activate(ctx, name, restart=plan.need_restart)
+        except (SystemdError, Timeout) as exc:
+            reason = await unit_failure_reason(ctx, name, exc)
+            progress(80, f"{version} failed to start; rolling back")
+            record.begin_rollback(reason)
+            await perform_undo(ctx, record, _rollback_actions(record))
+            record.done()
+            if plan.previous is None:
+                raise Failed(
+                    f"install of {version} failed, nothing left installed: {reason}"
+                ) from exc
+            raise RolledBack(
+                f"{version} did not become active ({reason}); rolled back to {before_version}",
+                details={**details, "version_after": before_version},
+            ) from exc
+        restarted = True
+        ctx.failpoints.hit(fp.AFTER_RESTART)
+    progress(90, "recording the applied state")
+    record.commit()
+    await finish(ctx, record)
+    verb = {jn.OP_INSTALL: "installed", jn.OP_UPGRADE: "upgraded to"}.get(
+        plan.operation, "reconfigured"
+    )
+    suffix = "" if restarted else " (no restart needed)"
+    return Outcome(True, f"{name} {verb} {version}{suffix}", {**details, "restarted": restarted})
+
+
+def _rollback_actions(record: jn.JournalRecord) -> tuple[jn.Undo, ...]:
+    plan = jn.plan_recovery(record)
+    return plan.undo
+
+
+async def _activate(ctx: HostContext, name: str, *, restart: bool) -> None:
+    timeout = ctx.settings.activation_timeout
+    if restart:
+        await ctx.systemd.restart_and_verify(name, timeout)
+    else:
+        await ctx.systemd.start_and_verify(name, timeout)
+    await ctx.systemd.wait_stable(name, ctx.settings.settle_seconds)
+
+
+async def finish(ctx: HostContext, record: jn.JournalRecord) -> None:
+    """The steps after the commit point; idempotent, so recovery can re-run them."""
+    applied = record.target.applied
+    if applied is not None:
+        record.step(jn.STEP_SAVE_APPLIED)
+        await in_thread(ctx.applied.save, AppliedState.from_json(dict(applied)))
+        ctx.failpoints.hit(fp.AFTER_SAVE_APPLIED)
+    record.step(jn.STEP_PRUNE)
+    keep = {r for r in (record.target.release, record.before.release) if r}
+    await in_thread(ctx.releases.prune, keep)
+    await in_thread(ctx.releases.sweep)
+    record.done()

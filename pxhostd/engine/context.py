@@ -1,0 +1,111 @@
+"""What every engine procedure works with: paths, stores, failpoints, the systemd client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from pxhostd.engine.failpoints import Failpoints
+from pxhostd.engine.journal import Journal
+from pxhostd.engine.settings import EngineSettings
+from pxhostd.engine.state import AppliedStateStore
+from pxhostd.errors import Busy
+from pxhostd.hostfs import atomic_write, host_lock, remove_file
+from pxhostd.paths import Paths
+from pxhostd.payload.staging import Releases
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class UnitStateLike(Protocol):
+    active_state: str
+    sub_state: str
+    result: str
+    invocation_id: str
+    unit_file_state: str
+    load_state: str
+
+
+class SystemdPort(Protocol):
+    """The systemd calls the engine makes (implemented by pxhostd.systemd.Systemd)."""
+
+    async def daemon_reload(self, timeout: float = ...) -> None: ...
+    async def enable_unit_files(self, names: Sequence[str]) -> list[Any]: ...
+    async def disable_unit_files(self, names: Sequence[str]) -> list[Any]: ...
+    async def unit_state(self, name: str) -> Any: ...
+    async def start_and_verify(self, name: str, timeout: float) -> Any: ...
+    async def restart_and_verify(self, name: str, timeout: float) -> Any: ...
+    async def stop_unit(self, name: str, timeout: float) -> Any: ...
+    async def reset_failed_unit(self, name: str) -> None: ...
+    async def wait_stable(self, name: str, settle: float) -> Any: ...
+    async def watch_unit(self, name: str, callback: Callable[[str, str], None]) -> Any: ...
+
+
+@dataclass
+class HostContext:
+    paths: Paths
+    settings: EngineSettings
+    failpoints: Failpoints
+    releases: Releases
+    journal: Journal
+    applied: AppliedStateStore
+    systemd: SystemdPort
+
+    @classmethod
+    def create(
+        cls, paths: Paths, settings: EngineSettings, failpoints: Failpoints, systemd: SystemdPort
+    ) -> HostContext:
+        return cls(
+            paths=paths,
+            settings=settings,
+            failpoints=failpoints,
+            releases=Releases(paths.releases_dir, failpoints),
+            journal=Journal(paths.journal_file, failpoints),
+            applied=AppliedStateStore(paths.applied_file),
+            systemd=systemd,
+        )
+
+    def unit_path(self, name: str) -> Path:
+        return self.paths.unit_dir / name
+
+    def read_unit(self, name: str) -> str | None:
+        try:
+            return self.unit_path(name).read_text()
+        except FileNotFoundError:
+            return None
+
+    def write_unit(self, name: str, text: str | None) -> bool:
+        if text is None:
+            return remove_file(self.unit_path(name))
+        return atomic_write(self.unit_path(name), text)
+
+    @contextlib.asynccontextmanager
+    async def locked(self, wait: float = 60.0) -> AsyncIterator[None]:
+        """The host lock the pod side shares, held for one whole operation.
+
+        Polled without blocking so the event loop (status reads, signals) stays live while
+        another process holds it; Busy after `wait` seconds.
+        """
+        deadline = asyncio.get_running_loop().time() + wait
+        held = contextlib.ExitStack()
+        while True:
+            try:
+                held.enter_context(host_lock(self.paths.lock_file, wait=False))
+                break
+            except Busy:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+            await asyncio.sleep(0.2)
+        with held:
+            yield
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Blocking host work (hashing, fsync'd writes) off the event loop."""
+    return await asyncio.to_thread(fn, *args)

@@ -1,0 +1,209 @@
+"""HostEngine: the daemon's engine. Serialises host changes and dispatches operations.
+
+One operation at a time (the transaction manager guarantees it inside the daemon; the host
+lock guarantees it against the pod side). Blocking host work runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pxhostd.engine import recovery
+from pxhostd.engine.api import EngineSnapshot, Outcome, ProgressFn, Request
+from pxhostd.engine.apply import apply
+from pxhostd.engine.context import HostContext, in_thread
+from pxhostd.engine.failpoints import Failpoints
+from pxhostd.engine.holds import Holds, HoldStore
+from pxhostd.engine.settings import load_settings
+from pxhostd.engine.state import AppliedState
+from pxhostd.engine.uninstall import installed_units, uninstall
+from pxhostd.errors import InvalidOptions, NotInstalled
+from pxhostd.payload.manifest import load_manifest
+from pxhostd.spec.model import DEFAULT_SERVICE
+from pxhostd.spec.validate import load_spec, spec_from_dict
+from pxhostd.systemd.client import Systemd
+
+if TYPE_CHECKING:
+    from pxhostd.daemon.service import Daemon
+
+log = logging.getLogger(__name__)
+
+#: A one-shot failpoint list: read and deleted at start, so a crash test cannot loop.
+FAILPOINTS_FILE = "failpoints"
+
+
+def load_failpoints(state_dir: Path) -> Failpoints:
+    names = [n for n in os.environ.get("PXHOSTD_FAILPOINTS", "").split(",") if n.strip()]
+    path = state_dir / FAILPOINTS_FILE
+    with contextlib.suppress(FileNotFoundError):
+        names += [n for n in path.read_text().replace("\n", ",").split(",") if n.strip()]
+        path.unlink()
+    return Failpoints(names)
+
+
+class HostEngine:
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.paths = daemon.paths
+        self.settings = load_settings(self.paths.config_file)
+        self.failpoints = load_failpoints(self.paths.state_dir)
+        if self.failpoints:
+            log.warning("failpoints armed: %s", ", ".join(self.failpoints.armed))
+        self.holds = HoldStore(self.paths.state_dir / "holds.json")
+        self.ctx: HostContext | None = None
+        self._snapshot = EngineSnapshot()
+        self._watch: Any = None
+
+    # -- Engine protocol -------------------------------------------------------------
+
+    async def start(self) -> None:
+        assert self.daemon.bus is not None
+        systemd = await Systemd.connect(self.daemon.bus)
+        self.ctx = HostContext.create(self.paths, self.settings, self.failpoints, systemd)
+        async with self.ctx.locked():
+            note = await recovery.recover(self.ctx)
+        if note:
+            log.warning("recovered: %s", note)
+        await self._refresh()
+
+    async def run(self, request: Request, progress: ProgressFn) -> Outcome:
+        ctx = self._ctx()
+        try:
+            async with ctx.locked():
+                return await self._dispatch(ctx, request, progress)
+        finally:
+            await self._refresh()
+
+    def snapshot(self) -> EngineSnapshot:
+        return self._snapshot
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            with contextlib.suppress(Exception):
+                await self._watch.close()
+            self._watch = None
+
+    # -- operations -------------------------------------------------------------------
+
+    def _ctx(self) -> HostContext:
+        if self.ctx is None:
+            raise NotInstalled("the engine has not started")
+        return self.ctx
+
+    async def _dispatch(self, ctx: HostContext, request: Request, progress: ProgressFn) -> Outcome:
+        op = request.operation
+        if op == "install":
+            spec = spec_from_dict(dict(request.params))
+            return await apply(ctx, spec, request.txid, progress, self.holds.load())
+        if op == "reconcile":
+            return await self._reconcile(ctx, request, progress)
+        if op == "uninstall":
+            applied = await in_thread(ctx.applied.load)
+            service = str(applied.spec.get("service")) if applied else DEFAULT_SERVICE
+            outcome = await uninstall(
+                ctx, service, bool(request.params.get("wipe")), request.txid, progress
+            )
+            await in_thread(self.holds.save, Holds())
+            return outcome
+        if op in ("start", "stop", "restart", "enable", "disable"):
+            return await self._service_action(ctx, op, progress)
+        raise InvalidOptions(f"unknown operation {op!r}")
+
+    async def _reconcile(self, ctx: HostContext, request: Request, progress: ProgressFn) -> Outcome:
+        if self.paths.spec_file.exists():
+            spec = await in_thread(load_spec, self.paths.spec_file)
+        else:
+            applied = await in_thread(ctx.applied.load)
+            if applied is None:
+                return Outcome(False, f"nothing to do: no spec in {self.paths.spec_file}")
+            spec = spec_from_dict(applied.spec)
+        return await apply(ctx, spec, request.txid, progress, self.holds.load())
+
+    async def _service_action(self, ctx: HostContext, op: str, progress: ProgressFn) -> Outcome:
+        applied = await in_thread(ctx.applied.load)
+        if applied is None:
+            raise NotInstalled(f"cannot {op}: nothing is installed")
+        unit = f"{applied.spec.get('service', DEFAULT_SERVICE)}.service"
+        holds = self.holds.load()
+        state = await ctx.systemd.unit_state(unit)
+        was_active = state.active_state == "active"
+        timeout = ctx.settings.activation_timeout
+        progress(30, f"{op} {unit}")
+        changed = True
+        if op == "start":
+            holds = Holds(False, holds.disabled)
+            changed = not was_active
+            if changed:
+                await ctx.systemd.start_and_verify(unit, timeout)
+        elif op == "restart":
+            holds = Holds(False, holds.disabled)
+            await ctx.systemd.restart_and_verify(unit, timeout)
+        elif op == "stop":
+            holds = Holds(True, holds.disabled)
+            changed = state.active_state not in ("inactive", "failed")
+            await ctx.systemd.stop_unit(unit, ctx.settings.stop_timeout)
+        elif op == "enable":
+            holds = Holds(holds.stopped, False)
+            changed = bool(await ctx.systemd.enable_unit_files(installed_units(ctx, unit[:-8])))
+        else:
+            holds = Holds(holds.stopped, True)
+            changed = bool(await ctx.systemd.disable_unit_files(installed_units(ctx, unit[:-8])))
+        await in_thread(self.holds.save, holds)
+        message = f"{unit}: {op} done" if changed else f"nothing to do: {unit} already {op}ed"
+        return Outcome(changed, message.replace("stoped", "stopped"))
+
+    # -- state for the daemon -----------------------------------------------------------
+
+    async def _refresh(self) -> None:
+        ctx = self._ctx()
+        try:
+            applied = await in_thread(ctx.applied.load)
+        except Exception as exc:  # a corrupt state file must not take the daemon down
+            log.error("cannot read the applied state: %s", exc)
+            applied = None
+        self._snapshot = await in_thread(self._snapshot_of, applied)
+        await self._watch_service(self._snapshot.service if applied else None)
+
+    def _snapshot_of(self, applied: AppliedState | None) -> EngineSnapshot:
+        if applied is None:
+            return EngineSnapshot()
+        health = ""
+        payload = applied.spec.get("payload")
+        name = ""
+        with contextlib.suppress(Exception):
+            manifest = load_manifest(Path(str(payload)))
+            if manifest.digest == applied.payload_digest:
+                health, name = manifest.health or "", manifest.name
+        if not name and isinstance(payload, str):
+            name = os.path.basename(payload)
+        return EngineSnapshot(
+            installed=True,
+            service=str(applied.spec.get("service", DEFAULT_SERVICE)),
+            payload_name=name,
+            payload_version=applied.version,
+            release=applied.release_id,
+            health_url=health,
+            spec=applied.spec,
+        )
+
+    async def _watch_service(self, service: str | None) -> None:
+        """Mirror the service's ActiveState/SubState from systemd's signals (no polling)."""
+        ctx = self._ctx()
+        unit = f"{service}.service" if service else None
+        if self._watch is not None and getattr(self._watch, "unit", None) == unit:
+            return
+        await self.close()
+        if unit is None:
+            self.daemon.set_service_state("")
+            return
+
+        def changed(active: str, sub: str) -> None:
+            self.daemon.set_service_state(f"{active}/{sub}")
+
+        self._watch = await ctx.systemd.watch_unit(unit, changed)
+        state = await ctx.systemd.unit_state(unit)
+        changed(state.active_state, state.sub_state)

@@ -1,0 +1,87 @@
+"""Restoring the host to a journal's `before` side: used by in-process rollback and by
+crash recovery alike, so both paths run the same, tested code."""
+
+from __future__ import annotations
+
+import logging
+
+from pxhostd.engine import journal as jn
+from pxhostd.engine.context import HostContext, in_thread
+from pxhostd.errors import PxError
+from pxhostd.systemd.journal import unit_journal_tail
+
+log = logging.getLogger(__name__)
+
+
+def service_unit(record: jn.JournalRecord) -> str | None:
+    """The main service unit of a journaled operation (the first *.service it touches)."""
+    names = sorted({*record.before.units, *record.target.units})
+    services = [n for n in names if n.endswith(".service") and "-reboot" not in n]
+    return services[0] if services else None
+
+
+async def perform_undo(
+    ctx: HostContext, record: jn.JournalRecord, actions: tuple[jn.Undo, ...]
+) -> None:
+    before, target = record.before, record.target
+    unit = service_unit(record)
+    touched = sorted({*before.units, *target.units})
+    for action in actions:
+        log.info("rollback of %s: %s", record.txid, action.value)
+        if action is jn.Undo.SWITCH_BACK:
+            if before.release and ctx.releases.exists(before.release):
+                await in_thread(ctx.releases.switch, before.release)
+            else:
+                await in_thread(ctx.releases.unlink_current)
+        elif action is jn.Undo.RESTORE_UNITS:
+            for name in touched:
+                await in_thread(ctx.write_unit, name, before.units.get(name))
+        elif action is jn.Undo.DAEMON_RELOAD:
+            await ctx.systemd.daemon_reload(ctx.settings.reload_timeout)
+        elif action is jn.Undo.RESTORE_ENABLEMENT:
+            present = [n for n in touched if ctx.read_unit(n) is not None]
+            if before.enabled and present:
+                await ctx.systemd.enable_unit_files(present)
+            else:
+                await _disable(ctx, touched)
+        elif action is jn.Undo.RESTART_PREVIOUS and unit is not None:
+            if before.active and ctx.read_unit(unit) is not None:
+                await ctx.systemd.restart_and_verify(unit, ctx.settings.activation_timeout)
+            else:
+                await ctx.systemd.stop_unit(unit, ctx.settings.stop_timeout)
+                await ctx.systemd.reset_failed_unit(unit)
+        elif (
+            action is jn.Undo.REMOVE_STAGED
+            and target.release
+            and target.release != before.release
+            and ctx.releases.current() != target.release
+        ):
+            await in_thread(ctx.releases.remove, target.release)
+    await in_thread(ctx.releases.sweep)
+
+
+async def _disable(ctx: HostContext, names: list[str]) -> None:
+    """Disable through systemd; for unit files already gone, drop the dangling wants links."""
+    present = [n for n in names if ctx.read_unit(n) is not None]
+    if present:
+        await ctx.systemd.disable_unit_files(present)
+    for name in names:
+        for link in ctx.paths.unit_dir.glob(f"*.wants/{name}"):
+            await in_thread(_unlink_durably, link)
+
+
+def _unlink_durably(path: object) -> None:
+    from pathlib import Path
+
+    from pxhostd.hostfs import remove_file
+
+    remove_file(Path(str(path)))
+
+
+async def unit_failure_reason(ctx: HostContext, unit: str, exc: PxError) -> str:
+    """The error plus the failing unit's last journal lines: the cause, not just "failed"."""
+    lines = await unit_journal_tail(unit, ctx.settings.journal_lines)
+    reason = str(exc)
+    if lines:
+        reason += "; last log lines: " + " | ".join(line.strip() for line in lines[-5:])
+    return reason
