@@ -17,6 +17,8 @@ from nodeharness import Node
 from nodeharness.outcome import item_failed
 
 E2E_DIR = Path(__file__).resolve().parent
+#: Journal lines shown with a failed test (the whole journal is kept in the file).
+DIAGNOSTIC_LINES = 60
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
@@ -42,8 +44,10 @@ def node_factory(node_root: Path, request: pytest.FixtureRequest) -> Iterator[Ca
         try:
             if failed and node.running:
                 journal = node.save_diagnostics()
+                tail = "\n".join(journal.read_text().splitlines()[-DIAGNOSTIC_LINES:])
                 print(
-                    f"node {node.name}: console {node.console_log}, journal {journal}",
+                    f"node {node.name}: console {node.console_log}, journal {journal}\n"
+                    f"--- last {DIAGNOSTIC_LINES} lines of the journal ---\n{tail}",
                     file=sys.stderr,
                 )
         finally:

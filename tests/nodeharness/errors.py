@@ -28,3 +28,7 @@ class NodeCommandError(NodeError):
             f"on node {node}: {reason}: {' '.join(str(a) for a in args)}\n"
             f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
         )
+
+
+class UnitFailed(AssertionError):
+    """A unit the test waited for ended up `failed` (an AssertionError: tests fail on it)."""

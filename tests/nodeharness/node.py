@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import IO
 
 from . import cleanup
-from .errors import NodeBootError, NodeCommandError, NodeError
+from .errors import NodeBootError, NodeCommandError, NodeError, UnitFailed
 from .polling import wait_for
 from .root import REPO_ROOT
 
@@ -284,13 +284,19 @@ class Node:
         return self.run(["systemctl", "show", "--value", "-p", prop, unit]).stdout.strip()
 
     def wait_active(self, unit: str, timeout: float = 60.0) -> None:
-        """Poll `systemctl is-active` until `active` (for Type=notify: READY=1 was sent)."""
-        wait_for(
+        """Poll `systemctl is-active` until `active` (for Type=notify: READY=1 was sent).
+
+        `failed` ends the wait at once: systemd has given up on the unit (a unit waiting
+        to be restarted shows as `activating`)."""
+        state = wait_for(
             lambda: self.run(["systemctl", "is-active", unit], check=False).stdout.strip(),
-            lambda state: state == "active",
+            lambda state: state in ("active", "failed"),
             timeout=timeout,
             what=f"{unit} to be active on {self.name}",
         )
+        if state == "failed":
+            status = self.run(["systemctl", "status", "--lines=20", unit], check=False)
+            raise UnitFailed(f"{unit} failed on {self.name}:\n{status.stdout}")
 
     def journal(self, unit: str | None = None, *, this_boot: bool = False) -> str:
         """The node's journal (all boots unless `this_boot`), optionally of one unit."""
