@@ -1,0 +1,74 @@
+"""The built packages under test: $PXHOSTD_DEB / $PXHOSTD_RPM, else built once per session.
+
+Building goes through scripts/build-deb and scripts/build-rpm (the same commands a
+developer and CI use), into a session directory, never the work tree. Missing tools fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from pkgfiles import need_tools, run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def code_version() -> str:
+    text = (REPO / "pxhostd" / "__init__.py").read_text()
+    match = re.search(r'^__version__ = "([^"]+)"$', text, re.M)
+    assert match, "pxhostd/__init__.py declares no __version__"
+    return match.group(1)
+
+
+def _package(env: str, script: str, out: Path) -> Path:
+    given = os.environ.get(env)
+    if given:
+        path = Path(given)
+        if not path.is_file():
+            pytest.fail(f"{env}={given} is not a file", pytrace=False)
+        return path.resolve()
+    printed = run(REPO / "scripts" / script, "--out", out).strip().splitlines()
+    path = Path(printed[-1]) if printed else out / "missing"
+    if not path.is_file():
+        pytest.fail(f"scripts/{script} printed {printed!r}, not a package path", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def deb_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need_tools("dpkg-buildpackage", "dpkg-deb", "dh", "git")
+    return _package("PXHOSTD_DEB", "build-deb", tmp_path_factory.mktemp("deb"))
+
+
+@pytest.fixture(scope="session")
+def rpm_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need_tools("rpmbuild", "rpm", "git")
+    return _package("PXHOSTD_RPM", "build-rpm", tmp_path_factory.mktemp("rpm"))
+
+
+@pytest.fixture(scope="session")
+def deb_root(deb_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The .deb unpacked (`dpkg-deb -x`), its control area in DEBIAN/."""
+    root = tmp_path_factory.mktemp("deb-root")
+    run("dpkg-deb", "-x", deb_file, root)
+    run("dpkg-deb", "-e", deb_file, root / "DEBIAN")
+    return root
+
+
+@pytest.fixture(scope="session")
+def rpm_root(rpm_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The .rpm installed with `rpm -i --nodeps` into a scratch root (own database).
+
+    --noscripts: the scratch root has no shell to run scriptlets in; the scriptlets are
+    checked on their own.
+    """
+    root = tmp_path_factory.mktemp("rpm-root")
+    run("rpm", "--root", root, "--dbpath", "/var/lib/rpm", "--initdb")
+    run(
+        "rpm", "-i", "--nodeps", "--noscripts",
+        "--root", root, "--dbpath", "/var/lib/rpm", rpm_file,
+    )
+    return root
