@@ -85,8 +85,9 @@ class SpecGenHandler(BaseHTTPRequestHandler):
         log.warning("%s request rejected with code %s", self.address_string(), code)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        path = urlsplit(self.path).path
-        self.log_message('"%s %s" %s', self.command, path, str(code))
+        # self.path is unset when the request line itself was malformed.
+        path = urlsplit(getattr(self, "path", "")).path or "-"
+        self.log_message('"%s %s" %s', self.command or "-", path, str(code))
 
     def _dispatch(self, *, send_body: bool) -> None:
         self._send_body = send_body

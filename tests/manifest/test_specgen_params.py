@@ -169,8 +169,8 @@ def test_versions_compare_numerically() -> None:
     st.tuples(st.integers(1, 9), st.integers(0, 999), st.integers(0, 999)),
 )
 def test_version_order_is_numeric_order(a: tuple[int, int, int], b: tuple[int, int, int]) -> None:
-    va = parse_kube_version("v", "%d.%d.%d" % a)
-    vb = parse_kube_version("v", "%d.%d.%d" % b)
+    va = parse_kube_version("v", ".".join(map(str, a)))
+    vb = parse_kube_version("v", ".".join(map(str, b)))
     assert (va < vb) == (a < b)
 
 

@@ -1,0 +1,193 @@
+"""`pxhostd-specgen` over real HTTP: form, YAML, errors, health, retired endpoints, headers."""
+
+from __future__ import annotations
+
+import html.parser
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+from specgen_helpers import ServerProcess, load_docs, one, validate_all
+
+from pxhostd.manifest.model import render_yaml
+from pxhostd.manifest.params import PARAMS, parse_params
+from pxhostd.manifest.web import GONE
+
+REPO = Path(__file__).resolve().parents[2]
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+class _FormParser(html.parser.HTMLParser):
+    """Collects inputs, labels and the form's method/action."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: dict[str, dict[str, str]] = {}
+        self.labels: set[str] = set()
+        self.forms: list[dict[str, str]] = []
+        self.alerts = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "input":
+            self.inputs[a["name"]] = a
+        elif tag == "label":
+            self.labels.add(a["for"])
+        elif tag == "form":
+            self.forms.append(a)
+        elif a.get("role") == "alert":
+            self.alerts += 1
+
+
+def test_root_without_parameters_serves_an_accessible_form(specgen: ServerProcess) -> None:
+    resp = specgen.get("/")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "script-src" not in resp.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+    page = _FormParser()
+    page.feed(resp.body)
+    assert page.forms == [{"method": "get", "action": "/", "id": "specform"}]
+    shown = {p.short for p in PARAMS if p.form}
+    assert set(page.inputs) == shown
+    for name, attrs in page.inputs.items():
+        assert attrs["id"] in page.labels, f"input {name} has no label"
+        assert attrs.get("aria-describedby"), f"input {name} has no description"
+    for secret in ("pwd", "t", "acl"):
+        assert page.inputs[secret]["type"] == "password"
+    assert '<html lang="en">' in resp.body
+
+
+def test_parameters_give_yaml(specgen: ServerProcess) -> None:
+    pairs = [("c", "px-http"), ("k", "etcd://10.0.0.1:2379"), ("s", "/dev/sdb"), ("t", "tok")]
+    resp = specgen.get("/?" + urlencode(pairs))
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "application/yaml; charset=utf-8"
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert resp.body == render_yaml(parse_params(pairs))
+    docs = load_docs(resp.body)
+    validate_all(docs)
+    assert one(docs, "Secret")["stringData"]["token"] == "tok"
+
+
+def test_old_style_url_with_deprecated_long_names(specgen: ServerProcess) -> None:
+    query = "cluster=px1&kvdb=etcd://e:2379&drives=/dev/sdb,/dev/sdc&zeroStorage=true&stork=true"
+    resp = specgen.get("/?" + query)
+    assert resp.status == 200, resp.body
+    docs = load_docs(resp.body)
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "DaemonSet"] == [
+        "portworx", "portworx-control-plane"
+    ]
+    warnings = resp.headers.get_all("Warning")
+    assert len(warnings) == 1 and warnings[0].startswith('299 - "stork: ')
+    assert "# WARNING: stork:" in resp.body
+
+
+def test_bad_input_is_a_400_with_the_reason(specgen: ServerProcess) -> None:
+    resp = specgen.get("/?" + urlencode([("c", "px"), ("f", "perhaps"), ("kbver", "1.7.9")]))
+    assert resp.status == 400
+    assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert 'f: expected a boolean (true/false, yes/no, 1/0), got "perhaps"' in resp.body
+    assert "kbver: Kubernetes 1.7 is older than the oldest supported version" in resp.body
+
+
+def test_type_docker_is_a_clear_400(specgen: ServerProcess) -> None:
+    resp = specgen.get("/?type=docker")
+    assert resp.status == 400
+    assert "docker install type is no longer supported" in resp.body
+
+
+def test_unknown_names_strict_and_lenient(
+    specgen: ServerProcess, specgen_lenient: ServerProcess
+) -> None:
+    strict = specgen.get("/?c=px&colour=blue")
+    assert strict.status == 400 and 'unknown parameter(s): "colour"' in strict.body
+    lenient = specgen_lenient.get("/?c=px&colour=blue")
+    assert lenient.status == 200
+    assert lenient.headers["Warning"] == '299 - "ignored unknown parameter(s): \\"colour\\""'
+
+
+def test_malformed_query_is_a_400(specgen: ServerProcess) -> None:
+    resp = specgen.get("/?c=%ff%fe")
+    assert resp.status == 400 and "malformed query" in resp.body
+    many = "&".join(f"x{i}=1" for i in range(100))
+    assert specgen.get("/?" + many).status == 400
+
+
+def test_health_and_unknown_paths(specgen: ServerProcess) -> None:
+    health = specgen.get("/healthz")
+    assert (health.status, health.body) == (200, "ok\n")
+    assert specgen.get("/healthz", method="HEAD").status == 200
+    assert specgen.get("/kube1.5").status == 404
+
+
+def test_retired_scripts_answer_gone_with_their_replacement(specgen: ServerProcess) -> None:
+    replacements = {
+        "/upgrade": "pxhostctl install",
+        "/px-wipe": "pxhostctl uninstall --wipe",
+        "/precheck": "pxhostctl probe",
+    }
+    assert set(GONE) == set(replacements)
+    for path, command in replacements.items():
+        resp = specgen.get(path + "?kbver=1.30")
+        assert resp.status == 410
+        assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert command in resp.body
+
+
+def test_post_is_not_offered(specgen: ServerProcess) -> None:
+    for path in ("/", "/service/stop"):
+        resp = specgen.get(path, method="POST")
+        assert resp.status == 501
+
+
+def test_browser_gets_an_escaped_result_page(specgen: ServerProcess) -> None:
+    evil = "<script>alert(1)</script>&\"'"
+    resp = specgen.get("/?" + urlencode([("c", evil), ("stork", "1")]), accept=BROWSER_ACCEPT)
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "<script>" not in resp.body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&amp;" in resp.body
+    assert 'id="warnings"' in resp.body
+
+
+def test_browser_gets_the_form_again_on_error_escaped(specgen: ServerProcess) -> None:
+    evil = '"><script>alert(1)</script>'
+    query = urlencode([("c", evil), ("f", "<b>maybe</b>"), ("t", "top-secret")])
+    resp = specgen.get("/?" + query, accept=BROWSER_ACCEPT)
+    assert resp.status == 400
+    assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "<script>" not in resp.body and "<b>maybe" not in resp.body
+    page = _FormParser()
+    page.feed(resp.body)
+    assert page.alerts == 1
+    assert page.inputs["c"]["value"] == evil  # re-filled, and escaped on the way
+    assert page.inputs["t"]["value"] == ""  # secrets are never echoed
+    assert "top-secret" not in resp.body
+
+
+def test_queries_are_never_logged() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pxhostd.manifest.web", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+    )
+    assert proc.stdout is not None
+    base = proc.stdout.readline().rsplit(" ", 1)[1].strip().rstrip("/")
+    server = ServerProcess(base, proc)
+    try:
+        assert server.get("/?c=px&t=sup3rs3cret").status == 200
+        assert server.get("/?pwd=nocolon-sup3rs3cret").status == 400
+        host, port = urlsplit(base).hostname, urlsplit(base).port
+        with socket.create_connection((host, port), timeout=10) as sock:
+            sock.sendall(b"GET /?t=sup3rs3cret extra HTTP/1.1\r\n\r\n")  # malformed line
+            assert sock.recv(100).startswith(b"HTTP/1.1 400")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "sup3rs3cret" not in err
+    assert '"GET /" 200' in err and '"GET /" 400' in err

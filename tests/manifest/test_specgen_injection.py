@@ -1,0 +1,209 @@
+"""Injection attempts in every parameter: the YAML parses to the intended objects, values intact,
+or the request is refused with a message naming the parameter (when the type forbids the value).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import unicodedata
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from specgen_helpers import ServerProcess, arg_after, container, env_entry, load_docs, one
+
+from pxhostd.errors import InvalidSpec
+from pxhostd.manifest.model import build_objects, render_yaml
+from pxhostd.manifest.model import names as n
+from pxhostd.manifest.params import PARAMS, parse_params
+
+PAYLOADS = {
+    "newline": "a\nb: c",
+    "doc-separator": "a\n---\nkind: Evil\n...",
+    "quotes": "a'b\"c",
+    "template": "{{ .Cluster }}{% raw %}${X}",
+    "template-tight": "{{.Cluster}}",
+    "percent": "100%s%n%%",
+    "shell": "$(reboot)`id`;rm -rf /",
+    "shell-tight": "$(reboot)",
+    "comment": "a #b",
+    "hash-tight": "#b",
+    "unicode": "ünï©ødé ☃ \u202e",
+    "unicode-tight": "ünï©ødé☃",
+    "yaml-syntax": "&a *a !!python/object:os.system [x] {y: z}",
+    "backslash": "a\\nb\\",
+    "leading-dash": "- item",
+    "query": "a&c=evil=1",
+    "yaml-bool": "yes",
+    "yaml-number": "0o17",
+}
+
+Docs = list[dict[str, Any]]
+
+
+def _csv_item(text: str) -> str:
+    """`text` as one CSV field, quoted if it needs to be (the documented way to pass commas)."""
+    out = io.StringIO()
+    csv.writer(out).writerow([text])  # "\r\n" terminator: fields holding newlines get quoted
+    return out.getvalue().removesuffix("\r\n")
+
+
+def _secret(key: str) -> Callable[[Docs], str]:
+    return lambda docs: str(one(docs, "Secret", n.SECRET)["stringData"][key])
+
+
+def _arg(flag: str) -> Callable[[Docs], str]:
+    def find(docs: Docs) -> str:
+        values = arg_after(container(one(docs, "DaemonSet"))["args"], flag)
+        assert len(values) == 1, values
+        return values[0]
+
+    return find
+
+
+def _env(name: str) -> Callable[[Docs], str]:
+    return lambda docs: str(env_entry(one(docs, "DaemonSet"), name)["value"])
+
+
+ANYTHING = "anything"  # every payload must arrive intact
+NO_CONTROL = "no-control"  # intact unless it holds a control character (newline)
+NO_SPACE = "no-space"  # intact unless it holds whitespace (paths, URLs)
+WORD = "word"  # names (interface, image, namespace): intact only if letters and digits
+TYPED = "typed"  # booleans, versions, choices: every payload is refused
+
+
+# short name -> (build the raw value from a payload, expectation, where the value lands)
+CASES: dict[str, tuple[Callable[[str], str], str, Callable[[Docs], str] | None]] = {
+    "c": (lambda x: "px" + x, NO_CONTROL, _arg("-c")),
+    "k": (lambda x: _csv_item("etcd://h:2379/" + x), NO_SPACE, _arg("-k")),
+    "s": (lambda x: _csv_item("/dev/" + x), NO_SPACE, _arg("-s")),
+    "d": (lambda x: "eth0" + x, WORD, _arg("-d")),
+    "m": (lambda x: "eth1" + x, WORD, _arg("-m")),
+    "j": (lambda x: "/dev/" + x, NO_SPACE, _arg("-j")),
+    "kbver": (lambda x: "1.30" + x, TYPED, None),
+    "mas": (lambda x: "true" + x, TYPED, None),
+    "z": (lambda x: "true" + x, TYPED, None),
+    "f": (lambda x: "false" + x, TYPED, None),
+    "pwd": (lambda x: "user:" + x, ANYTHING, _secret(n.KEY_KVDB_USERPWD)),
+    "ca": (lambda x: "/etc/pwx/" + x, NO_SPACE, _arg("-ca")),
+    "cert": (lambda x: "/etc/pwx/" + x, NO_SPACE, _arg("-cert")),
+    "key": (lambda x: "/etc/pwx/" + x, NO_SPACE, _arg("-key")),
+    "acl": (lambda x: x, ANYTHING, _secret(n.KEY_ACL_TOKEN)),
+    "t": (lambda x: x, ANYTHING, _secret(n.KEY_TOKEN)),
+    "e": (lambda x: _csv_item("INJ=" + x), ANYTHING, _env("INJ")),
+    "osft": (lambda x: "1" + x, TYPED, None),
+    "px": (lambda x: "px/pxhostd" + x, WORD, lambda d: container(one(d, "DaemonSet"))["image"]),
+    "st": (lambda x: "k8s" + x, WORD, _arg("-secret_type")),
+    "ns": (lambda x: "px" + x, WORD, lambda d: one(d, "DaemonSet")["metadata"]["namespace"]),
+    "type": (lambda x: "oci" + x, TYPED, None),
+    "stork": (lambda x: "false" + x, TYPED, None),
+    "coreos": (lambda x: "no" + x, TYPED, None),
+}
+
+# The value as it must land (list parameters are CSV-quoted on the way in).
+LANDED: dict[str, Callable[[str], str]] = {
+    "k": lambda x: "etcd://h:2379/" + x,
+    "s": lambda x: "/dev/" + x,
+    "e": lambda x: x,
+}
+
+
+def test_every_parameter_is_covered() -> None:
+    assert set(CASES) == {p.short for p in PARAMS}
+
+
+def _expect_intact(rule: str, payload: str) -> bool:
+    if rule == ANYTHING:
+        return True
+    if rule == NO_CONTROL:
+        return not any(unicodedata.category(ch) == "Cc" for ch in payload)
+    if rule == NO_SPACE:
+        return not any(ch.isspace() for ch in payload)
+    if rule == WORD:
+        return payload.isascii() and payload.isalnum() and payload.islower()
+    return False
+
+
+def _check_generated(short: str, payload: str, docs: Docs) -> None:
+    _, _, where = CASES[short]
+    assert where is not None
+    intended = LANDED.get(short, CASES[short][0])(payload)
+    assert where(docs) == intended
+    kinds = sorted(d["kind"] for d in docs)
+    assert "Evil" not in kinds
+    assert kinds.count("DaemonSet") == 1 and kinds.count("ServiceAccount") == 1
+
+
+@pytest.mark.parametrize("payload_name", sorted(PAYLOADS))
+@pytest.mark.parametrize("short", sorted(CASES))
+def test_injection_in_process(short: str, payload_name: str) -> None:
+    payload = PAYLOADS[payload_name]
+    make, rule, _ = CASES[short]
+    pairs = [(short, make(payload))]
+    if short == "j":
+        pairs.append(("s", "/dev/sdb"))
+    if _expect_intact(rule, payload):
+        params = parse_params(pairs)
+        text = render_yaml(params)
+        docs = load_docs(text)
+        assert docs == build_objects(params)
+        _check_generated(short, payload, docs)
+    else:
+        with pytest.raises(InvalidSpec) as info:
+            parse_params(pairs)
+        assert f"\n  {short}: " in str(info.value)
+
+
+@pytest.mark.parametrize("short", sorted(CASES))
+def test_injection_over_http(specgen: ServerProcess, short: str) -> None:
+    make, rule, _ = CASES[short]
+    for payload in PAYLOADS.values():
+        query = urlencode([(short, make(payload))])
+        resp = specgen.get("/?" + query)
+        if _expect_intact(rule, payload):
+            assert resp.status == 200, resp.body
+            assert resp.headers["Content-Type"] == "application/yaml; charset=utf-8"
+            assert resp.body == render_yaml(parse_params([(short, make(payload))]))
+            _check_generated(short, payload, load_docs(resp.body))
+        else:
+            assert resp.status == 400
+            assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
+            assert f"\n  {short}: " in resp.body
+
+
+def test_secret_looking_env_names_go_to_the_secret_intact() -> None:
+    for payload in PAYLOADS.values():
+        params = parse_params([("e", _csv_item("INJ_TOKEN=" + payload))])
+        docs = load_docs(render_yaml(params))
+        assert one(docs, "Secret")["stringData"]["env.INJ_TOKEN"] == payload
+        entry = env_entry(one(docs, "DaemonSet"), "INJ_TOKEN")
+        assert "value" not in entry
+
+
+_printable = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs", "Co", "Cn"),
+                  blacklist_characters="\u2028\u2029"),
+    min_size=1, max_size=80,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(cluster=_printable, secret=st.text(
+    st.characters(blacklist_categories=("Cs", "Co", "Cn"), blacklist_characters="\x00"),
+    min_size=1, max_size=80,
+))
+def test_arbitrary_text_round_trips(cluster: str, secret: str) -> None:
+    try:
+        params = parse_params([("c", cluster), ("t", secret)])
+    except InvalidSpec as exc:
+        # Only control characters other than newline/tab may be refused in a secret.
+        assert "control character" in str(exc)
+        assert any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in secret)
+        return
+    docs = load_docs(render_yaml(params))
+    assert _arg("-c")(docs) == cluster
+    assert _secret(n.KEY_TOKEN)(docs) == secret
