@@ -242,3 +242,38 @@ def test_relay_errors_are_quiet_at_first(caplog: pytest.LogCaptureFixture) -> No
         ("third", logging.DEBUG),
         ("fourth", logging.WARNING),
     ]
+
+
+def test_relays_the_real_demo_payload(tmp_path: Path) -> None:
+    """End to end on one machine: pxdemo's nodehealth relayed through the 9015 endpoint."""
+    import subprocess
+    import sys
+
+    demo = Path(__file__).resolve().parents[3] / "container" / "demo-payload" / "pxdemo.py"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(30)
+    proc = subprocess.Popen(
+        [sys.executable, "-S", str(demo), "--port", "0", "--config", str(tmp_path / "none")],
+        env={"NOTIFY_SOCKET": str(tmp_path / "notify")}, stderr=subprocess.DEVNULL,
+    )
+    try:
+        message = notify.recv(4096).decode()
+        assert "READY=1" in message
+        port = int(message.rsplit(":", 1)[1])
+        path = tmp_path / "status"
+        write_status(path, ready=True, state="idle", version="0.0.0-dev",
+                     health_url=f"http://127.0.0.1:{port}/v1/cluster/nodehealth")
+
+        async def scenario(server: HealthServer) -> None:
+            code, headers, body = await exchange(server.port, get())
+            assert code == 200
+            assert headers["content-type"] == "application/json"
+            assert b'"status": "healthy"' in body
+            assert b'"version": "0.0.0-dev"' in body
+
+        with_server(path, scenario)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        notify.close()
