@@ -101,7 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     history = add("history", "show past operations, newest first (kept across restarts)")
     history.add_argument("--limit", type=int, default=20, metavar="N")
     add("watch", "follow state changes until interrupted")
-    add("probe", "readiness probe for the pod: exit 0 only if the service is ready")
+    probe = add(
+        "probe",
+        "readiness probe for the pod: exit 0 only if the status file says ready, its "
+        "heartbeat is fresh, it is from this boot, and the payload's health URL answers "
+        "(options: see `pxhostctl probe --help`)",
+    )
+    probe.add_argument("probe_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
 
 
@@ -200,11 +206,13 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "probe":
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["probe"]:
+        # The probe reads a file, not the bus: it must work while pxhostd is down.
         from pxhostd.status.probe import main as probe_main
 
-        return probe_main([])
+        return probe_main(argv[1:])
+    args = build_parser().parse_args(argv)
     try:
         return asyncio.run(run(args))
     except PxError as exc:

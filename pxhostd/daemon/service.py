@@ -32,11 +32,10 @@ from pxhostd.engine.history import History, HistoryEntry, Result
 from pxhostd.errors import ERROR_PREFIX, Failed, NotInstalled, PxError
 from pxhostd.paths import Paths
 from pxhostd.spec.validate import spec_from_dict
+from pxhostd.status.statusfile import HEARTBEAT_INTERVAL, DaemonState, Status, StatusFile
 
 log = logging.getLogger(__name__)
 
-#: Heartbeat period when systemd asks for no watchdog (seconds).
-DEFAULT_TICK = 10.0
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ class Daemon:
         self.options = options
         self.paths = options.paths
         self.notifier = Notifier()
-        self.state = "starting"
+        self.state: str = DaemonState.STARTING
         self.service_state = ""
         self.last_error = ""
         self.bus: MessageBus | None = None
@@ -62,9 +61,12 @@ class Daemon:
         self.transactions: TransactionManager | None = None
         self.engine = engine_factory(self)
         self.history_store = History(self.paths.history_file)
+        self.status_file = StatusFile(self.paths.status_file)
+        self._status_dirty = asyncio.Event()
         self._stop = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
-        self.tick = watchdog_interval() or DEFAULT_TICK
+        # One periodic wake-up serves both the watchdog and the status-file heartbeat.
+        self.tick = min(watchdog_interval() or HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL)
 
     # -- ManagerBackend ----------------------------------------------------------------
 
@@ -101,7 +103,10 @@ class Daemon:
         return Request("install", spec.to_dict(), txid)
 
     def submit(self, request: Request) -> str:
-        if self.transactions is None or self.state in ("starting", "stopping"):
+        if self.transactions is None or self.state in (
+            DaemonState.STARTING,
+            DaemonState.STOPPING,
+        ):
             raise Failed(f"the daemon is {self.state}; try again shortly")
         return self.transactions.submit(request).path
 
@@ -122,9 +127,28 @@ class Daemon:
             LastError=self.last_error,
         )
         self.notifier.status(self.status_line())
-        writer = getattr(self.engine, "write_status", None)
-        if writer is not None:
-            writer(self)
+        self._status_dirty.set()
+
+    def file_status(self) -> Status:
+        """What the pod's probe reads: READY follows the service itself, event-driven."""
+        snap = self.engine.snapshot()
+        ready = snap.installed and self.service_state.startswith("active/")
+        return Status(
+            ready=ready,
+            status=self.status_line(),
+            state=self.state,
+            version=snap.payload_version,
+            service_state=self.service_state,
+            last_error=self.last_error,
+            health_url=snap.health_url,
+        )
+
+    async def _status_writer(self) -> None:
+        """Writes the status file after each change, off the event loop, never out of order."""
+        while True:
+            await self._status_dirty.wait()
+            self._status_dirty.clear()
+            await asyncio.to_thread(self.status_file.write, self.file_status())
 
     def status_line(self) -> str:
         snap = self.engine.snapshot()
@@ -140,18 +164,24 @@ class Daemon:
     # -- transactions ------------------------------------------------------------------
 
     async def _run_request(self, request: Request, progress: ProgressFn) -> Outcome:
-        self.state = "busy"
+        uninstalling = request.operation == "uninstall"
+        self.state = DaemonState.UNINSTALLING if uninstalling else DaemonState.INSTALLING
         self.publish()
+        failed = False
         try:
             outcome = await self.engine.run(request, progress)
         except PxError as exc:
             self.last_error = f"{exc.name}: {exc}"
+            failed = True
             raise
         else:
             self.last_error = ""
             return outcome
         finally:
-            self.state = "idle" if not self._stop.is_set() else "stopping"
+            if self._stop.is_set():
+                self.state = DaemonState.STOPPING
+            else:
+                self.state = DaemonState.FAILED if failed else DaemonState.IDLE
             self.publish()
 
     def _active_changed(self, path: str) -> None:
@@ -202,7 +232,8 @@ class Daemon:
             # Stay up and report: a broken host state must be visible, not a restart loop.
             self.last_error = f"{exc.name}: {exc}"
             log.error("start-up recovery failed: %s", exc)
-        self.state = "idle"
+        self.state = DaemonState.IDLE
+        self._spawn(self._status_writer(), "status-writer")
         self.publish()
         self.notifier.ready(self.status_line())
         log.info("pxhostd %s ready on %s", __version__, BUS_NAME)
@@ -226,7 +257,7 @@ class Daemon:
     def request_stop(self) -> None:
         if not self._stop.is_set():
             log.info("stop requested")
-            self.state = "stopping"
+            self.state = DaemonState.STOPPING
             self.notifier.stopping()
             self._stop.set()
 
@@ -240,6 +271,8 @@ class Daemon:
                 await task
         with contextlib.suppress(Exception):
             await self.engine.close()
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.status_file.write, self.file_status())
         if self.bus is not None and self.bus.connected:
             with contextlib.suppress(Exception):
                 await self.bus.release_name(BUS_NAME)
@@ -261,9 +294,7 @@ class Daemon:
         """The only periodic wake-up: watchdog ping and status-file heartbeat together."""
         while True:
             self.notifier.watchdog()
-            writer = getattr(self.engine, "write_status", None)
-            if writer is not None:
-                writer(self)
+            await asyncio.to_thread(self.status_file.beat)
             await asyncio.sleep(self.tick)
 
     async def _startup_reconcile(self) -> None:

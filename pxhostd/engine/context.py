@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from pxhostd.engine.failpoints import Failpoints
 from pxhostd.engine.journal import Journal
@@ -18,33 +18,10 @@ from pxhostd.errors import Busy
 from pxhostd.hostfs import atomic_write, host_lock, remove_file
 from pxhostd.paths import Paths
 from pxhostd.payload.staging import Releases
+from pxhostd.systemd.client import Systemd
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class UnitStateLike(Protocol):
-    active_state: str
-    sub_state: str
-    result: str
-    invocation_id: str
-    unit_file_state: str
-    load_state: str
-
-
-class SystemdPort(Protocol):
-    """The systemd calls the engine makes (implemented by pxhostd.systemd.Systemd)."""
-
-    async def daemon_reload(self, timeout: float = ...) -> None: ...
-    async def enable_unit_files(self, names: Sequence[str]) -> list[Any]: ...
-    async def disable_unit_files(self, names: Sequence[str]) -> list[Any]: ...
-    async def unit_state(self, name: str) -> Any: ...
-    async def start_and_verify(self, name: str, timeout: float) -> Any: ...
-    async def restart_and_verify(self, name: str, timeout: float) -> Any: ...
-    async def stop_unit(self, name: str, timeout: float) -> Any: ...
-    async def reset_failed_unit(self, name: str) -> None: ...
-    async def wait_stable(self, name: str, settle: float) -> Any: ...
-    async def watch_unit(self, name: str, callback: Callable[[str, str], None]) -> Any: ...
 
 
 @dataclass
@@ -55,11 +32,11 @@ class HostContext:
     releases: Releases
     journal: Journal
     applied: AppliedStateStore
-    systemd: SystemdPort
+    systemd: Systemd
 
     @classmethod
     def create(
-        cls, paths: Paths, settings: EngineSettings, failpoints: Failpoints, systemd: SystemdPort
+        cls, paths: Paths, settings: EngineSettings, failpoints: Failpoints, systemd: Systemd
     ) -> HostContext:
         return cls(
             paths=paths,

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pxhostd.engine import recovery
 from pxhostd.engine.api import EngineSnapshot, Outcome, ProgressFn, Request
@@ -26,6 +26,8 @@ from pxhostd.payload.manifest import load_manifest
 from pxhostd.spec.model import DEFAULT_SERVICE
 from pxhostd.spec.validate import load_spec, spec_from_dict
 from pxhostd.systemd.client import Systemd
+from pxhostd.systemd.unit import UnitActivity
+from pxhostd.systemd.watch import UnitWatch
 
 if TYPE_CHECKING:
     from pxhostd.daemon.service import Daemon
@@ -56,7 +58,7 @@ class HostEngine:
         self.holds = HoldStore(self.paths.state_dir / "holds.json")
         self.ctx: HostContext | None = None
         self._snapshot = EngineSnapshot()
-        self._watch: Any = None
+        self._watch: UnitWatch | None = None
 
     # -- Engine protocol -------------------------------------------------------------
 
@@ -194,16 +196,15 @@ class HostEngine:
         """Mirror the service's ActiveState/SubState from systemd's signals (no polling)."""
         ctx = self._ctx()
         unit = f"{service}.service" if service else None
-        if self._watch is not None and getattr(self._watch, "unit", None) == unit:
+        if self._watch is not None and self._watch.name == unit:
             return
         await self.close()
         if unit is None:
             self.daemon.set_service_state("")
             return
 
-        def changed(active: str, sub: str) -> None:
-            self.daemon.set_service_state(f"{active}/{sub}")
+        def changed(activity: UnitActivity) -> None:
+            self.daemon.set_service_state(f"{activity.active_state}/{activity.sub_state}")
 
+        # The callback gets the current state first, then every change.
         self._watch = await ctx.systemd.watch_unit(unit, changed)
-        state = await ctx.systemd.unit_state(unit)
-        changed(state.active_state, state.sub_state)
