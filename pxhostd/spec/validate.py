@@ -127,12 +127,14 @@ def spec_from_dict(data: object) -> Spec:
     )
     if service in RESERVED_SERVICES or service.startswith("pxhostd"):
         raise InvalidSpec(f"spec.service: {service!r} is reserved")
+    # An empty YAML key (`env:`) is null: the same as leaving the key out.
+    args, env, mounts = (data.get(k) for k in ("args", "env", "mounts"))
     return Spec(
         payload=payload,
         service=service,
-        args=_parse_args(data.get("args", [])),
-        env=_parse_env(data.get("env", {})),
-        mounts=_parse_mounts(data.get("mounts", [])),
+        args=_parse_args([] if args is None else args),
+        env=_parse_env({} if env is None else env),
+        mounts=_parse_mounts([] if mounts is None else mounts),
     )
 
 

@@ -89,6 +89,7 @@ BAD_SPECS: list[tuple[str, object, str]] = [
     ("env int value", with_(env={"PORT": 9001}),
      "spec.env.PORT: must be a string, got int (quote it in YAML)"),
     ("env null value", with_(env={"A": None}), "spec.env.A: must be a string, got null"),
+    ("service null", with_(service=None), "spec.service: must be a string, got null"),
     ("env newline", with_(env={"A": "x\ny"}), "spec.env.A: contains a newline"),
     ("env NUL", with_(env={"A": "\x00"}), "spec.env.A: contains a NUL byte"),
     ("env too long", with_(env={"A": "x" * 32769}), "spec.env.A: too long"),
@@ -213,6 +214,11 @@ def test_defaults() -> None:
     assert spec.service == "portworx"
     assert spec.to_dict() == {"service": "portworx", "payload": "/opt/payloads/px", "args": [],
                               "env": {}, "mounts": []}
+
+
+def test_empty_optional_keys_mean_not_given() -> None:
+    text = "payload: /opt/payloads/px\nargs:\nenv:\nmounts:\n"
+    assert parse_spec_yaml(text) == spec_from_dict(OK)
 
 
 def test_env_is_sorted_by_name() -> None:
