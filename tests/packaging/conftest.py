@@ -23,14 +23,14 @@ def code_version() -> str:
     return match.group(1)
 
 
-def _package(env: str, script: str, out: Path) -> Path:
+def _package(env: str, script: str, out: Path, *args: str) -> Path:
     given = os.environ.get(env)
     if given:
         path = Path(given)
         if not path.is_file():
             pytest.fail(f"{env}={given} is not a file", pytrace=False)
         return path.resolve()
-    printed = run(REPO / "scripts" / script, "--out", out).strip().splitlines()
+    printed = run(REPO / "scripts" / script, "--out", out, *args).strip().splitlines()
     path = Path(printed[-1]) if printed else out / "missing"
     if not path.is_file():
         pytest.fail(f"scripts/{script} printed {printed!r}, not a package path", pytrace=False)
@@ -41,6 +41,14 @@ def _package(env: str, script: str, out: Path) -> Path:
 def deb_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     need_tools("dpkg-buildpackage", "dpkg-deb", "dh", "git")
     return _package("PXHOSTD_DEB", "build-deb", tmp_path_factory.mktemp("deb"))
+
+
+@pytest.fixture(scope="session")
+def upgrade_deb_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A newer build of the same code ($PXHOSTD_DEB_UPGRADE, else --local-version upgrade1)."""
+    need_tools("dpkg-buildpackage", "dpkg-deb", "dh", "git")
+    return _package("PXHOSTD_DEB_UPGRADE", "build-deb", tmp_path_factory.mktemp("deb-upgrade"),
+                    "--local-version", "upgrade1")
 
 
 @pytest.fixture(scope="session")
