@@ -10,8 +10,9 @@ the unit's state at that moment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,18 +163,48 @@ class Systemd:
 
     # -- verified jobs (the engine's correctness rule) --------------------------------
 
+    @contextlib.asynccontextmanager
+    async def pinned(self, name: str) -> AsyncIterator[None]:
+        """Keep the unit loaded (Unit.Ref) so its state after a job can still be read.
+
+        systemd unloads an inactive, unreferenced unit right after its job; read after
+        that, the unit comes back fresh and the reason (a failed condition, the last
+        invocation) is gone.
+        """
+        path = await self.load_unit(name)
+        try:
+            async with bounded(c.METHOD_TIMEOUT, f"Ref {name}"):
+                await self._t.call(path, c.UNIT_INTERFACE, c.UNIT_REF, what=f"Ref {name}")
+            pinned = True
+        except PxError as exc:  # older systemd or no right to: state reads still work
+            log.debug("could not pin %s: %s", name, exc)
+            pinned = False
+        try:
+            yield
+        finally:
+            if pinned:
+                try:
+                    async with bounded(c.METHOD_TIMEOUT, f"Unref {name}"):
+                        await self._t.call(
+                            path, c.UNIT_INTERFACE, c.UNIT_UNREF, what=f"Unref {name}"
+                        )
+                except PxError as exc:
+                    log.debug("could not unpin %s: %s", name, exc)
+
     async def start_and_verify(self, name: str, timeout: float = c.JOB_TIMEOUT) -> UnitState:
         """Start; require job `done` and ActiveState `active` (already running is fine)."""
-        job = await self.start_unit(name, timeout)
-        return await self._verify(job, await self.unit_state(name), "start")
+        async with self.pinned(name):
+            job = await self.start_unit(name, timeout)
+            return await self._verify(job, await self.unit_state(name), "start")
 
     async def restart_and_verify(
         self, name: str, timeout: float = c.JOB_TIMEOUT
     ) -> UnitState:
         """Restart; require `done`, `active` and a new InvocationID (proof it restarted)."""
-        before = await self.unit_state(name)
-        job = await self.restart_unit(name, timeout)
-        after = await self._verify(job, await self.unit_state(name), "restart")
+        async with self.pinned(name):
+            before = await self.unit_state(name)
+            job = await self.restart_unit(name, timeout)
+            after = await self._verify(job, await self.unit_state(name), "restart")
         if not after.invocation_id or after.invocation_id == before.invocation_id:
             raise SystemdError(
                 f"restart of {name} did not start a new invocation "
@@ -217,8 +248,13 @@ class Systemd:
         while True:
             current = await watch.wait_for(lambda _a: True)
             if current.active_state in (ActiveState.FAILED, ActiveState.INACTIVE):
+                # With Restart= systemd passes through `failed` on its way to
+                # auto-restart within one step; a fresh read tells which it is.
                 state = await self.unit_state(watch.name)
-                raise SystemdError(f"{watch.name} did not stay active: {state.describe()}")
+                if state.active_state in (ActiveState.FAILED, ActiveState.INACTIVE):
+                    raise SystemdError(f"{watch.name} did not stay active: {state.describe()}")
+                await watch.wait_change(current)
+                continue
             if current.active_state is not ActiveState.ACTIVE:
                 await watch.wait_change(current)
                 continue

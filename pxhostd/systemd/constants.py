@@ -56,6 +56,10 @@ RESET_FAILED_UNIT: Final = "ResetFailedUnit"
 LIST_UNITS_BY_NAMES: Final = "ListUnitsByNames"
 CANCEL_JOB: Final = "CancelJob"
 
+# Unit methods.
+UNIT_REF: Final = "Ref"
+UNIT_UNREF: Final = "Unref"
+
 # Signals.
 JOB_REMOVED: Final = "JobRemoved"
 PROPERTIES_CHANGED: Final = "PropertiesChanged"
@@ -78,6 +82,7 @@ P_UNIT_FILE_STATE: Final = "UnitFileState"
 P_NEED_DAEMON_RELOAD: Final = "NeedDaemonReload"
 P_FRAGMENT_PATH: Final = "FragmentPath"
 P_CONDITION_RESULT: Final = "ConditionResult"
+P_CONDITION_TIMESTAMP: Final = "ConditionTimestamp"
 P_ASSERT_RESULT: Final = "AssertResult"
 P_RESULT: Final = "Result"
 P_MAIN_PID: Final = "MainPID"

@@ -184,7 +184,10 @@ class UnitState:
             fragment_path=_text(unit.get(c.P_FRAGMENT_PATH)),
             status_text=_text(typed.get(c.P_STATUS_TEXT)),
             n_restarts=restarts if isinstance(restarts, int) else None,
-            condition_result=bool(unit.get(c.P_CONDITION_RESULT, True)),
+            # ConditionResult means something only once conditions were checked: a unit
+            # loaded afresh (after garbage collection) reports false with timestamp 0.
+            condition_result=bool(unit.get(c.P_CONDITION_RESULT, True))
+            or not _int(unit.get(c.P_CONDITION_TIMESTAMP)),
         )
 
 

@@ -170,9 +170,10 @@ async def test_unmet_condition_is_done_but_not_active(
         "[Service]\nExecStart=/bin/sleep 3600\n",
     )
     async with systemd_client(user_manager) as systemd:
-        job = await systemd.start_unit(name, timeout=30)
-        assert job.result is JobResultKind.DONE
-        state = await systemd.unit_state(name)
+        async with systemd.pinned(name):
+            job = await systemd.start_unit(name, timeout=30)
+            assert job.result is JobResultKind.DONE
+            state = await systemd.unit_state(name)
         assert not state.is_active
         assert state.condition_result is False
         with pytest.raises(SystemdError) as caught:

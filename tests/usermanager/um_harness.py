@@ -152,6 +152,7 @@ class UserManager:
     """One running `systemd --user` with its bus; `stop()` leaves nothing behind."""
 
     base: Path
+    systemd: str = SYSTEMD
     process: subprocess.Popen[bytes] | None = None
     cgroups: list[Path] = field(default_factory=list)
 
@@ -226,7 +227,7 @@ class UserManager:
             "XDG_CACHE_HOME": str(self.base / "cache"),
             "DBUS_SESSION_BUS_ADDRESS": self.bus_address,
             "PXT_LOG_LEVEL": os.environ.get("PXT_SYSTEMD_LOG_LEVEL", "info"),
-            "PXT_SYSTEMD": SYSTEMD,
+            "PXT_SYSTEMD": self.systemd,
             "PXT_IDLE_TARGET": IDLE_TARGET,
             "PXT_INNER": INNER_SCRIPT,
             "PXT_LOG": str(self.console_path),
@@ -317,12 +318,12 @@ class UserManager:
 
 
 @contextlib.contextmanager
-def running_user_manager(base: Path) -> Iterator[UserManager]:
+def running_user_manager(base: Path, systemd: str = SYSTEMD) -> Iterator[UserManager]:
     """Start a user manager under `base`; always stop it, even when the body fails."""
     if shutil.which("unshare") is None or shutil.which("dbus-daemon") is None:
         raise UserManagerError("unshare (util-linux) and dbus-daemon are needed")
     sweep_stale_cgroups()
-    manager = UserManager(base=base)
+    manager = UserManager(base=base, systemd=systemd)
     manager.start()
     try:
         yield manager
