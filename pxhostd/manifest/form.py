@@ -33,6 +33,21 @@ _SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Other", ("env", "openshift")),
 )
 
+#: Field labels as a person reads them.
+_LABELS = {
+    "cluster": "Cluster name", "kvdb": "Kvdb endpoints", "kube_version": "Kubernetes version",
+    "namespace": "Namespace", "image": "Pod image", "drives": "Drives",
+    "force": "Force use of drives", "journal": "Journal device",
+    "data_iface": "Data network interface", "mgmt_iface": "Management network interface",
+    "masters": "Run on control-plane nodes",
+    "zero_storage": "Control-plane nodes without storage", "etcd_userpwd": "etcd user:password",
+    "etcd_ca": "etcd CA certificate (path on host)",
+    "etcd_cert": "etcd client certificate (path on host)",
+    "etcd_key": "etcd client key (path on host)", "acl_token": "Consul ACL token",
+    "token": "Join token", "secret_type": "Secret store type", "env": "Environment",
+    "openshift": "OpenShift",
+}
+
 #: CSP: no scripts at all; the form posts back to this service only.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; "
@@ -61,13 +76,12 @@ def _field(param: ParamDef, prefill: Mapping[str, str]) -> str:
         return (
             f'<div class="check"><input type="checkbox" id="{ident}" name="{param.short}" '
             f'value="true" aria-describedby="{help_id}"{checked}> '
-            f'<label for="{ident}">{escape(param.field.replace("_", " ").capitalize())}</label>'
-            f"{help_text}</div>"
+            f'<label for="{ident}">{escape(_LABELS[param.field])}</label>{help_text}</div>'
         )
     kind = "password" if param.secret else "text"
     value = "" if param.secret else prefill.get(param.short, "")
     return (
-        f'<label for="{ident}">{escape(param.field.replace("_", " ").capitalize())}</label>'
+        f'<label for="{ident}">{escape(_LABELS[param.field])}</label>'
         f'<input type="{kind}" id="{ident}" name="{param.short}" value="{escape(value)}" '
         f'aria-describedby="{help_id}" autocomplete="off" spellcheck="false">{help_text}'
     )

@@ -8,9 +8,9 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import yaml
-from kubernetes_validate.utils import all_versions
+from kubernetes_validate.utils import all_versions  # type: ignore[import-untyped]
 
 from pxhostd.manifest.params import MIN_KUBE_VERSION
 
