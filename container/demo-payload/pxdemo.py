@@ -96,6 +96,33 @@ def load_config(path: str, cluster_arg: str) -> Config:
     return Config(path, True, cluster)
 
 
+def write_initial_config(path: str, cluster: str) -> bool:
+    """Like Portworx's first start: record the cluster in a new config (atomic, durable)."""
+    directory = os.path.dirname(path) or "."
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"clusterid": cluster}, f)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        log(f"cannot write the initial config {path}: {exc.strerror}")
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return False
+    return True
+
+
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     env = os.environ
     parser = argparse.ArgumentParser(prog=PROG, description="Portworx stand-in payload.")
@@ -195,6 +222,9 @@ def main(argv: list[str]) -> int:
         return EXIT_BAD_CONFIG
     if config.present:
         log(f"config {config.path}: cluster {config.cluster or '(unnamed)'}")
+    elif config.cluster and write_initial_config(config.path, config.cluster):
+        config = Config(config.path, True, config.cluster)
+        log(f"wrote the initial config {config.path} for cluster {config.cluster}")
     else:
         log(f"no config at {config.path}; running without one")
     if args.slow_start > 0:

@@ -18,6 +18,9 @@ class Notifier:
     def __init__(self) -> None:
         # sdnotify opens a socket even without NOTIFY_SOCKET; only create it when needed.
         self._notifier = sdnotify.SystemdNotifier() if os.environ.get("NOTIFY_SOCKET") else None
+        # Like sd_notify(unset_environment=1): children (systemd-analyze, journalctl) must
+        # not inherit the socket, or systemd logs their stray messages as foreign.
+        os.environ.pop("NOTIFY_SOCKET", None)
 
     def send(self, *fields: str) -> None:
         if self._notifier is not None:
