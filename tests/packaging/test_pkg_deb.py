@@ -77,6 +77,14 @@ def test_payload_has_every_template_and_demo_payload_file(deb_file: Path) -> Non
     assert not [p for p in payload if p.startswith("/usr/share/pxhostd/") and "__pycache__" in p]
 
 
+def test_no_template_ties_the_storage_service_to_pxhostd(deb_root: Path) -> None:
+    # Stopping or removing pxhostd must never stop the service it manages.
+    tie = re.compile(r"^\s*(BindsTo|PartOf|Requires|Requisite|Upholds)=.*pxhostd", re.M)
+    templates = list((deb_root / "usr/share/pxhostd/templates").iterdir())
+    assert templates
+    assert [t.name for t in templates if tie.search(t.read_text())] == []
+
+
 def test_system_integration_files_are_installed_as_written(deb_root: Path) -> None:
     for installed, source in INSTALLED_FROM.items():
         assert (deb_root / installed.lstrip("/")).read_bytes() == (REPO / source).read_bytes(), (
