@@ -82,6 +82,12 @@ class PxClient:
             reply = await asyncio.wait_for(self.bus.call(msg), CALL_TIMEOUT)
         except TimeoutError as exc:
             raise Timeout(f"pxhostd did not answer {member} within {CALL_TIMEOUT:.0f}s") from exc
+        except (EOFError, OSError) as exc:
+            # The bus drops a connection that sends an invalid message; say so plainly.
+            raise DaemonUnavailable(
+                f"the D-Bus connection was closed during {member} "
+                f"({type(exc).__name__}: {exc or 'no details'})"
+            ) from exc
         if reply is None:
             raise DaemonUnavailable(f"no reply to {member}")
         if reply.message_type == MessageType.ERROR:

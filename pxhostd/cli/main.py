@@ -17,6 +17,8 @@ from pxhostd.bus.client import PxClient, raise_for_result
 from pxhostd.cli import exitcodes
 from pxhostd.cli.output import Progress, print_history, print_json, print_status
 from pxhostd.errors import InvalidSpec, PxError
+from pxhostd.manifest.cli import add_spec_subparser, run_spec
+from pxhostd.spec.validate import spec_from_dict
 
 DESCRIPTION = """\
 Control pxhostd, the host daemon that keeps the Portworx service installed and running
@@ -108,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(options: see `pxhostctl probe --help`)",
     )
     probe.add_argument("probe_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    add_spec_subparser(sub)
     return p
 
 
@@ -159,7 +162,9 @@ def load_spec_file(path: Path) -> Any:
 
 
 async def cmd_install(client: PxClient, args: argparse.Namespace) -> int:
-    spec = load_spec_file(args.spec)
+    # Same validator as the daemon: a bad file fails here with the same named error, and
+    # values D-Bus cannot carry at all (NUL) never reach the bus.
+    spec = spec_from_dict(load_spec_file(args.spec)).to_dict()
     return await follow(client, await client.install(spec, args.id), args)
 
 
@@ -213,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return probe_main(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.command == "spec":
+        # Generates Kubernetes manifests locally; needs no daemon.
+        return run_spec(args)
     try:
         return asyncio.run(run(args))
     except PxError as exc:
