@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pxhostd.errors import PxError, SystemdError, Timeout
 from pxhostd.systemd import constants as c
+from pxhostd.systemd import verify
 from pxhostd.systemd.jobs import JobTracker
 from pxhostd.systemd.transport import Signal, Transport, bounded, match_rule
 from pxhostd.systemd.unit import (
@@ -149,120 +150,45 @@ class Systemd:
                 finally:
                     self._jobs.forget(job)
         except Timeout as exc:
-            raise Timeout(f"{exc} (job {job or 'not queued'}; {await self._state_hint(name)})"
+            raise Timeout(f"{exc} (job {job or 'not queued'}; {await self.state_hint(name)})"
                           ) from exc
         log.debug("%s: job %s finished: %s", what, job, result.result)
         return result
 
-    async def _state_hint(self, name: str) -> str:
-        """The unit's state for an error message; never raises."""
-        try:
-            return (await self.unit_state(name, timeout=min(5.0, c.METHOD_TIMEOUT))).describe()
-        except PxError as exc:
-            return f"state of {name} unknown: {exc}"
+    # -- verified jobs (the engine's correctness rule; see verify.py) -------------------
 
-    # -- verified jobs (the engine's correctness rule) --------------------------------
-
-    @contextlib.asynccontextmanager
-    async def pinned(self, name: str) -> AsyncIterator[None]:
-        """Keep the unit loaded (Unit.Ref) so its state after a job can still be read.
-
-        systemd unloads an inactive, unreferenced unit right after its job; read after
-        that, the unit comes back fresh and the reason (a failed condition, the last
-        invocation) is gone.
-        """
-        path = await self.load_unit(name)
-        try:
-            async with bounded(c.METHOD_TIMEOUT, f"Ref {name}"):
-                await self._t.call(path, c.UNIT_INTERFACE, c.UNIT_REF, what=f"Ref {name}")
-            pinned = True
-        except PxError as exc:  # older systemd or no right to: state reads still work
-            log.debug("could not pin %s: %s", name, exc)
-            pinned = False
-        try:
-            yield
-        finally:
-            if pinned:
-                try:
-                    async with bounded(c.METHOD_TIMEOUT, f"Unref {name}"):
-                        await self._t.call(
-                            path, c.UNIT_INTERFACE, c.UNIT_UNREF, what=f"Unref {name}"
-                        )
-                except PxError as exc:
-                    log.debug("could not unpin %s: %s", name, exc)
+    def pinned(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Keep the unit loaded (Unit.Ref) while reading its state after a job."""
+        return verify.pinned(self, name)
 
     async def start_and_verify(self, name: str, timeout: float = c.JOB_TIMEOUT) -> UnitState:
         """Start; require job `done` and ActiveState `active` (already running is fine)."""
-        async with self.pinned(name):
-            job = await self.start_unit(name, timeout)
-            return await self._verify(job, await self.unit_state(name), "start")
+        return await verify.start_and_verify(self, name, timeout)
 
     async def restart_and_verify(
         self, name: str, timeout: float = c.JOB_TIMEOUT
     ) -> UnitState:
         """Restart; require `done`, `active` and a new InvocationID (proof it restarted)."""
-        async with self.pinned(name):
-            before = await self.unit_state(name)
-            job = await self.restart_unit(name, timeout)
-            after = await self._verify(job, await self.unit_state(name), "restart")
-        if not after.invocation_id or after.invocation_id == before.invocation_id:
-            raise SystemdError(
-                f"restart of {name} did not start a new invocation "
-                f"(InvocationID {after.invocation_id or 'empty'}): {after.describe()}"
-            )
-        return after
-
-    @staticmethod
-    async def _verify(job: JobResult, state: UnitState, action: str) -> UnitState:
-        if job.result is not JobResultKind.DONE:
-            raise SystemdError(f"{action} job for {job.unit} ended '{job.result}': "
-                               f"{state.describe()}")
-        if not state.is_active:
-            raise SystemdError(f"{job.unit} is not active after {action}: {state.describe()}")
-        return state
+        return await verify.restart_and_verify(self, name, timeout)
 
     async def wait_stable(
         self, name: str, settle: float, timeout: float = c.JOB_TIMEOUT
     ) -> UnitState:
-        """Require the unit to stay `active` for `settle` seconds in a row.
+        """Require the unit to stay `active` for `settle` seconds in a row (bounded)."""
+        return await verify.wait_stable(self, name, settle, timeout)
 
-        A `done` job only proves the unit got up (for Type=notify: it said READY=1); a
-        service that crashes right after shows up here.  Leaving active for failed or
-        inactive raises SystemdError at once; flapping (auto-restart) runs into `timeout`.
-        """
-        async with await self.watch_unit(name) as watch:
-            try:
-                async with bounded(timeout, f"waiting for {name} to stay active {settle:g} s"):
-                    await self._settle(watch, settle)
-            except Timeout as exc:
-                raise Timeout(f"{exc}: {await self._state_hint(name)}") from exc
-        state = await self.unit_state(name)
-        if not state.is_active:
-            raise SystemdError(f"{name} left active after settling: {state.describe()}")
-        return state
+    async def unit_call(self, name: str, path: str, member: str) -> None:
+        """A no-argument method on a unit object (Ref, Unref), bounded."""
+        what = f"{member} {name}"
+        async with bounded(c.METHOD_TIMEOUT, what):
+            await self._t.call(path, c.UNIT_INTERFACE, member, what=what)
 
-    async def _settle(self, watch: UnitWatch, settle: float) -> None:
-        def left_active(a: UnitActivity) -> bool:
-            return a.active_state is not ActiveState.ACTIVE
-
-        while True:
-            current = await watch.wait_for(lambda _a: True)
-            if current.active_state in (ActiveState.FAILED, ActiveState.INACTIVE):
-                # With Restart= systemd passes through `failed` on its way to
-                # auto-restart within one step; a fresh read tells which it is.
-                state = await self.unit_state(watch.name)
-                if state.active_state in (ActiveState.FAILED, ActiveState.INACTIVE):
-                    raise SystemdError(f"{watch.name} did not stay active: {state.describe()}")
-                await watch.wait_change(current)
-                continue
-            if current.active_state is not ActiveState.ACTIVE:
-                await watch.wait_change(current)
-                continue
-            try:
-                async with asyncio.timeout(settle):
-                    await watch.wait_for(left_active)
-            except TimeoutError:
-                return
+    async def state_hint(self, name: str) -> str:
+        """The unit's state for an error message; never raises."""
+        try:
+            return (await self.unit_state(name, timeout=min(5.0, c.METHOD_TIMEOUT))).describe()
+        except PxError as exc:
+            return f"state of {name} unknown: {exc}"
 
     # -- state --------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Fixtures for tests against a real `systemd --user` manager (see harness.py).
+"""Fixtures for tests against a real `systemd --user` manager (see um_harness.py).
 
 pytest here has no asyncio plugin: `async def` tests run in a fresh event loop each, with
 a hard time limit, and fail if they leave asyncio tasks behind.
@@ -9,16 +9,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from contextlib import asynccontextmanager
-from pathlib import Path
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
-from dbus_fast.aio.message_bus import MessageBus
 from um_harness import UserManager, running_user_manager
-
-from pxhostd.systemd import Systemd
+from um_helpers import Units
 
 #: Upper bound for one async test; a hung test fails instead of hanging the run.
 TEST_TIME_LIMIT = 90.0
@@ -29,41 +25,6 @@ def user_manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UserManag
     """One real user manager for the session; it fails (never skips) if it cannot start."""
     with running_user_manager(tmp_path_factory.mktemp("um")) as manager:
         yield manager
-
-
-@asynccontextmanager
-async def systemd_client(manager: UserManager) -> AsyncIterator[Systemd]:
-    """A dbus-fast MessageBus on the manager's bus and a Systemd client on it."""
-    bus = await MessageBus(bus_address=manager.bus_address).connect()
-    try:
-        async with await Systemd.connect(bus) as systemd:
-            yield systemd
-    finally:
-        bus.disconnect()
-        await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
-
-
-class Units:
-    """Unit files for one test, named after it so tests never share a unit."""
-
-    def __init__(self, manager: UserManager, stem: str) -> None:
-        self.manager = manager
-        self.stem = stem
-
-    def name(self, suffix: str, kind: str = "service") -> str:
-        return f"{self.stem}-{suffix}.{kind}"
-
-    def write(self, name: str, text: str) -> Path:
-        return self.manager.write_unit(name, text)
-
-    def path(self, name: str) -> Path:
-        return self.manager.unit_dir / name
-
-    def script(self, name: str, text: str) -> Path:
-        path = self.manager.base / "scripts" / name
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text)
-        return path
 
 
 @pytest.fixture

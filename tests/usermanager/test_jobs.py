@@ -6,8 +6,8 @@ import asyncio
 import sys
 
 import pytest
-from conftest import Units, systemd_client
 from um_harness import UserManager
+from um_helpers import Units, systemd_client
 
 from pxhostd.errors import SystemdError, Timeout
 from pxhostd.systemd import (

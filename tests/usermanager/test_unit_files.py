@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Units, systemd_client
 from um_harness import IDLE_TARGET, UserManager
+from um_helpers import Units, systemd_client
 
 from pxhostd.systemd import UnitFileState
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import Units, systemd_client
 from um_harness import UserManager
+from um_helpers import Units, systemd_client
 
 from pxhostd.errors import SystemdError, Timeout
 from pxhostd.systemd import ActiveState, UnitActivity
