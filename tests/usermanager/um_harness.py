@@ -109,7 +109,7 @@ def cgroup_hierarchies() -> list[Path]:
     return sorted(p for p in CGROUP_ROOT.iterdir() if (p / "cgroup.procs").exists())
 
 
-def _cgroup_pids(group: Path) -> list[int]:
+def cgroup_pids(group: Path) -> list[int]:
     pids: list[int] = []
     for procs in group.rglob("cgroup.procs"):
         with contextlib.suppress(OSError):
@@ -142,7 +142,7 @@ def sweep_stale_cgroups() -> None:
             owner = group.name[len(CGROUP_PREFIX):].split("-")[0]
             if owner.isdigit() and Path(f"/proc/{owner}").exists():
                 continue
-            if not _cgroup_pids(group):
+            if not cgroup_pids(group):
                 with contextlib.suppress(OSError):
                     _remove_cgroup_tree(group)
 
@@ -308,7 +308,7 @@ class UserManager:
         deadline = time.monotonic() + STOP_TIMEOUT
         leaked: list[int] = []
         for group in self.cgroups:
-            while (leaked := _cgroup_pids(group)) and time.monotonic() < deadline:
+            while (leaked := cgroup_pids(group)) and time.monotonic() < deadline:
                 time.sleep(0.05)
             if leaked:
                 return leaked
