@@ -13,11 +13,14 @@ How it is built (each step is there for a reason):
 * Before anything starts, the launcher moves itself into a fresh cgroup in every cgroup
   hierarchy.  Without this, a manager started in the machine's root cgroup moves *every
   process of the machine* into `/init.scope` (it thinks it owns the tree).
-* A private `dbus-daemon` listens on a socket in the scratch directory (a normal
-  directory, visible from the test process: the private tmpfs covers /run/systemd only).
-  The manager gets its address in DBUS_SESSION_BUS_ADDRESS, so it connects at start and
-  owns `org.freedesktop.systemd1` there: a client speaks to it exactly as it would to PID
-  1 on the system bus.
+* The bus is the manager's own: `dbus.socket`/`dbus.service` units in the test unit
+  directory run a private `dbus-daemon` on $XDG_RUNTIME_DIR/bus (the manager connects to
+  its API bus only once its own dbus units run; a daemon started beside it is ignored).
+  The socket lives in the scratch directory, visible from the test process (the private
+  tmpfs covers /run/systemd only), and the manager owns `org.freedesktop.systemd1` there:
+  a client speaks to it exactly as it would to PID 1 on the system bus.
+* With no journald the manager logs to /dev/console; a file is bound over it inside the
+  namespace (`console.log`), so nothing reaches the machine's console.
 * `--unit=` names an empty target in the test's own unit directory, so none of the
   machine's default user units (sockets of gpg-agent, dbus.socket, ...) start.
 """
