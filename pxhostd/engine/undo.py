@@ -3,11 +3,13 @@ crash recovery alike, so both paths run the same, tested code."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from pxhostd.engine import journal as jn
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.errors import PxError
+from pxhostd.systemd.errors import NoSuchUnit
 from pxhostd.systemd.journal import unit_journal_tail
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,8 @@ async def perform_undo(
             if before.active and ctx.read_unit(unit) is not None:
                 await ctx.systemd.restart_and_verify(unit, ctx.settings.activation_timeout)
             else:
-                await ctx.systemd.stop_unit(unit, ctx.settings.stop_timeout)
-                await ctx.systemd.reset_failed_unit(unit)
+                await stop(ctx, unit)
+                await reset_failed(ctx, unit)
         elif (
             action is jn.Undo.REMOVE_STAGED
             and target.release
@@ -58,6 +60,18 @@ async def perform_undo(
         ):
             await in_thread(ctx.releases.remove, target.release)
     await in_thread(ctx.releases.sweep)
+
+
+async def stop(ctx: HostContext, unit: str) -> None:
+    """Stop a unit; one systemd does not know is already stopped."""
+    with contextlib.suppress(NoSuchUnit):
+        await ctx.systemd.stop_unit(unit, ctx.settings.stop_timeout)
+
+
+async def reset_failed(ctx: HostContext, unit: str) -> None:
+    """Forget a unit's failed state; a unit systemd no longer knows has none to forget."""
+    with contextlib.suppress(NoSuchUnit):
+        await ctx.systemd.reset_failed_unit(unit)
 
 
 async def _disable(ctx: HostContext, names: list[str]) -> None:

@@ -9,7 +9,7 @@ from pxhostd.engine import failpoints as fp
 from pxhostd.engine import journal as jn
 from pxhostd.engine.api import Outcome, ProgressFn
 from pxhostd.engine.context import HostContext, in_thread
-from pxhostd.engine.undo import _disable
+from pxhostd.engine.undo import _disable, reset_failed, stop
 from pxhostd.hostfs import remove_tree
 
 
@@ -65,8 +65,7 @@ async def run_uninstall_steps(
     progress(10, f"stopping {', '.join(services)}")
     record.step(jn.STEP_STOP)
     for name in services:
-        if ctx.read_unit(name) is not None:
-            await ctx.systemd.stop_unit(name, ctx.settings.stop_timeout)
+        await stop(ctx, name)
     ctx.failpoints.hit(fp.AFTER_STOP)
     progress(35, "disabling units")
     record.step(jn.STEP_DISABLE)
@@ -80,7 +79,7 @@ async def run_uninstall_steps(
     record.step(jn.STEP_DAEMON_RELOAD)
     await ctx.systemd.daemon_reload(ctx.settings.reload_timeout)
     for name in services:
-        await ctx.systemd.reset_failed_unit(name)
+        await reset_failed(ctx, name)
     progress(70, "removing releases")
     record.step(jn.STEP_REMOVE_RELEASES)
     await in_thread(ctx.releases.remove_all)
