@@ -1,7 +1,9 @@
 """The built packages under test: $PXHOSTD_DEB / $PXHOSTD_RPM, else built once per session.
 
 Building goes through scripts/build-deb and scripts/build-rpm (the same commands a
-developer and CI use), into a session directory, never the work tree. Missing tools fail.
+developer and CI use), into a session directory, never the work tree. Both build from one
+snapshot of the tree taken at the start, so the .deb and the .rpm hold the same code even
+while the tree changes. Missing tools fail.
 """
 
 from __future__ import annotations
@@ -23,14 +25,34 @@ def code_version() -> str:
     return match.group(1)
 
 
-def _package(env: str, script: str, out: Path, *args: str) -> Path:
+def copy_tree(destination: Path) -> Path:
+    """The files git knows (tracked, or new and not ignored), as the build scripts see them."""
+    files = run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=REPO)
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in filter(None, files.split("\0")):
+        source = REPO / name
+        if source.is_file() and not source.is_symlink():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+            target.chmod(source.stat().st_mode & 0o777)
+    return destination
+
+
+@pytest.fixture(scope="session")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need_tools("git")
+    return copy_tree(tmp_path_factory.mktemp("snapshot") / "pxhostd")
+
+
+def _package(env: str, source: Path, script: str, out: Path, *args: str) -> Path:
     given = os.environ.get(env)
     if given:
         path = Path(given)
         if not path.is_file():
             pytest.fail(f"{env}={given} is not a file", pytrace=False)
         return path.resolve()
-    printed = run(REPO / "scripts" / script, "--out", out, *args).strip().splitlines()
+    printed = run(source / "scripts" / script, "--out", out, *args).strip().splitlines()
     path = Path(printed[-1]) if printed else out / "missing"
     if not path.is_file():
         pytest.fail(f"scripts/{script} printed {printed!r}, not a package path", pytrace=False)
@@ -38,23 +60,24 @@ def _package(env: str, script: str, out: Path, *args: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def deb_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    need_tools("dpkg-buildpackage", "dpkg-deb", "dh", "git")
-    return _package("PXHOSTD_DEB", "build-deb", tmp_path_factory.mktemp("deb"))
+def deb_file(snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need_tools("dpkg-buildpackage", "dpkg-deb", "dh")
+    return _package("PXHOSTD_DEB", snapshot, "build-deb", tmp_path_factory.mktemp("deb"))
 
 
 @pytest.fixture(scope="session")
-def upgrade_deb_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def upgrade_deb_file(snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A newer build of the same code ($PXHOSTD_DEB_UPGRADE, else --local-version upgrade1)."""
-    need_tools("dpkg-buildpackage", "dpkg-deb", "dh", "git")
-    return _package("PXHOSTD_DEB_UPGRADE", "build-deb", tmp_path_factory.mktemp("deb-upgrade"),
+    need_tools("dpkg-buildpackage", "dpkg-deb", "dh")
+    out = tmp_path_factory.mktemp("deb-upgrade")
+    return _package("PXHOSTD_DEB_UPGRADE", snapshot, "build-deb", out,
                     "--local-version", "upgrade1")
 
 
 @pytest.fixture(scope="session")
-def rpm_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    need_tools("rpmbuild", "rpm", "git")
-    return _package("PXHOSTD_RPM", "build-rpm", tmp_path_factory.mktemp("rpm"))
+def rpm_file(snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need_tools("rpmbuild", "rpm")
+    return _package("PXHOSTD_RPM", snapshot, "build-rpm", tmp_path_factory.mktemp("rpm"))
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO, code_version
+from conftest import code_version, copy_tree
 from pkgfiles import need_tools, run
 
 
@@ -21,17 +21,7 @@ from pkgfiles import need_tools, run
 def tree(tmp_path: Path) -> Path:
     """A copy of the work tree, as the build scripts see it."""
     need_tools("git", "tar")
-    files = run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=REPO)
-    copy = tmp_path / "tree"
-    copy.mkdir()
-    for name in filter(None, files.split("\0")):
-        source = REPO / name
-        if source.is_file() and not source.is_symlink():
-            target = copy / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(source.read_bytes())
-            target.chmod(source.stat().st_mode & 0o777)
-    return copy
+    return copy_tree(tmp_path / "tree")
 
 
 def set_code_version(tree: Path, version: str) -> None:
