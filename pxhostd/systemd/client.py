@@ -14,7 +14,8 @@ import contextlib
 import logging
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from dbus_fast.aio.message_bus import MessageBus
 
 from pxhostd.errors import PxError, SystemdError, Timeout
 from pxhostd.systemd import constants as c
@@ -73,7 +74,7 @@ class Systemd:
     # -- connection -------------------------------------------------------------------
 
     @classmethod
-    async def connect(cls, bus: Any, timeout: float = c.METHOD_TIMEOUT) -> Systemd:
+    async def connect(cls, bus: MessageBus, timeout: float = c.METHOD_TIMEOUT) -> Systemd:
         """Subscribe and install the one JobRemoved handler; bus stays owned by the caller."""
         self = cls(Transport(bus))
         self._t.add_signal_handler(self._on_signal)
@@ -382,7 +383,7 @@ class Systemd:
         except PxError as exc:
             log.warning("could not re-read the state of %s: %s", watch.name, exc)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         if self._closed:
             coro.close()
             return

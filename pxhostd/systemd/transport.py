@@ -1,9 +1,10 @@
 """The only module that touches dbus-fast objects: method calls, match rules, signals.
 
-dbus-fast ships no usable types, so `Any` stays here: calls return plain Python values
-(variants unwrapped) and signals arrive as a typed `Signal`.  Raw messages are used
-instead of proxy objects because they need no introspection round trip and the signatures
-are spelled out at each call site, exactly as systemd documents them.
+dbus-fast's message bodies are untyped, so they stay here: calls return plain Python
+values (variants unwrapped) that callers narrow, and signals arrive as a typed `Signal`.
+Raw messages are used instead of proxy objects because they need no introspection round
+trip and the signatures are spelled out at each call site, exactly as systemd documents
+them.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from dbus_fast import Message, MessageType, Variant
+from dbus_fast.aio.message_bus import MessageBus
 
 from pxhostd.errors import PxError, Timeout
 from pxhostd.systemd import constants as c
@@ -65,7 +66,7 @@ def match_rule(**fields: str) -> str:
 class Transport:
     """One connection's view for the systemd client; the bus itself is owned elsewhere."""
 
-    def __init__(self, bus: Any) -> None:
+    def __init__(self, bus: MessageBus) -> None:
         self._bus = bus
         self._handlers: list[SignalHandler] = []
         self._installed = False
@@ -144,7 +145,7 @@ class Transport:
             self._bus.remove_message_handler(self._on_message)
             self._installed = False
 
-    def _on_message(self, message: Any) -> None:
+    def _on_message(self, message: Message) -> None:
         # Returns None: other users of the shared bus must see the message too.
         if message.message_type != MessageType.SIGNAL:
             return
