@@ -94,7 +94,14 @@ def _unlink_durably(path: object) -> None:
 
 async def unit_failure_reason(ctx: HostContext, unit: str, exc: PxError) -> str:
     """The error plus the failing unit's last journal lines: the cause, not just "failed"."""
-    lines = await unit_journal_tail(unit, ctx.settings.journal_lines)
+    invocation = ""
+    with contextlib.suppress(PxError):
+        invocation = (await ctx.systemd.unit_state(unit)).invocation_id
+    # The failed invocation's own lines are the payload's words; systemd's are already in
+    # the error. Fall back to the unit's tail when the invocation logged nothing.
+    lines = await unit_journal_tail(unit, ctx.settings.journal_lines, invocation or None)
+    if not lines:
+        lines = await unit_journal_tail(unit, ctx.settings.journal_lines)
     reason = str(exc)
     if lines:
         reason += "; last log lines: " + " | ".join(line.strip() for line in lines[-5:])

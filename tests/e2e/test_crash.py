@@ -44,6 +44,8 @@ def spec_for(payload: str, n: int) -> dict[str, object]:
 
 def arm(node: Node, failpoint: str) -> None:
     node.write_file("/var/lib/pxhostd/failpoints", failpoint + "\n", mode=0o600)
+    # Crash tests restart pxhostd far more often than StartLimitBurst= allows in real life.
+    node.systemctl("reset-failed", "pxhostd")
     node.systemctl("restart", "pxhostd")
     wait_pxhostd(node)
 
