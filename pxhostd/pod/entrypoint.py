@@ -1,0 +1,286 @@
+"""`pxhostd-pod`: PID 1 of the pxhostd DaemonSet pod.
+
+In order, changing nothing until the checks pass:
+1. the required host paths are real mounts (all missing ones named in one message);
+2. /host_proc/1/ns/mnt is the host's mount namespace, and the host has a valid machine-id;
+3. the legacy health endpoint (127.0.0.1:9015) starts answering from the status file;
+4. the host's `/` is made a shared mount (as px-init did);
+5. the host's pxhostd is installed or upgraded from the image's .deb when missing or older,
+   and started;
+6. the image's payload is placed on the host (unless --payload names one there);
+7. the spec built from this pod's arguments, environment and mounts is submitted over
+   D-Bus; the transaction's progress goes to stdout, its result in one line;
+8. then it stays up until SIGTERM/SIGINT, and exits 0 within a second or two, leaving the
+   storage service running: the only D-Bus action on the way out is closing the connection.
+
+`pxhostd-pod --uninstall [--wipe]` is the explicit uninstall (the old px/enabled=remove).
+Exit codes: 0 done or stopped, 1 failed (the reason is the last line, also written to
+/dev/termination-log), 2 bad options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import socket
+import sys
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dbus_fast import BusType
+
+from pxhostd import __version__
+from pxhostd.bus.client import PxClient, raise_for_result
+from pxhostd.errors import InvalidSpec, NotInstalled, PxError
+from pxhostd.log import setup_logging
+from pxhostd.paths import Paths
+from pxhostd.pod import hostinstall, hostpayload, hostprep, specbuild, submit
+from pxhostd.pod.health import HealthServer, serve_health
+from pxhostd.pod.hostenter import HOST_MNT_NS, Host
+from pxhostd.pod.locking import host_locked
+from pxhostd.pod.mounts import MOUNTINFO, REQUIRED_MOUNTS, read_mountinfo, require_mounts
+from pxhostd.pod.signals import ChildReaper, install_stop_handlers, set_child_subreaper
+from pxhostd.spec.validate import spec_from_dict
+
+PROG = "pxhostd-pod"
+#: The pod talks to pxhostd over the host's system bus socket, mounted at /run/dbus.
+POD_REQUIRED_MOUNTS = (*REQUIRED_MOUNTS, "/run/dbus")
+#: Time left for winding down after SIGTERM (the promise is 2 s; the rest is margin).
+STOP_GRACE = 1.0
+#: How long to retry binding the health endpoint (an old pod may still hold the port).
+BIND_WAIT = 10.0
+TERMINATION_LOG = Path("/dev/termination-log")
+
+_log = logging.getLogger(PROG)
+
+
+@dataclass(frozen=True)
+class PodSettings:
+    """Where the pod finds things; tests point these at scratch places."""
+
+    required_mounts: tuple[str, ...] = POD_REQUIRED_MOUNTS
+    mountinfo: Path = MOUNTINFO
+    host_mountinfo: Path = Path("/proc/1/mountinfo")
+    host_mnt_ns: Path = HOST_MNT_NS
+    status_file: Path = Paths().status_file
+    lock_file: Path = Paths().lock_file
+    image_packages: Path = hostinstall.IMAGE_PACKAGES
+    image_payload: Path = hostpayload.IMAGE_PAYLOAD
+    host_packages: Path = hostinstall.HOST_PACKAGES
+    host_payloads: Path = hostpayload.HOST_PAYLOADS
+    #: None: the system bus (DBUS_SYSTEM_BUS_ADDRESS, else /run/dbus/system_bus_socket).
+    bus_address: str | None = None
+    daemon_wait: float = submit.DAEMON_WAIT
+    termination_log: Path = TERMINATION_LOG
+
+
+def say(line: str) -> None:
+    """One plain line on stdout (kubectl logs); flushed at once, no TTY needed."""
+    print(line, flush=True)
+
+
+class Pod:
+    def __init__(self, options: specbuild.PodOptions, settings: PodSettings) -> None:
+        self.options = options
+        self.settings = settings
+        self.host = Host(settings.host_mnt_ns)
+        self.health: HealthServer | None = None
+        self.client: PxClient | None = None
+        self.stop = asyncio.Event()
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        remove_handlers = install_stop_handlers(loop, self.stop)
+        if os.getpid() != 1:
+            try:
+                set_child_subreaper()
+            except OSError as exc:
+                _log.debug("cannot become a child subreaper: %s", exc)
+        reaper = ChildReaper()
+        reaper.start(loop)
+        work = asyncio.create_task(self.work(), name="pod-work")
+        stopped = asyncio.create_task(self.stop.wait(), name="pod-stop")
+        try:
+            await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if work.done():
+                return work.result()
+            work.cancel()  # kills a running host command and reaps it
+            await asyncio.wait({work}, timeout=STOP_GRACE)
+            say(f"{PROG}: stopped; the storage service keeps running")
+            return 0
+        finally:
+            stopped.cancel()
+            await self.close()
+            reaper.stop()
+            remove_handlers()
+
+    async def close(self) -> None:
+        if self.client is not None:
+            self.client.close()  # no call: just the connection
+            self.client = None
+        if self.health is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.health.close(), STOP_GRACE / 2)
+            self.health = None
+
+    async def work(self) -> int:
+        try:
+            await self.check_host()
+            if self.options.uninstall:
+                return await self.uninstall()
+            return await self.install()
+        except PxError as exc:
+            self.fail(f"{PROG}: error: {exc.name}: {exc}")
+            return 1
+
+    def fail(self, line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):
+            if self.settings.termination_log.exists():
+                self.settings.termination_log.write_text(line + "\n")
+
+    # -- steps -----------------------------------------------------------------------------
+
+    async def check_host(self) -> None:
+        """Everything that must hold before the host is touched; changes nothing."""
+        require_mounts(self.settings.required_mounts, self.settings.mountinfo)
+        hostprep.check_host_namespace(self.settings.host_mnt_ns)
+        machine_id = await hostprep.host_machine_id(self.host)
+        say(f"{PROG} {__version__}: host machine-id {machine_id}")
+
+    async def install(self) -> int:
+        for ignored in self.options.ignored:
+            say(f"{PROG}: ignoring old option {ignored} (not needed with pxhostd)")
+        self.health = await self.start_health()
+        async with host_locked(self.settings.lock_file):
+            if await hostprep.ensure_shared_root(self.host):
+                say("host: made / a shared mount")
+        await hostinstall.ensure_host_daemon(
+            self.host,
+            __version__,
+            say,
+            package_dir=self.settings.image_packages,
+            host_packages=self.settings.host_packages,
+            lock_path=self.settings.lock_file,
+        )
+        payload = self.options.payload or await self.place_payload()
+        spec = self.build_spec(payload)
+        self.client = await self.connect()
+        try:
+            result = await submit.install(self.client, spec, self.txid(), say)
+        except InvalidSpec:
+            raise  # refused at once: exit non-zero with the named error
+        except PxError as exc:
+            say(submit.error_line("install", exc))
+        else:
+            say(submit.result_line("install", result))
+            try:
+                raise_for_result(result)
+            except InvalidSpec:
+                # The daemon refused the spec: a CrashLoop shows why; a restart won't help
+                # until the DaemonSet changes.
+                self.fail(f"{PROG}: error: {submit.result_line('install', result)}")
+                return 1
+            except PxError:
+                pass  # RolledBack, Timeout, ...: reported; the status file tells the rest
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        say(f"{PROG}: serving {self.options.endpoint[0]}:{self.options.endpoint[1]}/health;"
+            " readiness comes from the status file")
+        await self.stop.wait()
+        return 0
+
+    async def uninstall(self) -> int:
+        self.client = await self.connect()
+        result = await submit.uninstall(self.client, self.options.wipe, self.txid(), say)
+        say(submit.result_line("uninstall", result))
+        try:
+            raise_for_result(result)
+        except NotInstalled:
+            return 0
+        except PxError as exc:
+            self.fail(f"{PROG}: error: {exc.name}: {exc}")
+            return 1
+        return 0
+
+    async def start_health(self) -> HealthServer:
+        addr, port = self.options.endpoint
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BIND_WAIT
+        while True:
+            try:
+                return await serve_health(addr, port, self.settings.status_file)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or loop.time() >= deadline:
+                    raise PxError(f"cannot serve the health endpoint on {addr}:{port}: "
+                                  f"{exc.strerror or exc}") from exc
+            await asyncio.sleep(0.5)
+
+    async def place_payload(self) -> str:
+        async with host_locked(self.settings.lock_file):
+            placed = await asyncio.to_thread(
+                hostpayload.place_payload, self.settings.image_payload, self.settings.host_payloads
+            )
+        state = "copied" if placed.changed else "already there"
+        say(f"payload: {placed.manifest.name} {placed.manifest.version} at {placed.path} "
+            f"({state})")
+        return str(placed.path)
+
+    def build_spec(self, payload: str) -> dict[str, object]:
+        try:
+            host_entries = read_mountinfo(self.settings.host_mountinfo)
+        except (OSError, ValueError) as exc:
+            _log.warning("cannot read the host's mounts (%s); assuming host paths", exc)
+            host_entries = None
+        mounts = specbuild.spec_mounts(read_mountinfo(self.settings.mountinfo), host_entries)
+        spec = specbuild.build_spec(self.options, payload, specbuild.spec_env(os.environ), mounts)
+        spec_from_dict(spec)  # InvalidSpec here: named error, nothing submitted
+        for line in specbuild.describe_spec(spec):
+            say(line)
+        return spec
+
+    async def connect(self) -> PxClient:
+        address = self.settings.bus_address
+
+        async def connect_once() -> PxClient:
+            return await PxClient.connect(bus_address=address, bus_type=BusType.SYSTEM)
+
+        return await submit.wait_for_daemon(connect_once, say, self.settings.daemon_wait)
+
+    @staticmethod
+    def txid() -> str:
+        node = os.environ.get("PXHOSTD_NODE_NAME") or socket.gethostname()
+        return f"pod:{node[:64]}:{uuid.uuid4().hex[:12]}"
+
+
+def main(argv: Sequence[str] | None = None, settings: PodSettings | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["--help"], ["-h"]):
+        print(specbuild.argparse_help(), end="")
+        return 0
+    if args == ["--version"]:
+        print(f"{PROG} {__version__}")
+        return 0
+    try:
+        options = specbuild.parse_pod_args(args)
+    except specbuild.UsageError as exc:
+        print(f"{PROG}: {exc} (see {PROG} --help)", file=sys.stderr)
+        return 2
+    setup_logging(options.debug)
+    pod = Pod(options, settings or PodSettings())
+    try:
+        return asyncio.run(pod.run())
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
