@@ -30,9 +30,10 @@ unless --no-block is given (then it prints the transaction's object path and ret
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    bus = common.add_mutually_exclusive_group()
-    bus.add_argument("--session", action="store_true", help=argparse.SUPPRESS)
-    bus.add_argument("--bus-address", metavar="ADDRESS", help=argparse.SUPPRESS)
+    # Hidden, for tests; a mutually exclusive group of suppressed options trips argparse's
+    # usage formatter, so --bus-address simply wins over --session.
+    common.add_argument("--session", action="store_true", help=argparse.SUPPRESS)
+    common.add_argument("--bus-address", metavar="ADDRESS", help=argparse.SUPPRESS)
 
     tx = argparse.ArgumentParser(add_help=False)
     tx.add_argument(
@@ -84,11 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="desired spec (YAML); see pxhostd(8) for its keys",
     )
     for name, text in (
-        ("start", "start the service"),
-        ("stop", "stop the service (storage on this node goes down)"),
-        ("restart", "restart the service"),
+        ("start", "start the service (and lift a hold set by stop)"),
+        (
+            "stop",
+            "stop the service and keep it stopped, also across reconciles, until start or "
+            "restart (storage on this node goes down)",
+        ),
+        ("restart", "restart the service (and lift a hold set by stop)"),
         ("enable", "enable the service at boot"),
-        ("disable", "disable the service at boot (keeps it running)"),
+        ("disable", "disable the service at boot and keep it so across reconciles "
+                    "(it keeps running)"),
         ("reconcile", "re-read the spec file on the host and apply it"),
     ):
         add(name, text, tx)

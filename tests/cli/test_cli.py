@@ -1,0 +1,100 @@
+"""pxhostctl's own behaviour that needs no daemon: help, exit codes, spec files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pxhostd import errors
+from pxhostd.cli import exitcodes
+from pxhostd.cli.main import build_parser, load_spec_file, main
+
+COMMANDS = [
+    "status",
+    "install",
+    "start",
+    "stop",
+    "restart",
+    "enable",
+    "disable",
+    "reconcile",
+    "uninstall",
+    "history",
+    "watch",
+    "spec",
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_working_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"pxhostctl {command}" in out
+
+
+def test_top_level_help_lists_every_command_and_exit_code() -> None:
+    text = build_parser().format_help()
+    for command in [*COMMANDS, "probe"]:
+        assert command in text
+    for code in range(10):
+        assert f"\n  {code}  " in text
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (errors.InvalidSpec("x"), exitcodes.USAGE),
+        (errors.InvalidPayload("x"), exitcodes.USAGE),
+        (errors.InvalidOptions("x"), exitcodes.USAGE),
+        (errors.DaemonUnavailable("x"), exitcodes.UNAVAILABLE),
+        (errors.AccessDenied("x"), exitcodes.DENIED),
+        (errors.Busy("x"), exitcodes.BUSY),
+        (errors.NotInstalled("x"), exitcodes.NOT_INSTALLED),
+        (errors.RolledBack("x"), exitcodes.ROLLED_BACK),
+        (errors.Timeout("x"), exitcodes.TIMEOUT),
+        (errors.Failed("x"), exitcodes.FAILED),
+        (errors.SystemdError("x"), exitcodes.FAILED),
+    ],
+)
+def test_exit_code_per_error_class(error: errors.PxError, code: int) -> None:
+    assert exitcodes.for_error(error) == code
+
+
+def test_error_names_round_trip_over_the_wire() -> None:
+    for cls in (errors.Busy, errors.RolledBack, errors.InvalidPayload, errors.Failed):
+        back = errors.error_from_dbus_name(cls("m").dbus_name, "m")
+        assert type(back) is cls and str(back) == "m"
+    denied = errors.error_from_dbus_name("org.freedesktop.DBus.Error.AccessDenied", "no")
+    assert isinstance(denied, errors.AccessDenied)
+
+
+def test_spec_file_errors_are_named(tmp_path: Path) -> None:
+    with pytest.raises(errors.InvalidSpec, match="cannot read"):
+        load_spec_file(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("payload: [unclosed\n")
+    with pytest.raises(errors.InvalidSpec, match="not valid YAML"):
+        load_spec_file(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just a string\n")
+    with pytest.raises(errors.InvalidSpec, match="mapping"):
+        load_spec_file(scalar)
+
+
+def test_no_daemon_gives_a_clear_message_and_exit_3(tmp_path: Path) -> None:
+    address = f"unix:path={tmp_path}/no-bus"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pxhostd.cli.main", "status", "--bus-address", address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == exitcodes.UNAVAILABLE
+    assert proc.stderr.startswith("pxhostctl: ")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr
