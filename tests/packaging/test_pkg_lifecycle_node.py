@@ -9,6 +9,7 @@ belongs with the engine's end-to-end tests.)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,3 +74,39 @@ def test_install_upgrade_remove_purge_leave_the_storage_service_alone(
     assert [p for p in PXHOSTD_OWN if node.exists(p)] == []
     assert [p for p in NOT_PXHOSTDS if not node.exists(p)] == []
     assert invocation(node, "portworx.service") == storage
+
+
+def test_lifecycle_with_portworx_installed_by_pxhostd(
+    node: Node, deb_file: Path, upgrade_deb_file: Path, tmp_path: Path
+) -> None:
+    """The same sequence, with the service installed the real way: through pxhostctl."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+    from pxnode import build_payload, pxhostctl, wait_pxhostd, write_spec
+
+    node.install_deb(deb_file)
+    wait_pxhostd(node)
+    payload = build_payload(node, tmp_path, "v1", "1.0.0")
+    write_spec(node, {"payload": payload, "args": ["-c", "lifecycle"]})
+    assert "installed 1.0.0" in pxhostctl(node, "reconcile").stdout
+    storage = invocation(node, "portworx.service")
+    assert storage[0] == "active"
+
+    node.install_deb(upgrade_deb_file)
+    wait_pxhostd(node)  # its start-up reconcile of the spec file is a no-op
+    assert invocation(node, "portworx.service") == storage
+    status = json.loads(pxhostctl(node, "status", "--json").stdout)
+    assert "+" in status["daemon_version"], "the upgraded daemon answers"
+    assert status["installed"] is True and status["payload_version"] == "1.0.0"
+    assert "nothing to do" in pxhostctl(node, "reconcile").stdout
+
+    node.run(["dpkg", "--remove", "pxhostd"])
+    assert invocation(node, "pxhostd.service")[0] == "inactive"
+    assert invocation(node, "portworx.service") == storage
+
+    node.run(["dpkg", "--purge", "pxhostd"])
+    assert [p for p in PXHOSTD_OWN if node.exists(p)] == []
+    assert invocation(node, "portworx.service") == storage
+    assert node.exists("/etc/pwx/config.json"), "purge never touches /etc/pwx"
+    assert node.exists("/opt/pwx/releases/current"), "purge never touches the releases"
