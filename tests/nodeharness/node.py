@@ -137,6 +137,10 @@ class Node:
         if self._stopped:
             return
         self._stopped = True
+        with cleanup.signals_deferred():
+            self._teardown()
+
+    def _teardown(self) -> None:
         try:
             self._halt()
         finally:
