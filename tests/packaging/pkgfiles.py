@@ -127,3 +127,27 @@ SERVICE_NAME = re.compile(r"[\w@.:-]+\.service\b")
 def services_named(script: str) -> set[str]:
     """Every systemd service a maintainer script names."""
     return set(SERVICE_NAME.findall(script))
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def code_version() -> str:
+    text = (REPO / "pxhostd" / "__init__.py").read_text()
+    match = re.search(r'^__version__ = "([^"]+)"$', text, re.M)
+    assert match, "pxhostd/__init__.py declares no __version__"
+    return match.group(1)
+
+
+def copy_tree(destination: Path) -> Path:
+    """The files git knows (tracked, or new and not ignored), as the build scripts see them."""
+    files = run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=REPO)
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in filter(None, files.split("\0")):
+        source = REPO / name
+        if source.is_file() and not source.is_symlink():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+            target.chmod(source.stat().st_mode & 0o777)
+    return destination

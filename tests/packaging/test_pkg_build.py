@@ -13,8 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import code_version, copy_tree
-from pkgfiles import need_tools, run
+from pkgfiles import code_version, copy_tree, need_tools, run
 
 
 @pytest.fixture

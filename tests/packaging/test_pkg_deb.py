@@ -6,8 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from conftest import REPO, code_version
-from pkgfiles import deb_payload, need_tools, run, services_named
+from pkgfiles import REPO, code_version, deb_payload, need_tools, run, services_named
 
 UNIT = "/lib/systemd/system/pxhostd.service"
 POLICY = "/usr/share/dbus-1/system.d/com.portworx.pxhostd1.conf"
