@@ -44,6 +44,8 @@ INSTALL_TIMEOUT = 600.0
 START_TIMEOUT = 330.0
 
 _OUTPUT_RE = re.compile(r"pxhostd\s+(\S+)")
+#: dpkg's progress lines, one per 5 %.
+_APT_NOISE = re.compile(r"\(Reading database \.\.\. [0-9]+%")
 _log = logging.getLogger(__name__)
 
 Say = Callable[[str], None]
@@ -171,14 +173,14 @@ async def run_package_install(
     except HostCommandFailed as exc:
         failure = exc
     log = await host.run(
-        ["journalctl", "--no-pager", "--quiet", "--output=cat", f"--unit={INSTALL_UNIT}",
-         f"--since=@{started}"],
+        ["journalctl", "--no-pager", "--quiet", "--output=cat", f"--since=@{started}",
+         f"_SYSTEMD_UNIT={INSTALL_UNIT}"],
         check=False,
         timeout=30,
     )
-    for line in log.stdout.splitlines()[-40:]:
-        if line.strip():
-            say(f"host apt-get: {line.rstrip()}")
+    lines = [line.rstrip() for line in log.stdout.splitlines()]
+    for line in [line for line in lines if line and not _APT_NOISE.fullmatch(line)][-40:]:
+        say(f"host apt-get: {line}")
     if failure is not None:
         raise HostStateError(
             f"installing {deb.name} on the host failed: {failure} "

@@ -95,5 +95,5 @@ async def ensure_shared_root(host: Host) -> bool:
     after = await root_propagation(host)
     if not is_shared(after):
         raise HostStateError(f"`mount --make-shared /` left the host's / {after or 'unknown'}")
-    _log.info("made the host's / a shared mount (was %s)", before or "unknown")
+    _log.debug("made the host's / a shared mount (was %s)", before or "unknown")
     return True

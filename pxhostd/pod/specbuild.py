@@ -31,12 +31,12 @@ POD_PRIVATE_MOUNTS = (*PRIVATE_MOUNTS, "/run/dbus", "/var/run/dbus", "/var/run/p
 #: Environment variables of the pod that are not the service's (exact names).
 DROPPED_ENV = frozenset({
     "PATH", "HOME", "HOSTNAME", "TERM", "PWD", "OLDPWD", "SHLVL", "_", "container",
-    "LANG", "LANGUAGE", "LC_ALL", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID",
+    "LANG", "LANGUAGE", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID",
     "DBUS_SYSTEM_BUS_ADDRESS", "DBUS_SESSION_BUS_ADDRESS",
 })
 #: ... and by prefix: Kubernetes' own, pxhostd's own (the pod's settings), the image's
-#: Python settings.
-DROPPED_ENV_PREFIXES = ("KUBERNETES_", "PXHOSTD_", "PYTHON")
+#: Python and locale settings (Python itself sets LC_CTYPE when it coerces the C locale).
+DROPPED_ENV_PREFIXES = ("KUBERNETES_", "PXHOSTD_", "PYTHON", "LC_")
 #: Kubernetes service links (enableServiceLinks): <SVC>_SERVICE_HOST, <SVC>_SERVICE_PORT*,
 #: <SVC>_PORT_<n>_<PROTO>[_PROTO|_PORT|_ADDR], and <SVC>_PORT=tcp://... (matched by value).
 _SERVICE_LINK_NAME = re.compile(

@@ -119,6 +119,7 @@ class PodSim:
         pod_env = [f"{k}={v}" for k, v in (POD_ENV if env is None else env).items()]
         self.node.run(
             ["systemd-run", f"--unit={unit}", "--quiet", "--property=RemainAfterExit=yes",
+             f"--description=simulated pxhostd pod {self.count}",
              "--", "unshare", "--mount", "--propagation", "private", "--",
              f"{BASE}/enter-pod", ",".join(skip) or "-", *pod_env, "--", *args]
         )
@@ -275,6 +276,7 @@ def test_first_start_installs_daemon_and_service(pods: PodSim) -> None:
     machine_id = node.read_file("/etc/machine-id").strip()
     assert f"host machine-id {machine_id}" in log
     assert "made / a shared mount" in log
+    assert "host apt-get: Setting up pxhostd" in log
     assert propagation(node) == "shared"
     assert "ignoring old option -x kubernetes" in log
     assert SECRET not in log
