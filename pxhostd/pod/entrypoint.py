@@ -109,10 +109,11 @@ class Pod:
         stopped = asyncio.create_task(self.stop.wait(), name="pod-stop")
         try:
             await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if work.done():
+            if not self.stop.is_set():
                 return work.result()
-            work.cancel()  # kills a running host command and reaps it
-            await asyncio.wait({work}, timeout=STOP_GRACE)
+            if not work.done():
+                work.cancel()  # kills a running host command and reaps it
+                await asyncio.wait({work}, timeout=STOP_GRACE)
             say(f"{PROG}: stopped; the storage service keeps running")
             return 0
         finally:

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
 from nodeharness import Node, wait_for
 from pxnode import UNIT, build_payload, invocation
 
@@ -92,7 +91,9 @@ skip=",$1,"; shift
 podenv=()
 while [ "$1" != "--" ]; do podenv+=("$1"); shift; done
 shift
-mount -t proc proc "$R/proc"
+# The node's /proc with its submounts: systemd-nspawn gives each node its own boot id by
+# mounting over /proc/sys/kernel/random/boot_id; a fresh procfs would show the machine's.
+mount --rbind /proc "$R/proc"
 mount --rbind /dev "$R/dev"
 mount -t tmpfs tmpfs "$R/tmp"
 volume() {{  # hostPath (DirectoryOrCreate, as the kubelet does) -> mountPath
@@ -289,7 +290,7 @@ def test_first_start_installs_daemon_and_service(pods: PodSim) -> None:
     assert code == 200
     assert json.loads(body)["version"] == PAYLOAD_VERSION
 
-    spec = yaml.safe_load(node.read_file("/etc/pxhostd/spec.yaml"))
+    spec = json.loads(node.read_file("/var/lib/pxhostd/applied.json"))["spec"]
     assert spec["payload"] == HOST_PAYLOAD
     assert spec["args"] == ["-c", "cluster-pod", "-t", SECRET]
     assert spec["env"] == {"PX_TEST": "one", "REGISTRY_PASS": SECRET}
