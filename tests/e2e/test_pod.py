@@ -347,14 +347,14 @@ def test_stale_heartbeat_fails_probe(pods: PodSim) -> None:
     node = pods.node
     unit = pods.units[-1]
     assert pods.probe(unit)[0] == 0
-    node.run(["systemctl", "kill", "--signal=SIGSTOP", "pxhostd"])
+    node.run(["systemctl", "kill", "--kill-who=main", "--signal=SIGSTOP", "pxhostd"])
     try:
         code, reason = wait_for(lambda: pods.probe(unit, "--max-age", "2"),
                                 lambda r: r[0] != 0, timeout=30, what="the probe to fail")
         assert "heartbeat" in reason
         assert status_file(node)["READY"] == "1"  # the file alone still says ready
     finally:
-        node.run(["systemctl", "kill", "--signal=SIGCONT", "pxhostd"])
+        node.run(["systemctl", "kill", "--kill-who=main", "--signal=SIGCONT", "pxhostd"])
     wait_for(lambda: pods.probe(unit), lambda r: r[0] == 0, timeout=60, what="ready again")
 
 
