@@ -337,7 +337,7 @@ def test_health_answers_installing_then_relays(pods: PodSim, tmp_path: Path) -> 
              timeout=120, interval=0.1, what="9015 to say INSTALLING during the upgrade")
     log = pods.wait_log(unit, "install: done")
     assert "install: done (changed)" in log, log
-    code, body = wait_for(lambda: health(node), lambda r: r[0] == 200, timeout=60,
+    _code, body = wait_for(lambda: health(node), lambda r: r[0] == 200, timeout=60,
                           what="9015 to relay the payload's node health")
     assert json.loads(body)["version"] == "2.0.0"
     wait_for(lambda: pods.probe(unit), lambda r: r[0] == 0, timeout=60, what="ready")
@@ -349,7 +349,7 @@ def test_stale_heartbeat_fails_probe(pods: PodSim) -> None:
     assert pods.probe(unit)[0] == 0
     node.run(["systemctl", "kill", "--kill-who=main", "--signal=SIGSTOP", "pxhostd"])
     try:
-        code, reason = wait_for(lambda: pods.probe(unit, "--max-age", "2"),
+        _code, reason = wait_for(lambda: pods.probe(unit, "--max-age", "2"),
                                 lambda r: r[0] != 0, timeout=30, what="the probe to fail")
         assert "heartbeat" in reason
         assert status_file(node)["READY"] == "1"  # the file alone still says ready
