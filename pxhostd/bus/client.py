@@ -94,6 +94,9 @@ class PxClient:
             text = reply.body[0] if reply.body else reply.error_name or "error"
             if reply.error_name == "org.freedesktop.DBus.Error.ServiceUnknown":
                 text = "pxhostd is not running (no owner for com.portworx.pxhostd1)"
+            elif reply.error_name == "org.freedesktop.DBus.Error.AccessDenied":
+                # The bus daemon's own text is a dump of its matched rules; say what it means.
+                text = f"access denied: {member} changes the host and needs root"
             raise error_from_dbus_name(str(reply.error_name or ""), str(text))
         return list(reply.body)
 
