@@ -9,6 +9,8 @@ PY := .venv/bin/python
 # machine gets set up once, on first use.
 SETUP_STAMP := .cache/setup.stamp
 PYTEST_ARGS ?=
+# One module that fails to import must not hide every other result (it still fails the run).
+PYTEST := $(PY) -m pytest --continue-on-collection-errors
 DEMO_ARGS ?=
 
 .PHONY: help setup node-root deb rpm packages lint test-fast test demo bench clean clean-cache
@@ -53,13 +55,13 @@ lint: $(SETUP_STAMP)
 	shellcheck -x $(SHELL_SCRIPTS)
 
 test-fast: $(SETUP_STAMP)
-	$(PY) -m pytest -m "not node" $(PYTEST_ARGS)
+	$(PYTEST) -m "not node" $(PYTEST_ARGS)
 
 # Lint and every test, node end-to-end included.  Both always run; either failing fails.
 test: $(SETUP_STAMP)
 	@status=0; \
 	$(MAKE) --no-print-directory lint || status=1; \
-	$(PY) -m pytest $(PYTEST_ARGS) || status=1; \
+	$(PYTEST) $(PYTEST_ARGS) || status=1; \
 	if [ $$status -ne 0 ]; then echo "make test: FAILED (see lint and pytest output above)"; fi; \
 	exit $$status
 
