@@ -290,6 +290,7 @@ def measure(node: Node, n: int) -> dict[str, Any]:
         for way in WAYS
     }
     noop_tx: list[float] = []
+    cli_start: list[float] = []
     for way in WAYS:  # first install: v0
         run_apply(node, way, 0, "e0")
     for k in range(1, n + 1):
@@ -301,6 +302,8 @@ def measure(node: Node, n: int) -> dict[str, Any]:
                 raise RuntimeError(f"{way}: a no-op reconcile restarted the service")
             if way == "pxhostd":
                 noop_tx.append(last_transaction_seconds(node))
+                # Context: what the CLI's own start-up costs, with no D-Bus call at all.
+                cli_start.append(tool(node, "timed", "--", "pxhostctl", "--version")["seconds"])
             # (b) change-to-active: an env change, then back (both count).
             for env in ("e1", "e0"):
                 inv = invocation(node, way)
@@ -328,6 +331,7 @@ def measure(node: Node, n: int) -> dict[str, Any]:
         way: {key: summary(values) for key, values in raw[way].items()} for way in WAYS
     }
     results["pxhostd"]["noop_transaction"] = summary(noop_tx)
+    results["pxhostd"]["cli_version_only"] = summary(cli_start)
     return results
 
 
@@ -381,6 +385,8 @@ def report(results: dict[str, Any], n: int) -> dict[str, Any]:
              str(targets["noop_50x_faster_than_ansible"]["met"])],
             ["  same, transaction time alone (" + fmt_ms(px["noop_transaction"]) + ")",
              f"{factor_tx:.0f}x" if factor_tx else "-", "-"],
+            ["  (context: `pxhostctl --version` alone " + fmt_ms(px["cli_version_only"]) + ")",
+             "", "-"],
             ["pxhostd upgrade downtime <= own stop+start + 100 ms",
              f"{extra * 1e3:+.1f} ms" if extra is not None else "-",
              str(targets["downtime_within_100ms_of_own_restart"]["met"])],

@@ -348,57 +348,113 @@ _IN_CLOSE_WRITE = 0x00000008
 _IN_CREATE = 0x00000100
 
 
-def _read_ready(path: Path) -> str | None:
+def _read_fields(path: Path) -> dict[str, str]:
     try:
-        for line in path.read_text().splitlines():
-            if line.startswith("READY="):
-                return line.split("=", 1)[1]
+        text = path.read_text()
     except OSError:
-        return None
-    return None
+        return {}
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
-def node_status_ready(path: Path, argv: Sequence[str], timeout: float) -> dict[str, Any]:
-    """Run argv, then wait for READY=1 in the status file; when it was first seen.
+class StatusWatcher(threading.Thread):
+    """Every new version of the status file, with the monotonic time it appeared.
 
-    The file's directory is watched with inotify (writes are atomic renames), so the time
-    is that of the rename that made READY=1 visible, not of a polling tick.
+    The file is replaced by atomic renames, so its directory is watched with inotify
+    (through libc): the time is that of the rename, not of a polling tick.
     """
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-    if fd < 0:
-        raise OSError(ctypes.get_errno(), "inotify_init1")
-    try:
-        wd = libc.inotify_add_watch(
-            fd, str(path.parent).encode(), _IN_MOVED_TO | _IN_CLOSE_WRITE | _IN_CREATE
-        )
-        if wd < 0:
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.timeline: list[dict[str, Any]] = []
+        self.stop_event = threading.Event()
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        mask = _IN_MOVED_TO | _IN_CLOSE_WRITE | _IN_CREATE
+        if libc.inotify_add_watch(self.fd, str(path.parent).encode(), mask) < 0:
             raise OSError(ctypes.get_errno(), f"inotify_add_watch {path.parent}")
-        was = _read_ready(path)
+
+    def run(self) -> None:
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    buf = os.read(self.fd, 4096)
+                except BlockingIOError:
+                    time.sleep(0.0005)
+                    continue
+                now = time.monotonic()
+                offset = 0
+                hit = False
+                while offset < len(buf):
+                    length = struct.unpack_from("iIII", buf, offset)[3]
+                    name = buf[offset + 16 : offset + 16 + length].rstrip(b"\0").decode()
+                    offset += 16 + length
+                    hit = hit or name == self.path.name
+                if hit:
+                    fields = _read_fields(self.path)
+                    self.timeline.append({
+                        "t": now,
+                        "READY": fields.get("READY"),
+                        "GENERATION": fields.get("GENERATION"),
+                        "SERVICE_STATE": fields.get("SERVICE_STATE"),
+                    })
+        finally:
+            os.close(self.fd)
+
+
+def node_status_timeline(path: Path, argv: Sequence[str], linger: float) -> dict[str, Any]:
+    """Run argv while watching the status file; every version seen until `linger` s after.
+
+    Stops early once READY=1 is seen after the command returned.
+    """
+    watcher = StatusWatcher(path)
+    watcher.start()
+    try:
         result = node_timed(argv)
-        seen: float | None = None
-        events = 0
-        deadline = time.monotonic() + timeout
-        if _read_ready(path) == "1" and was != "1":
-            seen = time.monotonic()  # became ready before we looked; an upper bound
-        while seen is None and time.monotonic() < deadline:
-            try:
-                buf = os.read(fd, 4096)
-            except BlockingIOError:
-                time.sleep(0.0005)
-                continue
-            now = time.monotonic()
-            offset = 0
-            while offset < len(buf):
-                _, _, _, length = struct.unpack_from("iIII", buf, offset)
-                name = buf[offset + 16 : offset + 16 + length].rstrip(b"\0").decode()
-                offset += 16 + length
-                events += 1
-                if name == path.name and _read_ready(path) == "1":
-                    seen = now
-        return {**result, "ready_seen": seen, "ready_before": was, "events": events}
+        deadline = time.monotonic() + linger
+        while time.monotonic() < deadline:
+            if any(e["READY"] == "1" for e in watcher.timeline):
+                last = watcher.timeline[-1]
+                if last["READY"] == "1":
+                    break
+            time.sleep(0.01)
+        time.sleep(0.05)
     finally:
-        os.close(fd)
+        watcher.stop_event.set()
+        watcher.join()
+    return {**result, "timeline": watcher.timeline}
+
+
+def _main_pid(unit: str) -> int:
+    out = subprocess.run(["systemctl", "show", "-P", "MainPID", unit],
+                         capture_output=True, text=True).stdout.strip()
+    return int(out) if out.isdigit() else 0
+
+
+def node_probe_loop(unit: str, timeout: float, probe: Sequence[str]) -> dict[str, Any]:
+    """Probe back to back inside unit's mount namespace and root until the probe passes.
+
+    Started before the unit exists; waits for its main process.  Each attempt is a whole
+    exec probe (as the kubelet runs it), so the first pass is known when it returns.
+    """
+    attempts: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = _main_pid(unit)
+        if not pid:
+            time.sleep(0.005)
+            continue
+        t0 = time.monotonic()
+        proc = subprocess.run(["nsenter", "-t", str(pid), "-m", "-r", "--", *probe],
+                              capture_output=True, text=True)
+        t1 = time.monotonic()
+        attempts.append({"start": t0, "end": t1, "rc": proc.returncode,
+                         "out": proc.stdout.strip()[-200:]})
+        if proc.returncode == 0:
+            return {"ready": True, "attempts": attempts}
+    return {"ready": False, "attempts": attempts}
 
 
 def _node_main(argv: Sequence[str]) -> int:
@@ -417,9 +473,13 @@ def _node_main(argv: Sequence[str]) -> int:
     p.add_argument("--sample", type=float, default=0.01)
     p = sub.add_parser("rss")
     p.add_argument("--pid", type=int, required=True)
-    p = sub.add_parser("status-ready")
+    p = sub.add_parser("probe-loop")
+    p.add_argument("--unit", required=True)
+    p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("probe", nargs="+")
+    p = sub.add_parser("status-timeline")
     p.add_argument("--file", type=Path, default=Path("/run/pxhostd/status"))
-    p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--linger", type=float, default=10.0)
     p.add_argument("cmd", nargs="+")
     args = parser.parse_args(argv)
     if args.tool == "timed":
@@ -430,8 +490,10 @@ def _node_main(argv: Sequence[str]) -> int:
         answer = node_wakeups(args.pid, args.seconds, args.sample)
     elif args.tool == "rss":
         answer = node_rss(args.pid)
+    elif args.tool == "probe-loop":
+        answer = node_probe_loop(args.unit, args.timeout, args.probe)
     else:
-        answer = node_status_ready(args.file, args.cmd, args.timeout)
+        answer = node_status_timeline(args.file, args.cmd, args.linger)
     json.dump(answer, sys.stdout)
     return 0
 
