@@ -135,6 +135,8 @@ def pod_round(node: Node, pods: PodSim) -> dict[str, Any]:
 
 
 def status_round(node: Node) -> dict[str, Any]:
+    # Back-to-back restarts would hit systemd's start rate limit (5 in 10 s by default).
+    node.systemctl("reset-failed", UNIT, check=False)
     answer = tool(node, "status-timeline", "--linger", "30", "--",
                   "systemctl", "restart", UNIT, timeout=120)
     if answer["rc"] != 0:

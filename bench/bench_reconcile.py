@@ -227,7 +227,13 @@ def write_spec(node: Node, version: int, env: str) -> None:
     node.write_file(f"{BENCH}/specs/v{version}-{env}.yaml", yaml.safe_dump(spec))
 
 
+def reset_start_limit(node: Node, way: str) -> None:
+    """Back-to-back restarts would hit systemd's start rate limit (5 in 10 s by default)."""
+    node.systemctl("reset-failed", UNITS[way], check=False)
+
+
 def run_apply(node: Node, way: str, version: int, env: str) -> dict[str, Any]:
+    reset_start_limit(node, way)
     if way == "pxhostd":
         write_spec(node, version, env)
     answer: dict[str, Any] = tool(node, "timed", "--", *apply_cmd(way, version, env))
@@ -274,6 +280,7 @@ def not_active_window(node: Node, way: str) -> float:
 
 
 def gap(node: Node, way: str, cmd: list[str], expect: str | None) -> dict[str, Any]:
+    reset_start_limit(node, way)
     args = ["gap", "--url", f"http://127.0.0.1:{PORTS[way]}/status"]
     if expect:
         args += ["--expect-version", expect]
