@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from dbus_fast import BusType, Message, MessageType, Variant
-from dbus_fast.aio import MessageBus
+from dbus_fast.aio.message_bus import MessageBus
 
 
 def decode(value: Any) -> Any:

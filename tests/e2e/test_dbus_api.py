@@ -349,15 +349,15 @@ def test_every_command_through_pxhostctl(ready_node: Node, tmp_path: Path) -> No
     assert again["success"] is True and again["changed"] is False
     assert "nothing to do" in pxhostctl(node, "install", "--spec", spec_file).stdout
 
-    for command, check in (
-        ("stop", lambda: is_active(node) == "inactive"),
-        ("start", lambda: is_active(node) == "active"),
-        ("disable", lambda: is_enabled(node) == "disabled"),
-        ("enable", lambda: is_enabled(node) == "enabled"),
+    for command, fact, expected in (
+        ("stop", is_active, "inactive"),
+        ("start", is_active, "active"),
+        ("disable", is_enabled, "disabled"),
+        ("enable", is_enabled, "enabled"),
     ):
         result = ctl_json(node, command, "--id", f"ctl-{command}")
         assert result["success"] is True and result["operation"] == command, result
-        assert check(), command
+        assert fact(node) == expected, command
     before = invocation(node)
     assert ctl_json(node, "restart")["success"] is True
     assert invocation(node) != before
@@ -516,5 +516,21 @@ def test_non_root_reads_and_is_refused_every_change(ready_node: Node, tmp_path: 
     assert plain(json.loads(owner)) == [int(main_pid(node))]
 
 
-def pxhostctl_as_user(node: Node, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def pxhostctl_as_user(
+    node: Node, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     return node.run(["pxhostctl", *args], user=USER, check=check)
+
+
+def test_non_ascii_spec_values_round_trip(ready_node: Node, tmp_path: Path) -> None:
+    """Free text may hold any printable character; it must come back intact to anyone."""
+    node = ready_node
+    v1 = build_payload(node, tmp_path, "v1", "1.0.0")
+    pid = main_pid(node)
+    args = ["a{sv}a{sv}", "2", "payload", "s", v1, "args", "as", "2", "-c", "café-ß", "0"]
+    (path,) = bcall(node, "Install", *args)
+    assert wait_finished(node, path)["success"] is True
+    for user in (None, USER):
+        (spec,) = bcall(node, "GetSpec", user=user)
+        assert spec["args"] == ["-c", "café-ß"]
+    assert main_pid(node) == pid
