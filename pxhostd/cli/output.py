@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
@@ -45,10 +44,11 @@ def print_history(entries: Sequence[Mapping[str, Any]], out: TextIO = sys.stdout
         out.write("no operations recorded\n")
         return
     for e in entries:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(e.get("finished_at", 0))))
+        # History entries (pxhostd.engine.history) carry ISO-8601 UTC times and `txid`.
+        when = str(e.get("finished") or e.get("started") or "")
         result = e.get("result", "")
-        line = f"{when}  {e.get('operation', ''):<10} {result:<12} {e.get('id', '')}"
-        message = e.get("message") or e.get("error_message") or ""
+        line = f"{when:<24}  {e.get('operation', ''):<10} {result:<12} {e.get('txid', '')}"
+        message = e.get("message") or e.get("error") or ""
         if message:
             line += f"  {message}"
         out.write(line + "\n")
