@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import shlex
+import shutil
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -96,8 +97,13 @@ class Host:
         self.nsenter = nsenter
 
     def command(self, argv: Sequence[str]) -> list[str]:
-        """The full argv that runs `argv` on the host."""
-        return [self.nsenter, f"--mount={self.mnt_ns}", "--", *_check_argv(argv)]
+        """The full argv that runs `argv` on the host.
+
+        nsenter is looked up on the pod's PATH here: given an environment, Popen would
+        search the child's (the host's) PATH instead.
+        """
+        nsenter = shutil.which(self.nsenter) or self.nsenter
+        return [nsenter, f"--mount={self.mnt_ns}", "--", *_check_argv(argv)]
 
     async def run(
         self,

@@ -74,7 +74,7 @@ class PodOptions:
 
 def parse_endpoint(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise UsageError(f"--endpoint: {text!r} must be ADDRESS:PORT (e.g. 127.0.0.1:9015)")
     return host.strip("[]"), int(port)
 
