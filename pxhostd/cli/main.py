@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from dbus_fast import BusType
 
 from pxhostd import __version__
@@ -17,8 +16,6 @@ from pxhostd.bus.client import PxClient, raise_for_result
 from pxhostd.cli import exitcodes
 from pxhostd.cli.output import Progress, print_history, print_json, print_status
 from pxhostd.errors import InvalidSpec, PxError
-from pxhostd.manifest.cli import add_spec_subparser, run_spec
-from pxhostd.spec.validate import spec_from_dict
 
 DESCRIPTION = """\
 Control pxhostd, the host daemon that keeps the Portworx service installed and running
@@ -116,7 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(options: see `pxhostctl probe --help`)",
     )
     probe.add_argument("probe_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    add_spec_subparser(sub)
+    spec = sub.add_parser(
+        "spec",
+        help="print the Kubernetes manifests for pxhostd's pod "
+        "(options: see `pxhostctl spec --help`)",
+        add_help=False,
+    )
+    spec.add_argument("spec_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
 
 
@@ -154,6 +157,8 @@ async def follow(client: PxClient, path: str, args: argparse.Namespace) -> int:
 
 
 def load_spec_file(path: Path) -> Any:
+    import yaml  # only this command reads YAML; keep the other commands' start-up light
+
     try:
         text = path.read_text()
     except OSError as exc:
@@ -170,6 +175,8 @@ def load_spec_file(path: Path) -> Any:
 async def cmd_install(client: PxClient, args: argparse.Namespace) -> int:
     # Same validator as the daemon: a bad file fails here with the same named error, and
     # values D-Bus cannot carry at all (NUL) never reach the bus.
+    from pxhostd.spec.validate import spec_from_dict
+
     spec = spec_from_dict(load_spec_file(args.spec)).to_dict()
     return await follow(client, await client.install(spec, args.id), args)
 
@@ -223,10 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         from pxhostd.status.probe import main as probe_main
 
         return probe_main(argv[1:])
+    if argv[:1] == ["spec"]:
+        # Generates Kubernetes manifests locally; needs no daemon, and its parser is large.
+        from pxhostd.manifest.cli import main as spec_main
+
+        return spec_main(argv[1:])
     args = build_parser().parse_args(argv)
-    if args.command == "spec":
-        # Generates Kubernetes manifests locally; needs no daemon.
-        return run_spec(args)
     try:
         return asyncio.run(run(args))
     except PxError as exc:

@@ -17,6 +17,7 @@ from pathlib import Path
 from pxhostd.engine import failpoints as fp
 from pxhostd.engine import journal as jn
 from pxhostd.engine.api import Outcome, ProgressFn
+from pxhostd.engine.commit import finish
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.decision import compute_restart_digest, unit_digests
 from pxhostd.engine.holds import Holds
@@ -258,17 +259,3 @@ async def _activate(ctx: HostContext, name: str, *, restart: bool) -> None:
     else:
         await ctx.systemd.start_and_verify(name, timeout)
     await ctx.systemd.wait_stable(name, ctx.settings.settle_seconds)
-
-
-async def finish(ctx: HostContext, record: jn.JournalRecord) -> None:
-    """The steps after the commit point; idempotent, so recovery can re-run them."""
-    applied = record.target.applied
-    if applied is not None:
-        record.step(jn.STEP_SAVE_APPLIED)
-        await in_thread(ctx.applied.save, AppliedState.from_json(dict(applied)))
-        ctx.failpoints.hit(fp.AFTER_SAVE_APPLIED)
-    record.step(jn.STEP_PRUNE)
-    keep = {r for r in (record.target.release, record.before.release) if r}
-    await in_thread(ctx.releases.prune, keep)
-    await in_thread(ctx.releases.sweep)
-    record.done()

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from pxhostd.engine import recovery
 from pxhostd.engine.api import EngineSnapshot, Outcome, ProgressFn, Request
-from pxhostd.engine.apply import apply
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.failpoints import Failpoints
 from pxhostd.engine.holds import Holds, HoldStore
@@ -97,6 +96,10 @@ class HostEngine:
         return self.ctx
 
     async def _dispatch(self, ctx: HostContext, request: Request, progress: ProgressFn) -> Outcome:
+        # Loaded on first use, not at start: the renderer (jinja2) is the daemon's heaviest
+        # import and nothing before READY=1 needs it.
+        from pxhostd.engine.apply import apply
+
         op = request.operation
         if op == "install":
             spec = spec_from_dict(dict(request.params))
@@ -116,6 +119,8 @@ class HostEngine:
         raise InvalidOptions(f"unknown operation {op!r}")
 
     async def _reconcile(self, ctx: HostContext, request: Request, progress: ProgressFn) -> Outcome:
+        from pxhostd.engine.apply import apply
+
         if self.paths.spec_file.exists():
             spec = await in_thread(load_spec, self.paths.spec_file)
         else:

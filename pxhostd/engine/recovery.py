@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from pxhostd.engine import journal as jn
-from pxhostd.engine.apply import finish
+from pxhostd.engine.commit import finish
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.state import CorruptStateFile
 from pxhostd.engine.undo import perform_undo

@@ -1,0 +1,26 @@
+"""The steps after an apply's commit point; idempotent, so crash recovery re-runs them.
+
+Kept apart from `apply` so that start-up recovery does not load the renderer (jinja2):
+the daemon reaches READY=1 sooner.
+"""
+
+from __future__ import annotations
+
+from pxhostd.engine import failpoints as fp
+from pxhostd.engine import journal as jn
+from pxhostd.engine.context import HostContext, in_thread
+from pxhostd.engine.state import AppliedState
+
+
+async def finish(ctx: HostContext, record: jn.JournalRecord) -> None:
+    """The steps after the commit point; idempotent, so recovery can re-run them."""
+    applied = record.target.applied
+    if applied is not None:
+        record.step(jn.STEP_SAVE_APPLIED)
+        await in_thread(ctx.applied.save, AppliedState.from_json(dict(applied)))
+        ctx.failpoints.hit(fp.AFTER_SAVE_APPLIED)
+    record.step(jn.STEP_PRUNE)
+    keep = {r for r in (record.target.release, record.before.release) if r}
+    await in_thread(ctx.releases.prune, keep)
+    await in_thread(ctx.releases.sweep)
+    record.done()
