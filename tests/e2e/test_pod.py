@@ -36,16 +36,17 @@ PAYLOAD_VERSION = "1.0.0"
 HOST_PAYLOAD = f"/opt/pwx/pod/payloads/portworx-demo-{PAYLOAD_VERSION}"
 SECRET = "s3cr3t-hunter2"
 
-#: DaemonSet hostPath volumes: node path -> pod path (container/daemonset.yaml).
+#: DaemonSet hostPath volumes: node path -> (pod path, readOnly), as the DaemonSet mounts
+#: them (docs/pod.md lists why each is there).
 HOST_PATHS = {
-    "/etc/pwx": "/etc/pwx",
-    "/opt/pwx": "/opt/pwx",
-    "/etc/systemd/system": "/etc/systemd/system",
-    "/proc/1/ns": "/host_proc/1/ns",
-    "/run/pxhostd": "/run/pxhostd",
-    "/run/dbus": "/run/dbus",
-    "/var/lib/kubelet": "/var/lib/kubelet",
-    "/var/lib/osd": "/var/lib/osd",
+    "/etc/pwx": ("/etc/pwx", False),
+    "/opt/pwx": ("/opt/pwx", False),
+    "/etc/systemd/system": ("/etc/systemd/system", False),
+    "/proc/1/ns": ("/host_proc/1/ns", True),
+    "/run/pxhostd": ("/run/pxhostd", False),
+    "/run/dbus": ("/run/dbus", True),
+    "/var/lib/kubelet": ("/var/lib/kubelet", False),
+    "/var/lib/osd": ("/var/lib/osd", False),
 }
 
 #: What a container runtime and the kubelet put in the pod's environment, plus the
@@ -81,6 +82,10 @@ chroot {IMAGE_ROOT} python3 /usr/share/pxhostd/demo-payload/build.py \\
     /usr/share/pxhostd-pod/payload --version {PAYLOAD_VERSION}
 """
 
+VOLUMES = "\n".join(
+    f"volume {src} {dst} {'ro' if ro else 'rw'}" for src, (dst, ro) in HOST_PATHS.items()
+)
+
 ENTER_POD = f"""#!/bin/bash
 # In a fresh mount namespace: mount the DaemonSet's volumes into the image root, chroot,
 # and exec the entrypoint with exactly the pod's environment.
@@ -96,12 +101,13 @@ shift
 mount --rbind /proc "$R/proc"
 mount --rbind /dev "$R/dev"
 mount -t tmpfs tmpfs "$R/tmp"
-volume() {{  # hostPath (DirectoryOrCreate, as the kubelet does) -> mountPath
+volume() {{  # hostPath (DirectoryOrCreate, as the kubelet does) -> mountPath [ro]
     case "$skip" in *",$2,"*) return 0 ;; esac
     mkdir -p "$1" "$R$2"
     mount --bind "$1" "$R$2"
+    if [ "$3" = ro ]; then mount -o remount,bind,ro "$R$2"; fi
 }}
-{chr(10).join(f"volume {src} {dst}" for src, dst in HOST_PATHS.items())}
+{VOLUMES}
 exec chroot "$R" /usr/bin/env -i "${{podenv[@]}}" /usr/bin/pxhostd-pod "$@"
 """
 
