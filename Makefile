@@ -69,7 +69,7 @@ demo: $(SETUP_STAMP)
 	scripts/demo $(DEMO_ARGS)
 
 bench: $(SETUP_STAMP)
-	@shopt -s nullglob; benches=(bench/*.py); \
+	@shopt -s nullglob; benches=(bench/bench_*.py); \
 	if [ $${#benches[@]} -eq 0 ]; then echo "no benchmarks in bench/"; exit 0; fi; \
 	status=0; \
 	for b in "$${benches[@]}"; do echo "== $$b"; PYTHONPATH=.:tests $(PY) "$$b" || status=1; done; \

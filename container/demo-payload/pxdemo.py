@@ -10,6 +10,7 @@ below are the defaults of an unbuilt copy.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -115,10 +116,8 @@ def write_initial_config(path: str, cluster: str) -> bool:
             os.close(fd)
     except OSError as exc:
         log(f"cannot write the initial config {path}: {exc.strerror}")
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         return False
     return True
 
