@@ -375,8 +375,10 @@ def test_every_command_through_pxhostctl(ready_node: Node, tmp_path: Path) -> No
     assert [e["txid"] for e in history[:2]] == ["ctl-reconcile", ctl_history_id(history[1])]
     assert history[-2]["txid"] == "ctl-install"
     assert (history[-1]["operation"], history[-1]["error"]) == ("restart", "NotInstalled")
-    text = pxhostctl(node, "history").stdout
-    assert "install" in text and "reconcile" in text
+    lines = pxhostctl(node, "history").stdout.splitlines()
+    assert len(lines) == len(history)
+    assert lines[0].startswith(history[0]["finished"]) and "ctl-reconcile" in lines[0]
+    assert "install" in lines[-2] and "ctl-install" in lines[-2]
     node.systemctl("restart", "pxhostd")
     wait_pxhostd(node)
     assert ctl_json(node, "history") == history
