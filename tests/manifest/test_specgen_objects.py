@@ -113,6 +113,7 @@ def test_host_mounts() -> None:
     }
     assert mounts["kubelet"]["mountPropagation"] == "Bidirectional"
     assert mounts["host-proc-ns"]["readOnly"] is True
+    assert "readOnly" not in mounts["run-pxhostd"], "the pod takes the host lock there"
     assert "/var/run/docker.sock" not in volumes.values()
 
 

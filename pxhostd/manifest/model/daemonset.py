@@ -33,8 +33,8 @@ HOST_MOUNTS: tuple[HostMount, ...] = (
               propagation="Bidirectional"),
     HostMount("var-lib-osd", "/var/lib/osd", "/var/lib/osd", "DirectoryOrCreate",
               propagation="Bidirectional"),
-    HostMount("run-pxhostd", "/run/pxhostd", "/run/pxhostd", "DirectoryOrCreate",
-              read_only=True),
+    # Read-write: the pod takes the host lock (/run/pxhostd/host.lock) there.
+    HostMount("run-pxhostd", "/run/pxhostd", "/run/pxhostd", "DirectoryOrCreate"),
     HostMount("dbus", "/run/dbus", "/run/dbus", "Directory", read_only=True),
 )
 
@@ -159,6 +159,8 @@ def daemonset(
         "serviceAccountName": n.SERVICE_ACCOUNT,
         "hostNetwork": True,
         "hostPID": True,
+        # The entrypoint drops service-link variables anyway; keep them out of the pod.
+        "enableServiceLinks": False,
         "dnsPolicy": "ClusterFirstWithHostNet",
         "priorityClassName": "system-node-critical",
         "restartPolicy": "Always",
