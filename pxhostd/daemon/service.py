@@ -303,6 +303,7 @@ class Daemon:
 
     def _spawn_reload(self) -> None:
         self.notifier.reloading()
+        self.engine.reload_config()
         self._submit_quietly("reconcile")
         self.notifier.ready(self.status_line())
 

@@ -74,4 +74,7 @@ class Engine(Protocol):
 
     def snapshot(self) -> EngineSnapshot: ...
 
+    def reload_config(self) -> None:
+        """Re-read the daemon's settings file (SIGHUP); keep the old ones if it is bad."""
+
     async def close(self) -> None: ...

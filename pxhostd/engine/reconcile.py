@@ -82,6 +82,16 @@ class HostEngine:
     def snapshot(self) -> EngineSnapshot:
         return self._snapshot
 
+    def reload_config(self) -> None:
+        try:
+            settings = load_settings(self.paths.config_file)
+        except InvalidOptions as exc:
+            log.error("keeping the previous settings: %s", exc)
+            return
+        self.settings = settings
+        if self.ctx is not None:
+            self.ctx.settings = settings
+
     async def close(self) -> None:
         if self._watch is not None:
             with contextlib.suppress(Exception):

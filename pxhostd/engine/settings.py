@@ -27,8 +27,6 @@ class EngineSettings:
     stop_timeout: float = 120.0
     #: Seconds systemd gets for a daemon-reload or a unit-file call.
     reload_timeout: float = 30.0
-    #: Releases kept besides the current one (for rollback).
-    keep_previous: int = 1
     #: Journal lines quoted when a release fails to start.
     journal_lines: int = 15
 

@@ -23,6 +23,9 @@ class FakeEngine:
     async def close(self) -> None:
         return None
 
+    def reload_config(self) -> None:
+        return None
+
     def snapshot(self) -> EngineSnapshot:
         return EngineSnapshot(
             installed=self.spec is not None,
