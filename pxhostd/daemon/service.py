@@ -36,6 +36,8 @@ from pxhostd.status.statusfile import HEARTBEAT_INTERVAL, DaemonState, Status, S
 
 log = logging.getLogger(__name__)
 
+#: Bound on closing the engine's systemd watches at exit (RemoveMatch calls on the bus).
+CLOSE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -270,7 +272,8 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         with contextlib.suppress(Exception):
-            await self.engine.close()
+            # Bounded: after the bus dropped us, calls on the dead connection never return.
+            await asyncio.wait_for(self.engine.close(), CLOSE_TIMEOUT)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.status_file.write, self.file_status())
         if self.bus is not None and self.bus.connected:
