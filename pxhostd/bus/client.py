@@ -21,6 +21,7 @@ from pxhostd.bus.names import (
     TRANSACTION_INTERFACE,
 )
 from pxhostd.bus.variants import to_vardict, unwrap
+from pxhostd.bus.wire import wire
 from pxhostd.errors import DaemonUnavailable, Timeout, error_from_dbus_name
 
 PROPERTIES = "org.freedesktop.DBus.Properties"
@@ -76,7 +77,7 @@ class PxClient:
             interface=interface,
             member=member,
             signature=signature,
-            body=body or [],
+            body=wire(body or []),
         )
         try:
             reply = await asyncio.wait_for(self.bus.call(msg), CALL_TIMEOUT)

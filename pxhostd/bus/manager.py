@@ -15,6 +15,7 @@ from pxhostd.bus.errormap import dbus_errors
 from pxhostd.bus.names import MANAGER_INTERFACE, NO_TRANSACTION
 from pxhostd.bus.transactions import options_txid
 from pxhostd.bus.variants import to_vardict, unwrap
+from pxhostd.bus.wire import wire
 from pxhostd.engine.api import Request
 from pxhostd.errors import InvalidOptions
 
@@ -74,7 +75,7 @@ class ManagerInterface(ServiceInterface):
         if not changed:
             return
         self._props.update(changed)
-        self.emit_properties_changed(changed)
+        self.emit_properties_changed(wire(changed))
 
     def prop(self, name: str) -> Any:
         return self._props[name]
@@ -153,24 +154,24 @@ class ManagerInterface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def Version(self) -> "s":
-        return str(self._props["Version"])
+        return wire(str(self._props["Version"]))
 
     @dbus_property(access=PropertyAccess.READ)
     def PayloadVersion(self) -> "s":
-        return str(self._props["PayloadVersion"])
+        return wire(str(self._props["PayloadVersion"]))
 
     @dbus_property(access=PropertyAccess.READ)
     def State(self) -> "s":
-        return str(self._props["State"])
+        return wire(str(self._props["State"]))
 
     @dbus_property(access=PropertyAccess.READ)
     def ServiceState(self) -> "s":
-        return str(self._props["ServiceState"])
+        return wire(str(self._props["ServiceState"]))
 
     @dbus_property(access=PropertyAccess.READ)
     def ActiveTransaction(self) -> "o":
-        return str(self._props["ActiveTransaction"])
+        return wire(str(self._props["ActiveTransaction"]))
 
     @dbus_property(access=PropertyAccess.READ)
     def LastError(self) -> "s":
-        return str(self._props["LastError"])
+        return wire(str(self._props["LastError"]))

@@ -22,6 +22,7 @@ from dbus_fast.service import ServiceInterface, dbus_property, method, signal
 
 from pxhostd.bus.names import TRANSACTION_INTERFACE, TRANSACTION_PATH_PREFIX
 from pxhostd.bus.variants import to_vardict
+from pxhostd.bus.wire import wire
 from pxhostd.engine.api import Outcome, ProgressFn, Request, new_txid
 from pxhostd.errors import Busy, PxError
 
@@ -46,7 +47,7 @@ class TransactionInterface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def Id(self) -> "s":
-        return self._tx.request.txid
+        return wire(self._tx.request.txid)
 
     @dbus_property(access=PropertyAccess.READ)
     def Operation(self) -> "s":
@@ -58,7 +59,7 @@ class TransactionInterface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def Message(self) -> "s":
-        return self._tx.message
+        return wire(self._tx.message)
 
     @dbus_property(access=PropertyAccess.READ)
     def Finished(self) -> "b":
@@ -78,7 +79,7 @@ class TransactionInterface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def ErrorMessage(self) -> "s":
-        return self._tx.error_message
+        return wire(self._tx.error_message)
 
     @method()
     def GetResult(self) -> "a{sv}":
@@ -86,11 +87,11 @@ class TransactionInterface(ServiceInterface):
 
     @signal(name="Progress")
     def progress_signal(self) -> "us":
-        return [self._tx.percent, self._tx.message]
+        return [self._tx.percent, wire(self._tx.message)]
 
     @signal(name="Finished")
     def finished_signal(self) -> "bss":
-        return [self._tx.success, self._tx.error_name, self._tx.error_message]
+        return [self._tx.success, self._tx.error_name, wire(self._tx.error_message)]
 
 
 class Transaction:
@@ -152,15 +153,17 @@ class Transaction:
             self.message = f"failed: {self.error_message}"
             self.details = dict(getattr(error, "details", {}) or {})
         self.interface.emit_properties_changed(
-            {
-                "Percent": self.percent,
-                "Message": self.message,
-                "Finished": True,
-                "Success": self.success,
-                "Changed": self.changed,
-                "ErrorName": self.error_name,
-                "ErrorMessage": self.error_message,
-            }
+            wire(
+                {
+                    "Percent": self.percent,
+                    "Message": self.message,
+                    "Finished": True,
+                    "Success": self.success,
+                    "Changed": self.changed,
+                    "ErrorName": self.error_name,
+                    "ErrorMessage": self.error_message,
+                }
+            )
         )
         self.interface.finished_signal()
         if not self.done.done():

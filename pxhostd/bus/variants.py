@@ -12,6 +12,8 @@ from typing import Any
 
 from dbus_fast import Variant
 
+from pxhostd.bus.wire import wire
+
 
 def unwrap(value: Any) -> Any:
     """Recursively replace Variants by their values; bytes stay bytes."""
@@ -64,9 +66,9 @@ def _convert(value: Any, signature: str) -> Any:
 
 def to_variant(value: Any) -> Variant:
     signature = _signature(value)
-    return Variant(signature, _convert(value, signature))
+    return Variant(signature, wire(_convert(value, signature)))
 
 
 def to_vardict(values: Mapping[str, Any]) -> dict[str, Variant]:
     """A dict of plain values as a{sv}; None values are left out (D-Bus has no null)."""
-    return {str(k): to_variant(v) for k, v in values.items() if v is not None}
+    return {wire(str(k)): to_variant(v) for k, v in values.items() if v is not None}

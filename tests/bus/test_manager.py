@@ -202,3 +202,27 @@ def test_history_survives_a_daemon_restart(dbus_address: str, state_root: Path) 
             client.close()
 
     run(body)
+
+
+def test_non_ascii_text_travels_both_ways(dbus_address: str, state_root: Path) -> None:
+    """Debian 12's dbus-fast miscounts non-ASCII strings; pxhostd.bus.wire works around it."""
+
+    async def body() -> None:
+        async with running_daemon(dbus_address, state_root) as daemon:
+            client = await PxClient.connect(dbus_address)
+            spec = {**SPEC, "args": ["-c", "café-☃"], "env": {"NAMÉ": "ü"}}
+            result = await client.wait(await client.install({**spec, "env": {"A": "ü"}}), 10)
+            assert result["success"] is True
+            assert (await client.get_spec())["args"] == ["-c", "café-☃"]
+            assert isinstance(daemon.engine, FakeEngine)
+            daemon.engine.fail_with = RolledBack("3.0 a échoué: « démo » ✗")
+            failed = await client.wait(await client.action("Restart", txid="id-ü"), 10)
+            assert failed["error_message"] == "3.0 a échoué: « démo » ✗"
+            assert failed["id"] == "id-ü"
+            assert await client.get_property("LastError") == "RolledBack: 3.0 a échoué: « démo » ✗"
+            with pytest.raises(InvalidSpec, match="NAMÉ"):
+                await client.install(spec)
+            assert (await client.status())["state"] == "failed"  # still connected, still up
+            client.close()
+
+    run(body)
