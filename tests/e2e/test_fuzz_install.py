@@ -83,6 +83,9 @@ class NodeDriver:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 # -- values as tagged variants (see busdriver.py) -----------------------------------------
@@ -402,7 +405,8 @@ NON_ASCII_CASES: list[list[str]] = [
     ["1", "payload", "s", "/opt/a\u2028b"],
     ["2", "payload", "s", SOME_PATH, "service", "s", "pxé"],
     ["2", "payload", "s", SOME_PATH, "env", "a{ss}", "1", "CLÉ", "x"],
-    ["2", "payload", "s", SOME_PATH, "env", "a{ss}", "1", "A", "x\ufdd0y"],
+    # (A Unicode non-character such as U+FDD0 cannot be sent at all: sd-bus, and so
+    # busctl, refuses to build the message. The validator's own tests cover it.)
     ["2", "payload", "s", SOME_PATH, "args", "as", "2", "café", "a\u0085b"],
     ["2", "payload", "s", SOME_PATH, "mounts", "as", "1", "/é:/b:exé"],
     ["2", "payload", "s", SOME_PATH, "clé", "s", "valeur"],
