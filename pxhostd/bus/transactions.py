@@ -25,6 +25,7 @@ from pxhostd.bus.variants import to_vardict
 from pxhostd.bus.wire import wire
 from pxhostd.engine.api import Outcome, ProgressFn, Request, new_txid
 from pxhostd.errors import Busy, PxError
+from pxhostd.log import current_txid
 
 log = logging.getLogger(__name__)
 
@@ -216,11 +217,11 @@ class TransactionManager:
         return tx
 
     async def _run(self, tx: Transaction) -> None:
+        current_txid.set(tx.request.txid)  # this task's context: every record carries it
         log.info(
             "transaction %s started: %s",
             tx.path,
             tx.request.operation,
-            extra={"PXHOSTD_TXID": tx.request.txid},
         )
         outcome: Outcome | None = None
         error: PxError | None = None
@@ -247,7 +248,6 @@ class TransactionManager:
                 "transaction %s finished: %s",
                 tx.path,
                 "ok" if tx.success else tx.error_name,
-                extra={"PXHOSTD_TXID": tx.request.txid},
             )
 
     def _retain(self, tx: Transaction) -> None:
