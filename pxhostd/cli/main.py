@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     add("status", "show the daemon's and the service's state")
+    add("get-spec", "print the spec that was last applied (YAML; JSON with --json)")
     install = add(
         "install",
         "install or upgrade the service to match a spec file (YAML); nothing restarts "
@@ -129,6 +130,17 @@ Handler = Callable[[PxClient, argparse.Namespace], Awaitable[int]]
 async def cmd_status(client: PxClient, args: argparse.Namespace) -> int:
     status = await client.status()
     (print_json if args.json else print_status)(status)
+    return exitcodes.OK
+
+
+async def cmd_get_spec(client: PxClient, args: argparse.Namespace) -> int:
+    spec = await client.get_spec()
+    if args.json:
+        print_json(spec)
+    else:
+        import yaml
+
+        print(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), end="")
     return exitcodes.OK
 
 
@@ -201,6 +213,7 @@ async def cmd_watch(client: PxClient, args: argparse.Namespace) -> int:
 
 HANDLERS: dict[str, Handler] = {
     "status": cmd_status,
+    "get-spec": cmd_get_spec,
     "history": cmd_history,
     "install": cmd_install,
     "uninstall": cmd_uninstall,

@@ -14,6 +14,7 @@ from pxhostd.cli.main import build_parser, load_spec_file, main
 
 COMMANDS = [
     "status",
+    "get-spec",
     "install",
     "start",
     "stop",

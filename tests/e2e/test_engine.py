@@ -54,8 +54,13 @@ def ready_node(installed_node: Node) -> Node:
 def test_install_noop_env_change_and_pod_mounts(ready_node: Node, tmp_path: Path) -> None:
     node = ready_node
     v1 = build_payload(node, tmp_path, "v1", "1.0.0")
-    first = install(node, base_spec(v1))
+    first = install(node, base_spec(v1), "--id", "first-install-42")
     assert "installed 1.0.0" in first.stdout
+    # The caller's transaction id is a structured journal field of every record it caused.
+    tagged = node.run(["journalctl", "-o", "cat", "PXHOSTD_TXID=first-install-42"]).stdout
+    assert "transaction" in tagged and "started: install" in tagged
+    applied = pxhostctl(node, "get-spec").stdout
+    assert f"payload: {v1}" in applied and "PX_TEST: one" in applied
     assert node.systemctl("is-enabled", UNIT).stdout.strip() == "enabled"
     node.wait_active(UNIT)
     status = node.systemctl("status", UNIT, check=False).stdout
