@@ -24,7 +24,7 @@ from pxhostd.spec.model import Mount, Spec
 from pxhostd.spec.rules import is_under
 
 #: Bumped when the digest's composition changes, so an old recorded digest never matches.
-DIGEST_VERSION = 1
+DIGEST_VERSION = 2
 
 
 def _sha256_json(data: object) -> str:
@@ -54,6 +54,16 @@ def render_for_digest(
     return render_units(restart_relevant_spec(spec, pods_dir), manifest, release_root, paths)
 
 
+def unit_settings(text: str) -> str:
+    """A unit's settings without comments and blank lines: what systemd acts on.
+
+    A pxhostd package upgrade that only rewords the generated header must not restart
+    storage at the next reconcile; the file is still rewritten, the service left alone.
+    """
+    kept = [ln.strip() for ln in text.splitlines()]
+    return "\n".join(ln for ln in kept if ln and not ln.startswith(("#", ";")))
+
+
 def unit_digests(unit_texts: Mapping[str, str]) -> dict[str, str]:
     """Unit file name -> sha256 of its UTF-8 text."""
     return {
@@ -77,7 +87,7 @@ def restart_digest(
     return _sha256_json({
         "version": DIGEST_VERSION,
         "payload": manifest.digest,
-        "units": unit_digests(unit_texts),
+        "units": unit_digests({n: unit_settings(t) for n, t in unit_texts.items()}),
         "service": relevant.service,
         "args": list(relevant.args),
         "env": [list(pair) for pair in relevant.env],
