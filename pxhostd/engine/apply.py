@@ -100,8 +100,6 @@ async def make_plan(ctx: HostContext, spec: Spec, holds: Holds) -> Plan:
     rid = Releases.release_id(manifest.version, manifest.digest)
     root = str(ctx.paths.current_link)
     units = render_units(spec, manifest, root, ctx.paths)
-    for name, text in units.items():
-        await in_thread(verify_unit_text, name, text, root)
     digest = compute_restart_digest(spec, manifest, root, ctx.paths)
     previous = await in_thread(ctx.applied.load)
     if previous is not None and previous.spec.get("service") != spec.service:
@@ -111,6 +109,9 @@ async def make_plan(ctx: HostContext, spec: Spec, holds: Holds) -> Plan:
         )
     stale = tuple(sorted(n for n in (previous.unit_digests if previous else {}) if n not in units))
     live = {n: ctx.read_unit(n) for n in (*units, *stale)}
+    for name, text in units.items():
+        if live.get(name) != text:  # a unit already live as rendered was checked before
+            await in_thread(verify_unit_text, name, text, root)
     current = ctx.releases.current()
     state = await ctx.systemd.unit_state(spec.unit_name)
     enabled = state.unit_file_state in ("enabled", "enabled-runtime") or holds.disabled
