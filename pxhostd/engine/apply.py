@@ -26,6 +26,7 @@ from pxhostd.engine.undo import perform_undo, unit_failure_reason
 from pxhostd.errors import Failed, InvalidSpec, RolledBack, SystemdError, Timeout
 from pxhostd.payload.manifest import Manifest, load_manifest, verify_payload_files
 from pxhostd.payload.staging import Releases
+from pxhostd.render.names import is_unit_file
 from pxhostd.render.units import render_units
 from pxhostd.render.verify import verify_unit_text
 from pxhostd.spec.model import Spec
@@ -110,7 +111,8 @@ async def make_plan(ctx: HostContext, spec: Spec, holds: Holds) -> Plan:
     stale = tuple(sorted(n for n in (previous.unit_digests if previous else {}) if n not in units))
     live = {n: ctx.read_unit(n) for n in (*units, *stale)}
     for name, text in units.items():
-        if live.get(name) != text:  # a unit already live as rendered was checked before
+        # A unit already live as rendered was checked before; the env file is no unit.
+        if is_unit_file(name) and live.get(name) != text:
             await in_thread(verify_unit_text, name, text, root)
     current = ctx.releases.current()
     state = await ctx.systemd.unit_state(spec.unit_name)
@@ -206,9 +208,10 @@ async def apply(
         await ctx.systemd.daemon_reload(ctx.settings.reload_timeout)
         ctx.failpoints.hit(fp.AFTER_DAEMON_RELOAD)
     if not plan.enabled:
-        progress(50, f"enabling {', '.join(sorted(plan.units))}")
+        unit_files = sorted(filter(is_unit_file, plan.units))
+        progress(50, f"enabling {', '.join(unit_files)}")
         record.step(jn.STEP_ENABLE)
-        await ctx.systemd.enable_unit_files(sorted(plan.units))
+        await ctx.systemd.enable_unit_files(unit_files)
         ctx.failpoints.hit(fp.AFTER_ENABLE)
     if plan.need_stage:
         progress(55, f"switching to release {plan.release_id}")

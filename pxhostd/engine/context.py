@@ -18,6 +18,7 @@ from pxhostd.errors import Busy
 from pxhostd.hostfs import atomic_write, host_lock, remove_file
 from pxhostd.paths import Paths
 from pxhostd.payload.staging import Releases
+from pxhostd.render.names import is_unit_file
 from pxhostd.systemd.client import Systemd
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,15 @@ class HostContext:
             return None
 
     def write_unit(self, name: str, text: str | None) -> bool:
+        """Write or remove one managed file: a unit (0644) or the environment file (0600)."""
+        path = self.unit_path(name)
         if text is None:
-            return remove_file(self.unit_path(name))
-        return atomic_write(self.unit_path(name), text)
+            removed = remove_file(path)
+            if not is_unit_file(name):
+                with contextlib.suppress(OSError):  # the drop-in dir, once empty
+                    path.parent.rmdir()
+            return removed
+        return atomic_write(path, text, 0o644 if is_unit_file(name) else 0o600)
 
     @contextlib.asynccontextmanager
     async def locked(self, wait: float = 60.0) -> AsyncIterator[None]:

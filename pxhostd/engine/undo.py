@@ -9,6 +9,7 @@ import logging
 from pxhostd.engine import journal as jn
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.errors import PxError
+from pxhostd.render.names import is_unit_file
 from pxhostd.systemd.errors import NoSuchUnit
 from pxhostd.systemd.journal import unit_journal_tail
 
@@ -41,7 +42,7 @@ async def perform_undo(
         elif action is jn.Undo.DAEMON_RELOAD:
             await ctx.systemd.daemon_reload(ctx.settings.reload_timeout)
         elif action is jn.Undo.RESTORE_ENABLEMENT:
-            present = [n for n in touched if ctx.read_unit(n) is not None]
+            present = [n for n in touched if is_unit_file(n) and ctx.read_unit(n) is not None]
             if before.enabled and present:
                 await ctx.systemd.enable_unit_files(present)
             else:
@@ -76,10 +77,11 @@ async def reset_failed(ctx: HostContext, unit: str) -> None:
 
 async def _disable(ctx: HostContext, names: list[str]) -> None:
     """Disable through systemd; for unit files already gone, drop the dangling wants links."""
-    present = [n for n in names if ctx.read_unit(n) is not None]
+    units = [n for n in names if is_unit_file(n)]
+    present = [n for n in units if ctx.read_unit(n) is not None]
     if present:
         await ctx.systemd.disable_unit_files(present)
-    for name in names:
+    for name in units:
         for link in ctx.paths.unit_dir.glob(f"*.wants/{name}"):
             await in_thread(_unlink_durably, link)
 

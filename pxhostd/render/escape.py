@@ -76,6 +76,18 @@ def env_assignment(name: str, value: str) -> UnitText:
     return UnitText(_quoted(f"{name}={value}", dollar=False))
 
 
+def env_file_line(name: str, value: str) -> str:
+    """One `EnvironmentFile=` line, `NAME="value"`.
+
+    systemd's env-file parser takes a backslash inside double quotes as escaping only
+    `"`, `\\`, `` ` `` and `$`, and expands no specifiers and no variables there.
+    """
+    rules.check_env_name("render: environment name", name, InvalidSpec)
+    _no_control(value, f"environment value of {name}")
+    escaped = "".join("\\" + ch if ch in '"\\`$' else ch for ch in value)
+    return f'{name}="{escaped}"\n'
+
+
 def unit_path(value: str) -> UnitText:
     """An absolute path written unquoted; only paths that need no escaping are accepted."""
     return UnitText(rules.check_abs_path("render: path", value, InvalidSpec))

@@ -16,6 +16,8 @@ PAYLOADS = "/var/lib/pxtest/payloads"
 SPEC_FILE = "/etc/pxhostd/spec.yaml"
 UNIT = "portworx.service"
 UNIT_FILE = f"/etc/systemd/system/{UNIT}"
+#: The service's environment: a root-only file beside the unit, named by EnvironmentFile=.
+ENV_FILE = f"/etc/systemd/system/{UNIT}.d/pxhostd.env"
 RELEASES = "/opt/pwx/releases"
 
 
@@ -50,6 +52,14 @@ def install(
 
 def invocation(node: Node) -> str:
     return node.unit_property(UNIT, "InvocationID")
+
+
+def service_env(node: Node) -> dict[str, str]:
+    """The environment the running service really has (its main process's /proc entry)."""
+    pid = node.unit_property(UNIT, "MainPID")
+    raw = node.read_bytes(f"/proc/{pid}/environ")
+    pairs = (item.decode().partition("=") for item in raw.split(b"\0") if item)
+    return {name: value for name, _, value in pairs}
 
 
 def payload_status(node: Node) -> dict[str, Any]:

@@ -16,7 +16,16 @@ from typing import Any
 
 import pytest
 from nodeharness import REPO_ROOT, Node, wait_for
-from pxnode import RELEASES, UNIT, UNIT_FILE, build_payload, invocation, pxhostctl, wait_pxhostd
+from pxnode import (
+    ENV_FILE,
+    RELEASES,
+    UNIT,
+    UNIT_FILE,
+    build_payload,
+    invocation,
+    pxhostctl,
+    wait_pxhostd,
+)
 
 DEST = "com.portworx.pxhostd1"
 OBJ = "/com/portworx/pxhostd1"
@@ -196,7 +205,7 @@ def test_every_method_and_property_through_busctl(ready_node: Node, tmp_path: Pa
         "ErrorName": "", "ErrorMessage": "",
     }
     assert is_active(node) == "active" and is_enabled(node) == "enabled"
-    assert "PX_TEST=one" in node.read_file(UNIT_FILE)
+    assert 'PX_TEST="one"' in node.read_file(ENV_FILE)
     assert bprop(node, "PayloadVersion") == "1.0.0"
     wait_prop(node, "ServiceState", "active/running")
     assert bprop(node, "ActiveTransaction") == "/"
@@ -238,7 +247,7 @@ def test_every_method_and_property_through_busctl(ready_node: Node, tmp_path: Pa
                     f"payload: {v1}\nargs: [-c, cluster-bus]\nenv: {{PX_TEST: reconciled}}\n")
     rec = act("Reconcile")
     assert rec["changed"] is True
-    assert "PX_TEST=reconciled" in node.read_file(UNIT_FILE)
+    assert 'PX_TEST="reconciled"' in node.read_file(ENV_FILE)
     node.run(["rm", "/etc/pxhostd/spec.yaml"])
 
     # A failing operation: the transaction carries the named error; LastError and State
@@ -368,7 +377,7 @@ def test_every_command_through_pxhostctl(ready_node: Node, tmp_path: Path) -> No
     assert path.startswith(OBJ + "/transaction/")
     result = wait_finished(node, path)
     assert result["id"] == "ctl-reconcile" and result["changed"] is True, result
-    assert "PX_TEST=ctl" in node.read_file(UNIT_FILE)
+    assert 'PX_TEST="ctl"' in node.read_file(ENV_FILE)
     node.run(["rm", "/etc/pxhostd/spec.yaml"])
 
     history = ctl_json(node, "history")

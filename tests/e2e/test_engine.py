@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from nodeharness import Node, wait_for
 from pxnode import (
+    ENV_FILE,
     RELEASES,
     SPEC_FILE,
     UNIT,
@@ -25,19 +26,22 @@ from pxnode import (
     payload_status,
     pxhostctl,
     releases,
+    service_env,
     temp_files,
     wait_pxhostd,
     write_spec,
 )
 
 PODS = "/var/lib/kubelet/pods"
+NASTY_VALUE = 'a "quoted" \\path $HOME `cmd` 50% %i grüße'
+
 
 
 def base_spec(payload: str, **extra: object) -> dict[str, object]:
     spec: dict[str, object] = {
         "payload": payload,
         "args": ["-c", "cluster-e2e"],
-        "env": {"PX_TEST": "one"},
+        "env": {"PX_TEST": "one", "PX_NASTY": NASTY_VALUE},
         "mounts": ["/var/lib/pxtest/data:/var/lib/pxtest/data"],
     }
     spec.update(extra)
@@ -67,6 +71,14 @@ def test_install_noop_env_change_and_pod_mounts(ready_node: Node, tmp_path: Path
     assert 'Status: "pxdemo 1.0.0' in status
     assert payload_status(node)["version"] == "1.0.0"
 
+    # The environment (maybe secrets) is in a root-only file, not in the world-readable
+    # unit nor in systemd's public Environment property; the service gets it exactly.
+    assert node.run(["stat", "-c", "%a %U", ENV_FILE]).stdout.split() == ["600", "root"]
+    assert "PX_TEST" not in node.read_file(UNIT_FILE)
+    assert "PX_TEST" not in node.unit_property(UNIT, "Environment")
+    assert node.run(["cat", ENV_FILE], user="pxuser", check=False).returncode != 0
+    assert service_env(node)["PX_NASTY"] == NASTY_VALUE
+
     # The same spec again: no restart, no file rewritten, explicitly "nothing to do".
     inv = invocation(node)
     unit_mtime = mtime(node, UNIT_FILE)
@@ -79,16 +91,16 @@ def test_install_noop_env_change_and_pod_mounts(ready_node: Node, tmp_path: Path
 
     # An env change: exactly one restart.
     starts_before = node.journal(UNIT).count("Started")
-    changed = install(node, base_spec(v1, env={"PX_TEST": "two"}))
+    changed = install(node, base_spec(v1, env={"PX_TEST": "two", "PX_NASTY": NASTY_VALUE}))
     assert "reconfigured" in changed.stdout
     assert invocation(node) != inv
     assert node.journal(UNIT).count("Started") == starts_before + 1
-    assert "PX_TEST=two" in node.read_file(UNIT_FILE)
+    assert service_env(node)["PX_TEST"] == "two"
 
     # A mount change only under the kubelet pods dir: unit updated, no restart.
     inv = invocation(node)
     pods_mount = f"{PODS}/abc/volumes:{PODS}/abc/volumes"
-    spec = base_spec(v1, env={"PX_TEST": "two"})
+    spec = base_spec(v1, env={"PX_TEST": "two", "PX_NASTY": NASTY_VALUE})
     spec["mounts"] = [*spec["mounts"], pods_mount]  # type: ignore[list-item]
     result = install(node, spec)
     assert "no restart needed" in result.stdout

@@ -168,7 +168,7 @@ def test_restart_relevant_spec_drops_only_pod_volume_mounts() -> None:
 
 def test_render_for_digest_leaves_out_pod_volume_mounts() -> None:
     s = spec(mounts=["/etc/pwx:/etc/pwx", f"{POD_MOUNT}:{POD_MOUNT}"])
-    [text] = render_for_digest(s, man(), ROOT, PATHS).values()
+    text = render_for_digest(s, man(), ROOT, PATHS)[s.unit_name]
     assert POD_MOUNT not in text
     assert "BindPaths=/etc/pwx:/etc/pwx" in text
 
@@ -183,7 +183,11 @@ def test_reboot_unit_is_part_of_the_digest() -> None:
     m = man(files={"bin/px": "a" * 64, "bin/r": "b" * 64}, reboot_unit=True,
             reboot_exec=["bin/r"])
     texts = render_for_digest(BASE, m, ROOT, PATHS)
-    assert set(texts) == {"portworx.service", "portworx-reboot.service"}
+    assert set(texts) == {
+        "portworx.service",
+        "portworx-reboot.service",
+        "portworx.service.d/pxhostd.env",
+    }
     assert restart_digest(BASE, m, texts) == compute_restart_digest(BASE, m, ROOT, PATHS)
 
 

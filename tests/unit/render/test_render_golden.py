@@ -21,7 +21,7 @@ def _golden_units() -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
     for case, (spec, manifest) in sorted(cases().items()):
         for name in sorted(render_units(spec, manifest, RELEASE_ROOT, paths())):
-            out.append((case, name, f"{case}--{name}"))
+            out.append((case, name, f"{case}--{name.replace('/', '--')}"))
     return out
 
 

@@ -19,6 +19,7 @@ from cases import NASTY_ARGS, NASTY_ENV, REPO
 
 from pxhostd.paths import Paths
 from pxhostd.payload.manifest import manifest_from_dict
+from pxhostd.render.names import env_file_name
 from pxhostd.render.units import render_units
 from pxhostd.spec import spec_from_dict
 
@@ -97,8 +98,14 @@ def test_rendered_unit_runs_with_exact_argv_env_and_mounts(tmp_path: Path) -> No
         "name": "dump", "version": "1", "exec": ["bin/dump", "--fixed=%p $USER"],
         "files": {"bin/dump": hashlib.sha256(program.read_bytes()).hexdigest()},
     })
-    text = render_units(spec, manifest, str(release), Paths(templates_dir=REPO / "templates"))[
-        "pxrender-roundtrip.service"]
+    paths = Paths(templates_dir=REPO / "templates", unit_dir=tmp_path / "unit-dir")
+    rendered = render_units(spec, manifest, str(release), paths)
+    text = rendered["pxrender-roundtrip.service"]
+    # The environment lives in its own root-only file, read by systemd's own parser.
+    env_path = paths.unit_dir / env_file_name("pxrender-roundtrip")
+    assert f"EnvironmentFile={env_path}\n" in text
+    env_path.parent.mkdir(parents=True)
+    env_path.write_text(rendered[env_file_name("pxrender-roundtrip")])
     # The manager has no journal: send output nowhere. Nothing else is changed.
     assert "Type=exec\n" in text
     text = text.replace("Type=exec", "Type=exec\nStandardOutput=null\nStandardError=null")

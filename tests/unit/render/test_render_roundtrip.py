@@ -8,10 +8,11 @@ import pytest
 from cases import NASTY_ARGS, NASTY_ENV, RELEASE_ROOT, cases, manifest, paths
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from unitparse import parse_command_line, parse_environment, parse_sections, values
+from unitparse import parse_command_line, parse_env_file, parse_sections, values
 
 from pxhostd.errors import Failed, InvalidSpec
 from pxhostd.render import escape
+from pxhostd.render.names import env_file_name
 from pxhostd.render.units import render_units
 from pxhostd.spec import Mount, Spec, spec_from_dict
 
@@ -21,11 +22,18 @@ def _service(spec: Spec, man: object = None) -> str:
     return render_units(spec, m, RELEASE_ROOT, paths())[spec.unit_name]  # type: ignore[arg-type]
 
 
-def _env_of(text: str) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for value in values(text, "Service", "Environment"):
-        env.update(parse_environment(value))
-    return env
+def _env_of(spec: Spec, man: object = None) -> dict[str, str]:
+    """The environment the service gets: the unit names a root-only env file (or none)."""
+    m = manifest() if man is None else man
+    rendered = render_units(spec, m, RELEASE_ROOT, paths())  # type: ignore[arg-type]
+    unit = rendered[spec.unit_name]
+    assert values(unit, "Service", "Environment") == [], "no env value in the unit itself"
+    files = values(unit, "Service", "EnvironmentFile")
+    if not spec.env:
+        assert files == [] and env_file_name(spec.service) not in rendered
+        return {}
+    assert files == [str(paths().unit_dir / env_file_name(spec.service))]
+    return parse_env_file(rendered[env_file_name(spec.service)])
 
 
 def test_nasty_args_come_back_intact() -> None:
@@ -39,8 +47,7 @@ def test_nasty_args_come_back_intact() -> None:
 
 def test_nasty_env_comes_back_intact() -> None:
     spec, man = cases()["nasty"]
-    text = render_units(spec, man, RELEASE_ROOT, paths())["px.storage-2.service"]
-    assert _env_of(text) == NASTY_ENV
+    assert _env_of(spec, man) == NASTY_ENV
 
 
 def test_unit_structure() -> None:
@@ -169,7 +176,7 @@ def test_any_valid_spec_renders_to_a_unit_that_reads_back_to_its_inputs(
     text = _service(spec, man)
     [exec_start] = values(text, "Service", "ExecStart")
     assert parse_command_line(exec_start) == ("", [f"{RELEASE_ROOT}/bin/px", *fixed, *args])
-    assert _env_of(text) == env
+    assert _env_of(spec, man) == env
 
 
 @settings(max_examples=25, deadline=None)

@@ -128,3 +128,30 @@ def parse_environment(value: str) -> dict[str, str]:
             raise UnitSyntaxError(f"environment assignment without '=': {word!r}")
         env[name] = val
     return env
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """An `EnvironmentFile=` as systemd reads it (the subset pxhostd writes: one
+    `NAME="value"` per line; inside the quotes a backslash escapes `"`, `\\`, `` ` ``,
+    `$` and is kept before anything else), written independently of the renderer."""
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line or line.startswith(("#", ";")):
+            continue
+        name, sep, rest = line.partition("=")
+        if not sep or not (rest.startswith('"') and rest.endswith('"') and len(rest) >= 2):
+            raise UnitSyntaxError(f"unexpected environment file line: {line!r}")
+        body, out, i = rest[1:-1], [], 0
+        while i < len(body):
+            ch = body[i]
+            if ch == "\\" and i + 1 < len(body):
+                nxt = body[i + 1]
+                out.append(nxt if nxt in '"\\`$' else ch + nxt)
+                i += 2
+                continue
+            if ch == '"':
+                raise UnitSyntaxError(f"unescaped quote in {line!r}")
+            out.append(ch)
+            i += 1
+        env[name] = "".join(out)
+    return env
