@@ -22,6 +22,7 @@ from pxhostd.engine.state import AppliedState
 from pxhostd.engine.uninstall import installed_units, uninstall
 from pxhostd.errors import InvalidOptions, NotInstalled
 from pxhostd.payload.manifest import load_manifest
+from pxhostd.render.names import is_unit_file
 from pxhostd.spec.model import DEFAULT_SERVICE
 from pxhostd.spec.validate import load_spec, spec_from_dict
 from pxhostd.systemd.client import Systemd
@@ -149,6 +150,7 @@ class HostEngine:
         state = await ctx.systemd.unit_state(unit)
         was_active = state.active_state == "active"
         timeout = ctx.settings.activation_timeout
+        unit_files = [n for n in installed_units(ctx, unit[:-8]) if is_unit_file(n)]
         progress(30, f"{op} {unit}")
         changed = True
         if op == "start":
@@ -165,10 +167,10 @@ class HostEngine:
             await ctx.systemd.stop_unit(unit, ctx.settings.stop_timeout)
         elif op == "enable":
             holds = Holds(holds.stopped, False)
-            changed = bool(await ctx.systemd.enable_unit_files(installed_units(ctx, unit[:-8])))
+            changed = bool(await ctx.systemd.enable_unit_files(unit_files))
         else:
             holds = Holds(holds.stopped, True)
-            changed = bool(await ctx.systemd.disable_unit_files(installed_units(ctx, unit[:-8])))
+            changed = bool(await ctx.systemd.disable_unit_files(unit_files))
         await in_thread(self.holds.save, holds)
         message = f"{unit}: {op} done" if changed else f"nothing to do: {unit} already {op}ed"
         return Outcome(changed, message.replace("stoped", "stopped"))
