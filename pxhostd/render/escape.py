@@ -6,7 +6,8 @@ systemd.service(5) "Command lines", systemd.unit(5) "Specifiers"):
 - quoting and C escapes (`"..."`, `\\`, `\"`) are removed by the word splitter;
 - `%x` specifiers are then expanded, so a literal `%` is written `%%`;
 - in command lines only, `$NAME`/`${NAME}` are expanded when the process starts, so a
-  literal `$` is written `$$`. `Environment=` values are not variable-expanded.
+  literal `$` is written `$$`. The service environment is not in the unit at all: it goes
+  to an `EnvironmentFile=` with its own quoting (`env_file_line`).
 
 Every filter returns `UnitText`, a str subclass. The template environment refuses to emit
 anything else (see `pxhostd.render.units`), so a template that interpolates a raw value fails
@@ -69,13 +70,6 @@ def exec_line(words: Iterable[str], prefix: str = "") -> UnitText:
     return UnitText(prefix + " ".join(exec_word(w) for w in items))
 
 
-def env_assignment(name: str, value: str) -> UnitText:
-    """`Environment=` operand: `"NAME=value"`, C-escaped and `%%`; `$` stays literal."""
-    rules.check_env_name("render: environment name", name, InvalidSpec)
-    _no_control(value, f"environment value of {name}")
-    return UnitText(_quoted(f"{name}={value}", dollar=False))
-
-
 def env_file_line(name: str, value: str) -> str:
     """One `EnvironmentFile=` line, `NAME="value"`.
 
@@ -111,7 +105,6 @@ FILTERS = {
     "sd_specifiers": specifiers,
     "sd_exec_word": exec_word,
     "sd_exec_line": exec_line,
-    "sd_env": env_assignment,
     "sd_path": unit_path,
     "sd_bind": bind_path,
     "sd_token": token,

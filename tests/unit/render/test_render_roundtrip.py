@@ -145,7 +145,7 @@ def test_missing_template_is_a_named_error(tmp_path: object) -> None:
 
 def test_escape_filters_directly() -> None:
     assert escape.exec_word('a"b\\c%d$e') == '"a\\"b\\\\c%%d$$e"'
-    assert escape.env_assignment("K", 'v"\\%$') == '"K=v\\"\\\\%%$"'
+    assert escape.env_file_line("K", 'v"\\%$`') == 'K="v\\"\\\\%\\$\\`"\n'
     assert escape.specifiers("50%") == "50%%"
     with pytest.raises(InvalidSpec):
         escape.token("bad token")

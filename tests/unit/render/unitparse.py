@@ -120,16 +120,6 @@ def parse_command_line(value: str) -> tuple[str, list[str]]:
     return prefix, argv
 
 
-def parse_environment(value: str) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for word in split_words(value):
-        name, sep, val = expand_specifiers(word).partition("=")
-        if not sep:
-            raise UnitSyntaxError(f"environment assignment without '=': {word!r}")
-        env[name] = val
-    return env
-
-
 def parse_env_file(text: str) -> dict[str, str]:
     """An `EnvironmentFile=` as systemd reads it (the subset pxhostd writes: one
     `NAME="value"` per line; inside the quotes a backslash escapes `"`, `\\`, `` ` ``,
