@@ -6,11 +6,11 @@ import asyncio
 import http.server
 import logging
 import socket
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from local_http import serve
 
 from pxhostd.pod import health
 from pxhostd.pod.health import Answer, HealthServer, Relay, decide, serve_health
@@ -42,14 +42,8 @@ class NodeHealth(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def nodehealth() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NodeHealth)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(NodeHealth) as url:
+        yield url
 
 
 def write_status(path: Path, **fields: object) -> None:

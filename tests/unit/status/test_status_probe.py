@@ -5,11 +5,11 @@ from __future__ import annotations
 import http.server
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from local_http import serve
 
 from pxhostd.status import probe as probe_mod
 from pxhostd.status.probe import (
@@ -42,14 +42,8 @@ class Health(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def health_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(Health) as url:
+        yield url
 
 
 def write(tmp_path: Path, *, heartbeat: float = NOW, boot_id: str = BOOT, **fields: object) -> Path:
