@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     history = add("history", "show past operations, newest first (kept across restarts)")
     history.add_argument("--limit", type=int, default=20, metavar="N")
     add("watch", "follow state changes until interrupted")
+    completion = add("completion", "print a shell completion script (bash)")
+    completion.add_argument("shell", choices=["bash"])
     probe = add(
         "probe",
         "readiness probe for the pod: exit 0 only if the status file says ready, its "
@@ -249,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return spec_main(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.command == "completion":
+        from pxhostd.cli.completion import bash_completion
+
+        print(bash_completion(), end="")
+        return exitcodes.OK
     try:
         return asyncio.run(run(args))
     except PxError as exc:

@@ -163,8 +163,7 @@ def probe(
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`pxhostctl probe`: exit 0 when ready, 1 when not; one line on stdout says why."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pxhostctl probe", description="Readiness probe for the storage service."
     )
@@ -176,7 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-health", action="store_true", help="skip the health URL")
     parser.add_argument("--check-pid", action="store_true",
                         help="also require the daemon's pid to be alive (needs hostPID)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`pxhostctl probe`: exit 0 when ready, 1 when not; one line on stdout says why."""
+    args = build_parser().parse_args(argv)
     result = probe(
         args.status_file,
         max_age=args.max_age,

@@ -99,3 +99,38 @@ def test_no_daemon_gives_a_clear_message_and_exit_3(tmp_path: Path) -> None:
     assert proc.stderr.startswith("pxhostctl: ")
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr
+
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_COMPLETION = REPO / "units" / "pxhostctl.bash-completion"
+
+
+def test_shipped_completion_is_what_the_parser_generates() -> None:
+    from pxhostd.cli.completion import bash_completion
+
+    assert SHIPPED_COMPLETION.read_text() == bash_completion(), (
+        "regenerate with: python -m pxhostd.cli.main completion bash "
+        "> units/pxhostctl.bash-completion"
+    )
+
+
+def complete(words: list[str]) -> list[str]:
+    """Run the shipped completion function in a real bash for the given command line."""
+    script = (
+        f"source {SHIPPED_COMPLETION}\n"
+        f"COMP_WORDS=({' '.join(repr(w) for w in words)})\n"
+        f"COMP_CWORD={len(words) - 1}\n"
+        "_pxhostctl\n"
+        'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def test_completion_offers_commands_and_their_options() -> None:
+    assert set(complete(["pxhostctl", "un"])) == {"uninstall"}
+    assert "get-spec" in complete(["pxhostctl", ""])
+    assert set(complete(["pxhostctl", "uninstall", "--w"])) == {"--wipe"}
+    assert "--no-block" in complete(["pxhostctl", "--json", "restart", "--"])
+    assert "--max-age" in complete(["pxhostctl", "probe", "--m"])
+    assert "--cluster" in complete(["pxhostctl", "spec", "--cl"])
