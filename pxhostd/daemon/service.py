@@ -132,9 +132,17 @@ class Daemon:
         self._status_dirty.set()
 
     def file_status(self) -> Status:
-        """What the pod's probe reads: READY follows the service itself, event-driven."""
+        """What the pod's probe reads: READY follows the service itself, event-driven.
+
+        While an operation runs the node is not ready either, so a DaemonSet RollingUpdate
+        (maxUnavailable 1) waits for this node's upgrade to finish before the next node's.
+        """
         snap = self.engine.snapshot()
-        ready = snap.installed and self.service_state.startswith("active/")
+        ready = (
+            snap.installed
+            and self.service_state.startswith("active/")
+            and self.state in (DaemonState.IDLE, DaemonState.FAILED)
+        )
         return Status(
             ready=ready,
             status=self.status_line(),

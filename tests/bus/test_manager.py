@@ -226,3 +226,34 @@ def test_non_ascii_text_travels_both_ways(dbus_address: str, state_root: Path) -
             client.close()
 
     run(body)
+
+
+def test_status_file_is_not_ready_while_an_operation_runs(
+    dbus_address: str, state_root: Path
+) -> None:
+    from pxhostd.status.statusfile import read_status
+
+    async def body() -> None:
+        async with running_daemon(dbus_address, state_root) as daemon:
+            engine = daemon.engine
+            assert isinstance(engine, FakeEngine)
+            client = await PxClient.connect(dbus_address)
+            await client.wait(await client.install(SPEC), timeout=10)
+            daemon.set_service_state("active/running")
+            status_path = daemon.paths.status_file
+            await asyncio.sleep(0.2)  # the status writer runs after each change, off the loop
+            status = read_status(status_path)
+            assert status.service_state == "active/running" and status.ready is True
+            engine.gate = asyncio.Event()
+            path = await client.action("Restart")
+            await asyncio.sleep(0.2)
+            status = read_status(status_path)
+            assert status.state == "installing" and status.ready is False
+            engine.gate.set()
+            await client.wait(path, timeout=10)
+            await asyncio.sleep(0.2)
+            status = read_status(status_path)
+            assert status.state == "idle" and status.ready is True
+            client.close()
+
+    run(body)
