@@ -45,6 +45,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is out (a write may be short)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> bool:
     """Write `data` to `path` atomically; return False (and touch nothing) if unchanged."""
     if isinstance(data, str):
@@ -60,9 +67,7 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> bool:
         directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
             os.fchmod(fd, mode)
             os.fsync(fd)
         finally:

@@ -20,7 +20,7 @@ from typing import Any
 
 from pxhostd.engine.state import STATE_FILE_MODE
 from pxhostd.errors import HostStateError
-from pxhostd.hostfs import atomic_write, fsync_dir
+from pxhostd.hostfs import atomic_write, fsync_dir, write_all
 
 log = logging.getLogger("pxhostd.history")
 
@@ -115,9 +115,7 @@ class History:
                     size = os.fstat(fd).st_size
                     if size and os.pread(fd, 1, size - 1) != b"\n":
                         line = b"\n" + line  # terminate a torn fragment left by a crash
-                    view = memoryview(line)
-                    while view:
-                        view = view[os.write(fd, view):]
+                    write_all(fd, line)
                     os.fsync(fd)
                 finally:
                     os.close(fd)

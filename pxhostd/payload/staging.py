@@ -37,6 +37,7 @@ from pxhostd.hostfs import (
     sha256_file,
     sweep_temp_files,
     temp_name,
+    write_all,
 )
 
 CURRENT = "current"
@@ -110,9 +111,7 @@ def _copy_verified(src: Path, dst: Path, rel: str, expected: str) -> None:
                 if not chunk:
                     break
                 h.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(dst_fd, view):]
+                write_all(dst_fd, chunk)
             os.fchmod(dst_fd, mode)
             os.fsync(dst_fd)
         finally:
