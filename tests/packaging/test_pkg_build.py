@@ -3,7 +3,7 @@ from, and --local-version makes a newer build of the same code (for upgrade test
 
 Each test works on its own copy of the tree (the files git knows, as the build scripts
 export them) and builds with --nocheck: what is checked here is the build machinery,
-not the code (the session's main packages are built with the import check).
+not the code (the test run's main packages are built with the import check).
 """
 
 from __future__ import annotations
