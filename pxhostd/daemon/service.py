@@ -27,7 +27,7 @@ from pxhostd.bus.manager import ManagerInterface
 from pxhostd.bus.names import BUS_NAME, NO_TRANSACTION, OBJECT_PATH
 from pxhostd.bus.transactions import Transaction, TransactionManager
 from pxhostd.daemon.notify import Notifier, watchdog_interval
-from pxhostd.engine.api import Engine, Outcome, ProgressFn, Request
+from pxhostd.engine.api import Engine, Outcome, ProgressFn, Request, new_txid
 from pxhostd.engine.history import History, HistoryEntry, Result
 from pxhostd.errors import ERROR_PREFIX, Failed, NotInstalled, PxError
 from pxhostd.paths import Paths
@@ -248,7 +248,8 @@ class Daemon:
         self.notifier.ready(self.status_line())
         log.info("pxhostd %s ready on %s", __version__, BUS_NAME)
         self._spawn(self._ticker(), "ticker")
-        self._spawn(self._startup_reconcile(), "startup-reconcile")
+        if self.paths.spec_file.exists():
+            self._submit_quietly("reconcile")
 
         disconnected = asyncio.ensure_future(
             self.bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
@@ -308,10 +309,6 @@ class Daemon:
             await asyncio.to_thread(self.status_file.beat)
             await asyncio.sleep(self.tick)
 
-    async def _startup_reconcile(self) -> None:
-        if self.paths.spec_file.exists():
-            self._submit_quietly("reconcile")
-
     def _spawn_reload(self) -> None:
         self.notifier.reloading()
         self.engine.reload_config()
@@ -319,8 +316,6 @@ class Daemon:
         self.notifier.ready(self.status_line())
 
     def _submit_quietly(self, operation: str) -> None:
-        from pxhostd.engine.api import new_txid
-
         try:
             self.submit(Request(operation, {}, new_txid()))
         except PxError as exc:

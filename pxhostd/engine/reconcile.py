@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 from pxhostd.engine import recovery
 from pxhostd.engine.api import EngineSnapshot, Outcome, ProgressFn, Request
 from pxhostd.engine.context import HostContext, in_thread
-from pxhostd.engine.failpoints import Failpoints
+from pxhostd.engine.failpoints import FAILPOINTS_ENV, Failpoints
 from pxhostd.engine.holds import Holds, HoldStore
 from pxhostd.engine.settings import load_settings
 from pxhostd.engine.state import AppliedState
-from pxhostd.engine.uninstall import installed_units, uninstall
+from pxhostd.engine.uninstall import managed_files, uninstall
 from pxhostd.errors import InvalidOptions, NotInstalled
 from pxhostd.payload.manifest import load_manifest
 from pxhostd.render.names import is_unit_file
@@ -39,12 +39,13 @@ FAILPOINTS_FILE = "failpoints"
 
 
 def load_failpoints(state_dir: Path) -> Failpoints:
-    names = [n for n in os.environ.get("PXHOSTD_FAILPOINTS", "").split(",") if n.strip()]
+    """The environment's failpoints plus the one-shot file's (consumed as it is read)."""
+    text = os.environ.get(FAILPOINTS_ENV, "")
     path = state_dir / FAILPOINTS_FILE
     with contextlib.suppress(FileNotFoundError):
-        names += [n for n in path.read_text().replace("\n", ",").split(",") if n.strip()]
+        text += "," + path.read_text().replace("\n", ",")
         path.unlink()
-    return Failpoints(names)
+    return Failpoints.parse(text)
 
 
 class HostEngine:
@@ -118,11 +119,7 @@ class HostEngine:
         if op == "reconcile":
             return await self._reconcile(ctx, request, progress)
         if op == "uninstall":
-            applied = await in_thread(ctx.applied.load)
-            service = str(applied.spec.get("service")) if applied else DEFAULT_SERVICE
-            outcome = await uninstall(
-                ctx, service, bool(request.params.get("wipe")), request.txid, progress
-            )
+            outcome = await uninstall(ctx, bool(request.params.get("wipe")), request.txid, progress)
             await in_thread(self.holds.save, Holds())
             return outcome
         if op in ("start", "stop", "restart", "enable", "disable"):
@@ -150,7 +147,8 @@ class HostEngine:
         state = await ctx.systemd.unit_state(unit)
         was_active = state.active_state == "active"
         timeout = ctx.settings.activation_timeout
-        unit_files = [n for n in installed_units(ctx, unit[:-8]) if is_unit_file(n)]
+        service = str(applied.spec.get("service", DEFAULT_SERVICE))
+        unit_files = [n for n in managed_files(applied, service) if is_unit_file(n)]
         progress(30, f"{op} {unit}")
         changed = True
         if op == "start":

@@ -9,6 +9,7 @@ import logging
 from pxhostd.engine import journal as jn
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.errors import PxError
+from pxhostd.hostfs import remove_file
 from pxhostd.render.names import is_unit_file
 from pxhostd.systemd.errors import NoSuchUnit
 from pxhostd.systemd.journal import unit_journal_tail
@@ -46,7 +47,7 @@ async def perform_undo(
             if before.enabled and present:
                 await ctx.systemd.enable_unit_files(present)
             else:
-                await _disable(ctx, touched)
+                await disable_units(ctx, touched)
         elif action is jn.Undo.RESTART_PREVIOUS and unit is not None:
             if before.active and ctx.read_unit(unit) is not None:
                 await ctx.systemd.restart_and_verify(unit, ctx.settings.activation_timeout)
@@ -75,7 +76,7 @@ async def reset_failed(ctx: HostContext, unit: str) -> None:
         await ctx.systemd.reset_failed_unit(unit)
 
 
-async def _disable(ctx: HostContext, names: list[str]) -> None:
+async def disable_units(ctx: HostContext, names: list[str]) -> None:
     """Disable through systemd; for unit files already gone, drop the dangling wants links."""
     units = [n for n in names if is_unit_file(n)]
     present = [n for n in units if ctx.read_unit(n) is not None]
@@ -83,15 +84,7 @@ async def _disable(ctx: HostContext, names: list[str]) -> None:
         await ctx.systemd.disable_unit_files(present)
     for name in units:
         for link in ctx.paths.unit_dir.glob(f"*.wants/{name}"):
-            await in_thread(_unlink_durably, link)
-
-
-def _unlink_durably(path: object) -> None:
-    from pathlib import Path
-
-    from pxhostd.hostfs import remove_file
-
-    remove_file(Path(str(path)))
+            await in_thread(remove_file, link)
 
 
 async def unit_failure_reason(ctx: HostContext, unit: str, exc: PxError) -> str:

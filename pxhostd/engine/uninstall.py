@@ -9,38 +9,35 @@ from pxhostd.engine import failpoints as fp
 from pxhostd.engine import journal as jn
 from pxhostd.engine.api import Outcome, ProgressFn
 from pxhostd.engine.context import HostContext, in_thread
-from pxhostd.engine.undo import _disable, reset_failed, stop
+from pxhostd.engine.state import AppliedState
+from pxhostd.engine.undo import disable_units, reset_failed, stop
 from pxhostd.hostfs import remove_tree
+from pxhostd.spec.model import DEFAULT_SERVICE
 
 
-def _snapshot_before(ctx: HostContext, units: list[str]) -> jn.Snapshot:
-    applied = ctx.applied.load()
-    return jn.Snapshot(
+def managed_files(applied: AppliedState | None, service: str) -> list[str]:
+    """Every file pxhostd manages for the service: its units and its environment file."""
+    names = set(applied.unit_digests) if applied else set()
+    names.add(f"{service}.service")
+    return sorted(names)
+
+
+async def uninstall(ctx: HostContext, wipe: bool, txid: str, progress: ProgressFn) -> Outcome:
+    applied = await in_thread(ctx.applied.load)
+    service = str(applied.spec.get("service", DEFAULT_SERVICE)) if applied else DEFAULT_SERVICE
+    units = managed_files(applied, service)
+    live = {n: ctx.read_unit(n) for n in units}
+    installed = any(t is not None for t in live.values()) or applied or ctx.releases.list()
+    if not installed and not wipe:
+        return Outcome(False, f"nothing to do: {service} is not installed")
+    before = jn.Snapshot(
         release=ctx.releases.current(),
-        units={n: ctx.read_unit(n) for n in units},
+        units=live,
         enabled=False,
         active=False,
         version=applied.version if applied else None,
         applied=applied.to_json() if applied else None,
     )
-
-
-def installed_units(ctx: HostContext, service: str) -> list[str]:
-    applied = ctx.applied.load()
-    names = set(applied.unit_digests) if applied else set()
-    names.add(f"{service}.service")
-    return sorted(n for n in names if ctx.read_unit(n) is not None or n in names)
-
-
-async def uninstall(
-    ctx: HostContext, service: str, wipe: bool, txid: str, progress: ProgressFn
-) -> Outcome:
-    units = installed_units(ctx, service)
-    present = [n for n in units if ctx.read_unit(n) is not None]
-    applied = ctx.applied.load()
-    if not present and applied is None and not ctx.releases.list() and not wipe:
-        return Outcome(False, f"nothing to do: {service} is not installed")
-    before = _snapshot_before(ctx, units)
     record = ctx.journal.begin(
         jn.OP_UNINSTALL, txid, before, jn.Snapshot(units=dict.fromkeys(units))
     )
@@ -69,7 +66,7 @@ async def run_uninstall_steps(
     ctx.failpoints.hit(fp.AFTER_STOP)
     progress(35, "disabling units")
     record.step(jn.STEP_DISABLE)
-    await _disable(ctx, units)
+    await disable_units(ctx, units)
     ctx.failpoints.hit(fp.AFTER_DISABLE)
     progress(50, "removing unit files")
     record.step(jn.STEP_REMOVE_UNITS)
