@@ -58,15 +58,17 @@ def _convert(value: Any, signature: str) -> Any:
     if signature == "av":
         return [to_variant(v) for v in value]
     if signature == "as":
-        return list(value)
+        return wire(list(value))
     if signature == "a{ss}":
-        return dict(value)
-    return value
+        return wire(dict(value))
+    return wire(value)
 
 
 def to_variant(value: Any) -> Variant:
+    # Containers of variants are built by to_vardict/to_variant, which wire their own
+    # strings; only the leaves need `wire` here (no second pass over nested variants).
     signature = _signature(value)
-    return Variant(signature, wire(_convert(value, signature)))
+    return Variant(signature, _convert(value, signature))
 
 
 def to_vardict(values: Mapping[str, Any]) -> dict[str, Variant]:
