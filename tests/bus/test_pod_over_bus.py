@@ -145,6 +145,9 @@ def test_bus_mode_submits_the_spec_with_secrets_and_runs_no_host_command(
         env = dict(spec["env"])
         assert env["PX_TEST"] == "one"
         assert env["REGISTRY_PASS"] == "reg-" + SECRET  # a Docker secret, not an arg
+        # The token file arrives like the Kubernetes Secret's PXHOSTD_TOKEN: as PX_TOKEN.
+        assert env["PX_TOKEN"] == SECRET
+        assert not any(k.startswith("PXHOSTD_") for k in env)
         assert SECRET not in json.dumps(spec["args"])
         assert not pod.calls.exists(), "bus mode ran a host command"
 

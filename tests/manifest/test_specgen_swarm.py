@@ -112,7 +112,7 @@ def test_one_global_service_on_the_host_network_with_three_binds() -> None:
     assert [(v["type"], v["source"], v["target"]) for v in svc["volumes"]] == [
         ("bind", p, p) for p in ("/run/dbus/system_bus_socket", "/opt/pwx", "/run/pxhostd")
     ]
-    assert svc["healthcheck"]["test"] == ["CMD", "pxhostctl", "probe"]
+    assert svc["healthcheck"]["test"] == ["CMD", "pxhostctl", "probe", "--pod"]
     assert svc["stop_grace_period"] == "10s" and svc["stop_signal"] == "SIGTERM"
     update = svc["deploy"]["update_config"]
     assert (update["parallelism"], update["order"], update["failure_action"]) == (

@@ -40,6 +40,9 @@ SECRET_NAMES: Mapping[str, str] = {
 #: The three host paths of the bus mode; Swarm refuses a missing bind source, so the
 #: pxhostd package creates each of them (units/pxhostd.tmpfiles).
 BIND_PATHS = ("/run/dbus/system_bus_socket", "/opt/pwx", "/run/pxhostd")
+#: The task's health: the host runs this task's own submitted spec (`probe --pod`), so a
+#: task whose install failed or was rolled back is unhealthy and an update rolls back.
+HEALTH_TEST = ("pxhostctl", "probe", "--pod")
 #: Seconds. Swarm kills a task that turns unhealthy; the first install of a large payload
 #: may take a while, so failures in the start period do not count.
 HEALTH = {"interval": "10s", "timeout": "5s", "retries": 3, "start_period": "120s"}
@@ -94,7 +97,7 @@ def service(p: ManifestParams) -> Obj:
         "environment": pod_environment(p),
         "networks": ["hostnet"],
         "volumes": [{"type": "bind", "source": path, "target": path} for path in BIND_PATHS],
-        "healthcheck": {"test": ["CMD", *n.PROBE_COMMAND], **HEALTH},
+        "healthcheck": {"test": ["CMD", *HEALTH_TEST], **HEALTH},
         "stop_signal": "SIGTERM",
         "stop_grace_period": STOP_GRACE,
         "deploy": {
