@@ -125,6 +125,10 @@ class Manifest:
         return out
 
 
+#: What rendering and the restart decision read: either form has the same fields.
+PayloadInfo = Manifest | PayloadHeader
+
+
 def _digest(data: Mapping[str, object]) -> str:
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
