@@ -22,6 +22,7 @@ from pxhostd.engine.holds import Holds, HoldStore
 from pxhostd.engine.settings import load_settings
 from pxhostd.engine.state import AppliedState
 from pxhostd.engine.uninstall import managed_files, uninstall
+from pxhostd.engine.verify import verify_releases
 from pxhostd.errors import InvalidOptions, NotInstalled
 from pxhostd.payload.manifest import load_manifest
 from pxhostd.render.names import is_unit_file
@@ -155,6 +156,8 @@ class HostEngine:
             outcome = await uninstall(ctx, bool(request.params.get("wipe")), request.txid, progress)
             await in_thread(self.holds.save, Holds())
             return outcome
+        if op == "verify":
+            return await verify_releases(ctx, progress)
         if op in ("start", "stop", "restart", "enable", "disable"):
             return await self._service_action(ctx, op, progress)
         raise InvalidOptions(f"unknown operation {op!r}")
