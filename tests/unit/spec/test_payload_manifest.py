@@ -273,3 +273,8 @@ def test_load_manifest_errors(tmp_path: Path) -> None:
         load_manifest(tmp_path / "empty")
     with pytest.raises(InvalidPayload, match="is not a directory"):
         verify_payload_files(tmp_path / "nope", manifest_from_dict(base()))
+
+
+def test_manifest_bytes_that_are_not_utf8_are_refused_by_name() -> None:
+    with pytest.raises(InvalidPayload, match=r"payload\.yaml: not valid UTF-8 text"):
+        parse_manifest_yaml(b"name: \xff\n")
