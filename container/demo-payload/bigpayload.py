@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build import MANIFEST, BuildError, build, render_manifest  # noqa: E402
+from build import MANIFEST, BuildError, build, render_manifest
 
 SMALL_DIR = "rootfs/usr/lib/px"
 LARGE_DIR = "rootfs/opt/px"

@@ -28,7 +28,7 @@ MAX_COMPONENT = 255
 _PATH_FORBIDDEN = frozenset("\"'\\%:;$`*?[]{}<>|&!#")
 #: Printable ASCII without whitespace or a forbidden character: the common case, checked
 #: in one regex match (a 100,000-entry manifest has that many paths).
-_PLAIN_ASCII_PATH = re.compile(r"[A-Za-z0-9._+,=@^~()/-]{1,%d}" % MAX_PATH)
+_PLAIN_ASCII_PATH = re.compile(r"[A-Za-z0-9._+,=@^~()/-]{1," + str(MAX_PATH) + "}")
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _UNIT_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
