@@ -43,7 +43,9 @@ from pxhostd.bus.client import PxClient, raise_for_result
 from pxhostd.errors import InvalidSpec, NotInstalled, PxError
 from pxhostd.log import setup_logging
 from pxhostd.paths import Paths
-from pxhostd.pod import hostinstall, hostpayload, hostprep, specbuild, submit
+from pxhostd.pod import busaccess, hostinstall, hostpayload, hostprep, specbuild, submit
+from pxhostd.pod.busaccess import HostAccess
+from pxhostd.pod.dockersecrets import SECRETS_DIR
 from pxhostd.pod.health import HealthServer, serve_health
 from pxhostd.pod.hostenter import HOST_MNT_NS, Host
 from pxhostd.pod.locking import host_locked
@@ -93,6 +95,11 @@ class PodSettings:
     bus_address: str | None = None
     daemon_wait: float = submit.DAEMON_WAIT
     termination_log: Path = TERMINATION_LOG
+    #: --host-access=bus: what must be mounted, where Docker secrets are, and the oldest
+    #: host pxhostd this pod works with (its own version: the host is upgraded first).
+    bus_required_mounts: tuple[str, ...] = busaccess.BUS_REQUIRED_MOUNTS
+    secrets_dir: Path = SECRETS_DIR
+    min_host_version: str = __version__
 
 
 def say(line: str) -> None:
@@ -166,8 +173,16 @@ class Pod:
 
     # -- steps -----------------------------------------------------------------------------
 
+    @property
+    def over_bus(self) -> bool:
+        return self.options.host_access is HostAccess.BUS
+
     async def check_host(self) -> None:
         """Everything that must hold before the host is touched; changes nothing."""
+        if self.over_bus:  # no host namespace to check: only the three mounts
+            require_mounts(self.settings.bus_required_mounts, self.settings.mountinfo)
+            say(f"{PROG} {__version__}: host access over the system bus")
+            return
         hostprep.check_host_pid(self.settings.host_pid_ns, self.settings.own_pid_ns)
         declared = specbuild.declared_service_mounts(os.environ) or []
         required = [*self.settings.required_mounts,
@@ -181,22 +196,18 @@ class Pod:
         for ignored in self.options.ignored:
             say(f"{PROG}: ignoring old option {ignored} (not needed with pxhostd)")
         self.health = await self.start_health()
-        async with host_locked(self.settings.lock_file):
-            if await hostprep.ensure_shared_root(self.host):
-                say("host: made / a shared mount")
-        await hostinstall.ensure_host_daemon(
-            self.host,
-            __version__,
-            say,
-            package_dir=self.settings.image_packages,
-            host_packages=self.settings.host_packages,
-            lock_path=self.settings.lock_file,
-        )
+        if self.over_bus:
+            self.client = await busaccess.connect_host_daemon(
+                self.connect_once, say, self.settings.min_host_version,
+                min(self.settings.daemon_wait, busaccess.BUS_DAEMON_WAIT))
+        else:
+            await self.prepare_host()
         payload = self.options.payload or await self.place_payload()
         spec = self.build_spec(payload)
         digest = raw_spec_digest(spec)
         txid = self.txid()
-        self.client = await self.connect()
+        if self.client is None:
+            self.client = await self.connect()
         try:
             result = await submit.install(self.client, spec, txid, say)
         except InvalidSpec as exc:
@@ -230,6 +241,20 @@ class Pod:
             " readiness comes from the status file")
         await self.stop.wait()
         return 0
+
+    async def prepare_host(self) -> None:
+        """nsenter mode: shared `/`, and the host daemon installed from the image's .deb."""
+        async with host_locked(self.settings.lock_file):
+            if await hostprep.ensure_shared_root(self.host):
+                say("host: made / a shared mount")
+        await hostinstall.ensure_host_daemon(
+            self.host,
+            __version__,
+            say,
+            package_dir=self.settings.image_packages,
+            host_packages=self.settings.host_packages,
+            lock_path=self.settings.lock_file,
+        )
 
     def record(
         self, result: SubmissionResult, digest: str, txid: str, message: str, release: str = ""
@@ -279,26 +304,35 @@ class Pod:
         return str(placed.path)
 
     def build_spec(self, payload: str) -> dict[str, object]:
-        try:
-            host_entries = read_mountinfo(self.settings.host_mountinfo)
-        except (OSError, ValueError) as exc:
-            _log.warning("cannot read the host's mounts (%s); assuming host paths", exc)
-            host_entries = None
-        mounts = specbuild.spec_mounts(read_mountinfo(self.settings.mountinfo), host_entries,
-                                       specbuild.declared_service_mounts(os.environ))
-        spec = specbuild.build_spec(self.options, payload, specbuild.spec_env(os.environ), mounts)
+        if self.over_bus:
+            # A Swarm task's mounts are its own (the three host paths, and what Docker
+            # injects): none is the service's. Secrets come as files under /run/secrets.
+            mounts: list[str] = []
+            environ = busaccess.pod_environment(os.environ, self.settings.secrets_dir)
+        else:
+            mounts = self.pod_spec_mounts()
+            environ = dict(os.environ)
+        spec = specbuild.build_spec(self.options, payload, specbuild.spec_env(environ), mounts)
         spec_from_dict(spec)  # InvalidSpec here: named error, nothing submitted
         for line in specbuild.describe_spec(spec):
             say(line)
         return spec
 
+    def pod_spec_mounts(self) -> list[str]:
+        try:
+            host_entries = read_mountinfo(self.settings.host_mountinfo)
+        except (OSError, ValueError) as exc:
+            _log.warning("cannot read the host's mounts (%s); assuming host paths", exc)
+            host_entries = None
+        return specbuild.spec_mounts(read_mountinfo(self.settings.mountinfo), host_entries,
+                                     specbuild.declared_service_mounts(os.environ))
+
+    async def connect_once(self) -> PxClient:
+        return await PxClient.connect(bus_address=self.settings.bus_address,
+                                      bus_type=BusType.SYSTEM)
+
     async def connect(self) -> PxClient:
-        address = self.settings.bus_address
-
-        async def connect_once() -> PxClient:
-            return await PxClient.connect(bus_address=address, bus_type=BusType.SYSTEM)
-
-        return await submit.wait_for_daemon(connect_once, say, self.settings.daemon_wait)
+        return await submit.wait_for_daemon(self.connect_once, say, self.settings.daemon_wait)
 
     @staticmethod
     def txid() -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 from pxhostd.errors import InvalidSpec
 from pxhostd.log import REDACTED, is_secret_name, redact_env
+from pxhostd.pod.busaccess import HostAccess, parse_host_access
 from pxhostd.pod.mounts import (
     PRIVATE_MOUNTS,
     MountEntry,
@@ -83,6 +84,8 @@ class PodOptions:
     uninstall: bool = False
     wipe: bool = False
     debug: bool = False
+    #: `--host-access`: nsenter (the DaemonSet pod, default) or bus (Docker Swarm).
+    host_access: HostAccess = HostAccess.NSENTER
     #: Everything that is not the pod's own: the storage service's arguments.
     args: tuple[str, ...] = ()
     #: Old px-oci-mon options that are accepted and have no effect any more.
@@ -104,6 +107,7 @@ OWN_OPTIONS: Mapping[str, bool] = {
     "--uninstall": False,
     "--wipe": False,
     "--debug": False,
+    "--host-access": True,
     # px-oci-mon's, accepted for old DaemonSets and ignored (see docs/pod.md):
     "--sync": False,  # pxhostd never moves a payload under a running service
     "--drain-all": False,  # draining is not the pod's job any more
@@ -156,7 +160,12 @@ def parse_pod_args(argv: Sequence[str]) -> PodOptions:
     uninstall = bool(own.get("--uninstall", False))
     if wipe and not uninstall:
         raise UsageError("--wipe only goes with --uninstall")
+    try:
+        host_access = parse_host_access(str(own.get("--host-access", HostAccess.NSENTER.value)))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     return PodOptions(
+        host_access=host_access,
         endpoint=endpoint,
         payload=payload,
         service=str(own["--service"]) if "--service" in own else None,
@@ -331,6 +340,10 @@ def argparse_help() -> str:
     parser.add_argument("--payload", metavar="DIR",
                         help="host path of the payload directory (default: the image's)")
     parser.add_argument("--service", metavar="NAME", help="unit name (default portworx)")
+    parser.add_argument("--host-access", metavar="MODE", choices=("nsenter", "bus"),
+                        help="nsenter (default: a privileged hostPID pod that installs the "
+                             "host daemon) or bus (Docker Swarm: only the system bus socket, "
+                             "/opt/pwx and /run/pxhostd; pxhostd from the host's package)")
     parser.add_argument("--uninstall", action="store_true",
                         help="uninstall the service (explicit request) and exit")
     parser.add_argument("--wipe", action="store_true",

@@ -117,6 +117,7 @@ CASES: dict[str, tuple[Callable[[str], str], str, Callable[[Docs], str] | None]]
     "type": (lambda x: "oci" + x, TYPED, None),
     "stork": (lambda x: "false" + x, TYPED, None),
     "coreos": (lambda x: "no" + x, TYPED, None),
+    "platform": (lambda x: "kubernetes" + x, TYPED, None),
 }
 
 # The value as it must land (list parameters are CSV-quoted on the way in).

@@ -111,3 +111,8 @@ def render_yaml(p: ManifestParams) -> str:
     )
     header = "\n".join(_comment_line(line) for line in header_lines(p))
     return header + "\n" + body
+
+
+#: The serializer and the comment helper, shared with the Swarm output (model/swarm.py).
+YamlDumper = _Dumper
+comment_line = _comment_line
