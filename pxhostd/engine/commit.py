@@ -6,7 +6,6 @@ the daemon reaches READY=1 sooner.
 
 from __future__ import annotations
 
-from pxhostd.engine import failpoints as fp
 from pxhostd.engine import journal as jn
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.state import AppliedState
@@ -16,11 +15,10 @@ async def finish(ctx: HostContext, record: jn.JournalRecord) -> None:
     """The steps after the commit point; idempotent, so recovery can re-run them."""
     applied = record.target.applied
     if applied is not None:
-        record.step(jn.STEP_SAVE_APPLIED)
-        await in_thread(ctx.applied.save, AppliedState.from_json(dict(applied)))
-        ctx.failpoints.hit(fp.AFTER_SAVE_APPLIED)
-    record.step(jn.STEP_PRUNE)
-    keep = {r for r in (record.target.release, record.before.release) if r}
-    await in_thread(ctx.releases.prune, keep)
-    await in_thread(ctx.releases.sweep)
-    record.done()
+        async with record.doing(jn.STEP_SAVE_APPLIED):
+            await in_thread(ctx.applied.save, AppliedState.from_json(dict(applied)))
+    async with record.doing(jn.STEP_PRUNE):
+        keep = {r for r in (record.target.release, record.before.release) if r}
+        await in_thread(ctx.releases.prune, keep)
+        await in_thread(ctx.releases.sweep)
+    await record.done()
