@@ -11,9 +11,7 @@ after the commit point, finished) by `recovery` at the next start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +34,13 @@ from pxhostd.errors import (
     SystemdError,
     Timeout,
 )
-from pxhostd.payload.manifest import Manifest, load_manifest, verify_payload_files
-from pxhostd.payload.staging import Releases
+from pxhostd.payload.manifest import (
+    PayloadHeader,
+    manifest_sha256,
+    parse_manifest_yaml,
+    read_manifest_bytes,
+)
+from pxhostd.payload.staging import ReleaseMeta, Releases, StageResult
 from pxhostd.render.names import is_unit_file
 from pxhostd.render.units import render_units
 from pxhostd.render.verify import verify_unit_text
@@ -51,7 +54,12 @@ class Plan:
     """Everything the apply decided, before it touches the host."""
 
     spec: Spec
-    manifest: Manifest
+    #: The payload as far as rendering and the decision need it (no file list).
+    header: PayloadHeader
+    #: The payload.yaml bytes (kept beside the release when it is imported).
+    manifest_bytes: bytes
+    #: The file list, when the manifest had to be parsed (None: a release on disk has it).
+    files: Files | None
     release_id: str
     units: dict[str, str]
     #: Unit files as they are now (None: absent), for every name the apply may touch.
@@ -67,6 +75,8 @@ class Plan:
     need_start: bool
     #: Where the desired state comes from (the previous one's when a reconcile keeps it).
     source: DesiredSource
+    #: Units changed only by a pxhostd upgrade: they apply at the service's next restart.
+    deferred: bool = False
 
     @property
     def unit_changes(self) -> dict[str, str | None]:
@@ -78,11 +88,11 @@ class Plan:
         return AppliedState(
             spec=self.spec.to_dict(),
             release_id=self.release_id,
-            payload_digest=self.manifest.digest,
+            payload_digest=self.header.digest,
             restart_digest=self.restart_digest,
             unit_digests=unit_digests(self.units),
             enabled=True,
-            version=self.manifest.version,
+            version=self.header.version,
             source=self.source.what,
             source_at=self.source.at,
             file_digest=self.source.file_digest,
@@ -114,31 +124,20 @@ class Plan:
         return jn.OP_RECONFIGURE
 
 
-def check_space(releases_dir: Path, payload_dir: Path, manifest: Manifest) -> None:
-    """Refuse, before anything is written, a release that cannot fit on its filesystem."""
-    need = 0
-    for rel, _digest in manifest.files:
-        with contextlib.suppress(OSError):
-            need += os.lstat(payload_dir / rel).st_size
-    probe = releases_dir
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        st = os.statvfs(probe)
-    except OSError as exc:
-        raise HostStateError(f"cannot check free space in {probe}: {exc.strerror}") from exc
-    free = st.f_bavail * st.f_frsize
-    # Room for the copy plus a margin for directories and the journal.
-    if need + (1 << 20) > free:
-        raise HostStateError(
-            f"not enough space for release {manifest.version} in {releases_dir}: "
-            f"{need} bytes needed, {free} free; free some space and install again",
-            details={"needed_bytes": need, "free_bytes": free},
-        )
+Files = tuple[tuple[str, str], ...]
 
 
-def _load_payload(spec: Spec) -> Manifest:
-    return load_manifest(Path(spec.payload))
+def _read_payload(releases: Releases, spec: Spec) -> tuple[PayloadHeader, bytes, Files | None]:
+    """The payload's header, decided from digests when a release on disk came from the
+    same payload.yaml (no parse: the no-op and the switch back); parsed (once) otherwise,
+    and then the file list comes along for the import."""
+    data = read_manifest_bytes(Path(spec.payload))
+    on_disk = releases.find(manifest_sha256(data))
+    header = releases.header(on_disk) if on_disk else None
+    if header is not None:
+        return header, data, None
+    manifest = parse_manifest_yaml(data)
+    return manifest.header, data, manifest.files
 
 
 def resolve_source(previous: AppliedState | None, source: DesiredSource | None) -> DesiredSource:
@@ -158,11 +157,11 @@ def resolve_source(previous: AppliedState | None, source: DesiredSource | None) 
 async def make_plan(
     ctx: HostContext, spec: Spec, holds: Holds, source: DesiredSource | None = None
 ) -> Plan:
-    manifest = await in_thread(_load_payload, spec)
-    rid = Releases.release_id(manifest.version, manifest.digest)
+    header, manifest_bytes, files = await in_thread(_read_payload, ctx.releases, spec)
+    rid = Releases.release_id(header.version, header.digest)
     root = str(ctx.paths.current_link)
-    units = render_units(spec, manifest, root, ctx.paths)
-    digest = compute_restart_digest(spec, manifest, root, ctx.paths)
+    units = render_units(spec, header, root, ctx.paths)
+    digest = compute_restart_digest(spec, header, root, ctx.paths)
     previous = await in_thread(ctx.applied.load)
     if previous is not None and previous.spec.get("service") != spec.service:
         raise InvalidSpec(
@@ -170,12 +169,12 @@ async def make_plan(
             f"installing under the name {spec.service!r}"
         )
     stale = tuple(sorted(n for n in (previous.unit_digests if previous else {}) if n not in units))
-    live = {n: ctx.read_unit(n) for n in (*units, *stale)}
+    live = {n: await in_thread(ctx.read_unit, n) for n in (*units, *stale)}
     for name, text in units.items():
         # A unit already live as rendered was checked before; the env file is no unit.
         if is_unit_file(name) and live.get(name) != text:
             await in_thread(verify_unit_text, name, text, root)
-    current = ctx.releases.current()
+    current = await in_thread(ctx.releases.current)
     state = await ctx.systemd.unit_state(spec.unit_name)
     enabled = state.unit_file_state in ("enabled", "enabled-runtime") or holds.disabled
     if state.active_state in ("activating", "deactivating"):
@@ -183,16 +182,28 @@ async def make_plan(
         # queue a second start (or a restart) on top of it.
         state = await ctx.systemd.wait_settled(spec.unit_name, ctx.settings.activation_timeout)
     active = state.active_state in ("active", "reloading")
-    need_stage = current != rid or not ctx.releases.exists(rid)
+    need_stage = current != rid or not await in_thread(ctx.releases.exists, rid)
+    # Same spec, same payload, different units: the change comes from upgrading pxhostd
+    # itself (a new template). Written and reloaded, it takes effect at the service's next
+    # restart; a package upgrade must not restart storage on every node at once.
+    only_pxhostd = (
+        previous is not None
+        and previous.restart_digest != digest
+        and previous.spec == spec.to_dict()
+        and previous.payload_digest == header.digest
+        and not need_stage
+    )
     restart_wanted = (
         previous is None
-        or previous.restart_digest != digest
+        or (previous.restart_digest != digest and not only_pxhostd)
         or need_stage
         or not ctx.paths.pwx_config_file.exists()
     )
     return Plan(
         spec=spec,
-        manifest=manifest,
+        header=header,
+        manifest_bytes=manifest_bytes,
+        files=files,
         release_id=rid,
         units=units,
         live_units=live,
@@ -205,6 +216,7 @@ async def make_plan(
         need_stage=need_stage,
         need_restart=restart_wanted and active and not holds.stopped,
         need_start=not active and not holds.stopped,
+        deferred=only_pxhostd and active,
         source=resolve_source(previous, source),
     )
 
@@ -223,7 +235,7 @@ def _snapshots(plan: Plan) -> tuple[jn.Snapshot, jn.Snapshot]:
         units={**plan.units, **dict.fromkeys(plan.stale_units)},
         enabled=True,
         active=plan.need_restart or plan.need_start or plan.active,
-        version=plan.manifest.version,
+        version=plan.header.version,
         applied=plan.applied.to_json(),
     )
     return before, target
@@ -236,37 +248,48 @@ async def apply(
     progress(5, "reading the payload manifest")
     plan = await make_plan(ctx, spec, holds, source)
     name = spec.unit_name
-    version = plan.manifest.version
+    version = plan.header.version
     before_version = plan.previous.version if plan.previous else None
-    details = {
+    details: dict[str, object] = {
         "version_before": before_version,
         "version_after": version,
         "release": plan.release_id,
     }
     if plan.nothing_to_do:
         if plan.source_changed:
-            # Same service, new record of where the desired state came from: no host change.
+            # The same desired state from a new spec-file text: record its digest only.
             await in_thread(ctx.applied.save, plan.applied)
         return Outcome(
             False,
             f"nothing to do: {name} runs {version} as specified",
             {**details, "restarted": False},
         )
-    # Everything that can be checked is checked before the journal opens: a bad payload or
-    # a full disk is a named error with nothing written.
-    if plan.need_stage:
-        progress(10, "verifying the payload files")
-        await in_thread(verify_payload_files, Path(spec.payload), plan.manifest)
-        await in_thread(check_space, ctx.paths.releases_dir, Path(spec.payload), plan.manifest)
+    # Everything that can be checked is checked before the journal opens: the units' names
+    # are pxhostd's to take, and the import (which verifies every file and fails on a full
+    # disk) happens before anything stops. A bad payload fails here with nothing to undo;
+    # what a crash mid-import leaves is a temp tree that start-up sweeps, or a release no
+    # `current` names, which the next collection prunes.
     await check_unit_ownership(ctx, plan.units, plan.previous)
-
+    preexisting = await in_thread(ctx.releases.exists, plan.release_id)
+    if plan.need_stage:
+        progress(15, f"importing release {plan.release_id}")
+        try:
+            staged = await in_thread(_import, ctx.releases, spec, plan)
+        except OSError as exc:
+            raise HostStateError(
+                f"cannot import release {plan.release_id}: {_describe(exc)}; nothing changed"
+            ) from exc
+        details.update(files_imported=staged.imported, bytes_imported=staged.imported_bytes)
     before, target = _snapshots(plan)
     record = await ctx.journal.begin(
         plan.operation, txid, before, target,
-        intent={"release": plan.release_id, "version": version, "service": spec.service},
+        intent={
+            "release": plan.release_id, "version": version, "service": spec.service,
+            "imported": plan.need_stage, "preexisting": preexisting,
+        },
     )
     try:
-        restarted = await _run_steps(ctx, plan, record, progress)
+        restarted = await _run_steps(ctx, plan, record, progress, preexisting)
     except asyncio.CancelledError:
         raise  # shutdown: the journal stays; the next start recovers it
     except BaseException as exc:
@@ -280,21 +303,22 @@ async def apply(
         plan.operation, "reconfigured"
     )
     suffix = "" if restarted else " (no restart needed)"
+    if plan.deferred:
+        suffix = (f" (the unit change from the pxhostd upgrade takes effect at the next "
+                  f"restart of {name})")
+        details["unit_change_pending"] = True
     return Outcome(True, f"{name} {verb} {version}{suffix}", {**details, "restarted": restarted})
 
 
 async def _run_steps(
-    ctx: HostContext, plan: Plan, record: jn.JournalRecord, progress: ProgressFn
+    ctx: HostContext, plan: Plan, record: jn.JournalRecord, progress: ProgressFn,
+    preexisting: bool,
 ) -> bool:
     """Every journaled step before the commit point; True if the service was (re)started."""
     spec = plan.spec
     if plan.need_stage:
-        progress(15, f"staging release {plan.release_id}")
-        preexisting = await in_thread(ctx.releases.exists, plan.release_id)
         async with record.doing(jn.STEP_STAGE, release=plan.release_id, preexisting=preexisting):
-            await in_thread(
-                ctx.releases.stage, Path(spec.payload), plan.release_id, dict(plan.manifest.files)
-            )
+            pass  # imported before the journal opened; journaled so a rollback removes it
     changes = plan.unit_changes
     if changes:
         progress(40, f"writing {', '.join(sorted(changes))}")
@@ -315,13 +339,21 @@ async def _run_steps(
     if not (plan.need_restart or plan.need_start):
         return False
     verb = "restarting" if plan.need_restart else "starting"
-    progress(65, f"{verb} {spec.unit_name} ({plan.manifest.version})")
+    progress(65, f"{verb} {spec.unit_name} ({plan.header.version})")
     async with record.doing(jn.STEP_RESTART, restart=plan.need_restart):
         try:
             await _activate(ctx, spec.unit_name, restart=plan.need_restart)
         except (SystemdError, Timeout) as exc:
             raise _StartFailed(await unit_failure_reason(ctx, spec.unit_name, exc)) from exc
     return True
+
+
+def _import(releases: Releases, spec: Spec, plan: Plan) -> StageResult:
+    files = plan.files
+    if files is None and not releases.exists(plan.release_id):
+        files = parse_manifest_yaml(plan.manifest_bytes).files  # its release went missing
+    meta = ReleaseMeta(plan.header, plan.manifest_bytes)
+    return releases.stage(Path(spec.payload), plan.release_id, files or (), meta)
 
 
 class _StartFailed(Exception):
@@ -337,7 +369,7 @@ async def _roll_back(
     details: Mapping[str, object],
 ) -> PxError:
     """Undo what the failed operation did and close its journal; the error to raise."""
-    version = plan.manifest.version
+    version = plan.header.version
     before_version = plan.previous.version if plan.previous else None
     reason = str(exc) if isinstance(exc, (PxError, _StartFailed)) else _describe(exc)
     progress(80, f"{plan.operation} of {version} failed; rolling back")
@@ -346,6 +378,7 @@ async def _roll_back(
         await record.begin_rollback(reason)
         await perform_undo(ctx, record, jn.plan_recovery(record).undo)
         await record.done()
+        ctx.want_collect(None)  # the objects only the removed release had
     except asyncio.CancelledError:
         raise
     except Exception as undo_exc:

@@ -26,6 +26,7 @@ from pxhostd.engine.failpoints import (
     AFTER_ENABLE,
     AFTER_FORGET,
     AFTER_JOURNAL_BEGIN,
+    AFTER_PRUNE,
     AFTER_RESTART,
     AFTER_ROLLBACK_BEGIN,
     AFTER_SAVE_APPLIED,
@@ -58,8 +59,12 @@ OP_RECONFIGURE = "reconfigure"
 OP_RESTART = "restart"
 OP_ROLLBACK = "rollback"
 OP_UNINSTALL = "uninstall"
+#: Pruning old releases and collecting unreferenced objects, after an operation reported.
+OP_COLLECT = "collect"
 APPLY_OPS = frozenset({OP_INSTALL, OP_UPGRADE, OP_RECONFIGURE, OP_RESTART, OP_ROLLBACK})
 REMOVE_OPS = frozenset({OP_UNINSTALL})
+COLLECT_OPS = frozenset({OP_COLLECT})
+ALL_OPS = APPLY_OPS | REMOVE_OPS | COLLECT_OPS
 
 class Undo(enum.StrEnum):
     """One restore action of a rollback; the engine performs them in this order."""
@@ -72,8 +77,10 @@ class Undo(enum.StrEnum):
     REMOVE_STAGED = "remove-staged"  # remove target.release (new, not before's)
 
 
+#: Kinds of operation: which steps each may record.
 APPLY = "apply"
 REMOVE = "remove"
+COLLECT = "collect"
 
 
 @dataclass(frozen=True)
@@ -102,8 +109,9 @@ def declare_step(
     """
     if name in STEPS:
         raise ValueError(f"step {name!r} is declared twice")
-    if not kinds or not set(kinds) <= {APPLY, REMOVE}:
-        raise ValueError(f"step {name!r}: kinds must be among {APPLY!r}, {REMOVE!r}")
+    if not kinds or not set(kinds) <= {APPLY, REMOVE, COLLECT}:
+        raise ValueError(f"step {name!r}: kinds must be among {APPLY!r}, {REMOVE!r}, "
+                         f"{COLLECT!r}")
     if failpoint is not None:
         register_failpoint(failpoint)
     STEPS[name] = StepDef(name, frozenset(kinds), undo, failpoint)
@@ -130,7 +138,6 @@ STEP_RESTART = declare_step(
 #: The new state is live and verified: from here recovery rolls forward.
 STEP_COMMIT = declare_step("commit", APPLY, failpoint=AFTER_COMMIT)
 STEP_SAVE_APPLIED = declare_step("save-applied", APPLY, failpoint=AFTER_SAVE_APPLIED)
-STEP_PRUNE = declare_step("prune", APPLY)
 #: The engine gave up on `target` and restores `before`.
 STEP_ROLLBACK = declare_step("rollback", APPLY, failpoint=AFTER_ROLLBACK_BEGIN)
 STEP_STOP = declare_step("stop", REMOVE, failpoint=AFTER_STOP)
@@ -138,6 +145,9 @@ STEP_DISABLE = declare_step("disable", REMOVE, failpoint=AFTER_DISABLE)
 STEP_REMOVE_UNITS = declare_step("remove-units", REMOVE, failpoint=AFTER_UNIT_REMOVE)
 STEP_REMOVE_RELEASES = declare_step("remove-releases", REMOVE)
 STEP_FORGET = declare_step("forget", REMOVE, failpoint=AFTER_FORGET)
+# A collection (after an operation reported): prune old releases, then the store's garbage.
+STEP_PRUNE = declare_step("prune", COLLECT, failpoint=AFTER_PRUNE)
+STEP_COLLECT = declare_step("collect-objects", COLLECT)
 
 
 def steps_of(kind: str) -> tuple[str, ...]:
@@ -145,11 +155,15 @@ def steps_of(kind: str) -> tuple[str, ...]:
 
 
 #: Apply steps a committed operation still has to finish (each idempotent).
-APPLY_FINISH_STEPS: tuple[str, ...] = (STEP_SAVE_APPLIED, STEP_PRUNE)
+APPLY_FINISH_STEPS: tuple[str, ...] = (STEP_SAVE_APPLIED,)
+APPLY_STEPS = steps_of(APPLY)
+UNINSTALL_STEPS = steps_of(REMOVE)
+#: A collection always rolls forward: removing what no release needs is idempotent.
+COLLECT_STEPS = steps_of(COLLECT)
 
 
 def _kind(op: str) -> str:
-    return REMOVE if op in REMOVE_OPS else APPLY
+    return REMOVE if op in REMOVE_OPS else COLLECT if op in COLLECT_OPS else APPLY
 
 
 #: The file a corrupt journal is moved to, for the administrator to inspect.
@@ -351,7 +365,7 @@ class Journal:
         intent: dict[str, Any] | None = None,
     ) -> JournalRecord:
         """Start journaling an operation; refuses while an interrupted one is unrecovered."""
-        if op not in APPLY_OPS | REMOVE_OPS:
+        if op not in ALL_OPS:
             raise ValueError(f"unknown operation {op!r}")
         if await asyncio.to_thread(self.path.exists):
             raise HostStateError(
@@ -382,7 +396,7 @@ class Journal:
             return None
         where = str(self.path)
         op, txid, started = doc.get("op"), doc.get("txid"), doc.get("started")
-        if op not in APPLY_OPS | REMOVE_OPS:
+        if op not in ALL_OPS:
             raise CorruptStateFile(f"operation journal {where}: unknown operation {op!r}")
         if not isinstance(txid, str) or not isinstance(started, str):
             raise CorruptStateFile(f"operation journal {where}: 'txid'/'started' malformed")
@@ -450,6 +464,8 @@ class Recovery:
 
 def _undo_for(record: JournalRecord) -> tuple[Undo, ...]:
     wanted: set[Undo] = set()
+    if record.intent.get("imported") is True:
+        wanted.add(Undo.REMOVE_STAGED)  # imported just before the journal opened
     for step in record.steps:
         if step.name == STEP_ROLLBACK:
             break
@@ -459,6 +475,7 @@ def _undo_for(record: JournalRecord) -> tuple[Undo, ...]:
         record.target.release is None
         or record.target.release == record.before.release
         or (stage is not None and stage.get("preexisting") is True)
+        or record.intent.get("preexisting") is True
     ):
         wanted.discard(Undo.REMOVE_STAGED)  # never delete a release that was there before
     return tuple(u for u in _UNDO_ORDER if u in wanted)
@@ -469,12 +486,19 @@ def plan_recovery(record: JournalRecord | None) -> Recovery:
     if record is None:
         return Recovery(RecoveryAction.NONE, None, "no interrupted operation")
     what = f"{record.op} {record.txid}"
+    if record.op in COLLECT_OPS:
+        return Recovery(
+            RecoveryAction.ROLL_FORWARD,
+            record,
+            f"{what} was interrupted; finishing it (it only removes what no release needs)",
+            remaining=COLLECT_STEPS,
+        )
     if record.op in REMOVE_OPS:
         return Recovery(
             RecoveryAction.ROLL_FORWARD,
             record,
             f"{what} was interrupted; an uninstall always completes",
-            remaining=steps_of(REMOVE),
+            remaining=UNINSTALL_STEPS,
         )
     if record.rolling_back:
         data = record.step_data(STEP_ROLLBACK) or {}
@@ -494,7 +518,8 @@ def plan_recovery(record: JournalRecord | None) -> Recovery:
         )
     if not record.steps:
         return Recovery(
-            RecoveryAction.DISCARD, record, f"{what} was interrupted before its first step"
+            RecoveryAction.DISCARD, record, f"{what} was interrupted before its first step",
+            undo=_undo_for(record),
         )
     return Recovery(
         RecoveryAction.ROLL_BACK,

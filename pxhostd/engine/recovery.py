@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from pxhostd.engine import journal as jn
+from pxhostd.engine.collect import recorded_keep, run_collect_steps
 from pxhostd.engine.commit import finish
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.state import CorruptStateFile
@@ -55,11 +56,17 @@ async def _carry_out(ctx: HostContext, plan: jn.Recovery) -> None:
     rec = plan.record
     assert rec is not None
     if plan.action is jn.RecoveryAction.DISCARD:
+        await perform_undo(ctx, rec, plan.undo)  # at most a release imported for it
         await rec.done()
+        ctx.want_collect(None)
     elif plan.action is jn.RecoveryAction.ROLL_BACK:
         if not rec.rolling_back:
             await rec.begin_rollback("interrupted: pxhostd restarted mid-operation")
         await perform_undo(ctx, rec, plan.undo)
+        await rec.done()
+        ctx.want_collect(None)
+    elif rec.op in jn.COLLECT_OPS:
+        await run_collect_steps(ctx, rec, recorded_keep(rec))
         await rec.done()
     elif rec.op in jn.REMOVE_OPS:
         await run_uninstall_steps(ctx, rec, lambda _p, _m: None)

@@ -24,6 +24,7 @@ from typing import Any
 from pxhostd.engine import recovery
 from pxhostd.engine.api import Outcome
 from pxhostd.engine.apply import apply
+from pxhostd.engine.collect import collect
 from pxhostd.engine.context import HostContext
 from pxhostd.engine.failpoints import DISABLED, Failpoints
 from pxhostd.engine.holds import Holds
@@ -185,8 +186,18 @@ def systemd_of(ctx: HostContext) -> FakeSystemd:
 
 
 async def install(ctx: HostContext, spec: dict[str, Any], txid: str = "tx") -> Outcome:
-    return await apply(ctx, spec_from_dict(spec), txid, lambda _p, _m: None, Holds(),
-                       DesiredSource("test"))
+    """Apply, then the collection the daemon runs after reporting (as HostEngine does)."""
+    try:
+        return await apply(ctx, spec_from_dict(spec), txid, lambda _p, _m: None, Holds(),
+                           DesiredSource("test"))
+    finally:
+        await collected(ctx)
+
+
+async def collected(ctx: HostContext) -> None:
+    if ctx.collect_pending:
+        keep, ctx.collect_pending, ctx.collect_keep = ctx.collect_keep, False, None
+        await collect(ctx, keep)
 
 
 async def remove(ctx: HostContext, wipe: bool, txid: str = "tx-rm") -> Outcome:
@@ -194,7 +205,10 @@ async def remove(ctx: HostContext, wipe: bool, txid: str = "tx-rm") -> Outcome:
 
 
 async def recover(ctx: HostContext) -> str | None:
-    return await recovery.recover(ctx)
+    try:
+        return await recovery.recover(ctx)
+    finally:
+        await collected(ctx)
 
 
 def main(root: Path, op: str, arg: str) -> None:

@@ -124,26 +124,33 @@ def test_a_failing_enable_on_first_install_leaves_nothing(
     assert running(ctx)["active"]
 
 
-@pytest.mark.parametrize("where", ["stage", "write_unit"])
+@pytest.mark.parametrize("where", ["stage", "switch", "write_unit"])
 def test_an_os_error_mid_operation_rolls_back(
     tmp_path: Path, payloads: dict[str, Path], where: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A full disk at the import (before the journal) or at the switch, a read-only unit
+    directory: a named error, the host as before, no journal, and the next install works."""
     ctx = on_v1(tmp_path, payloads)
     before = host_facts(ctx)
+    code = errno.EROFS if where == "write_unit" else errno.ENOSPC
+    target = ctx if where == "write_unit" else ctx.releases
+    real = getattr(target, where)
 
-    code = errno.ENOSPC if where == "stage" else errno.EROFS
-
-    real_write = ctx.write_unit
+    def unchanged(*args: Any) -> bool:
+        if where == "write_unit":
+            return ctx.read_unit(args[0]) == args[1]
+        return where == "switch" and ctx.releases.current() == args[0]
 
     def boom(*args: Any) -> Any:
-        if where == "write_unit" and ctx.read_unit(args[0]) == args[1]:
-            return real_write(*args)  # a read-only fs still "writes" what is already there
+        if unchanged(*args):
+            return real(*args)  # a full or read-only fs still "writes" what is already there
         raise OSError(code, os.strerror(code), "/somewhere")
 
-    target = ctx.releases if where == "stage" else ctx
     monkeypatch.setattr(target, where, boom)
-    with pytest.raises(HostStateError, match=f"rolled back.*still runs 1.0.0.*{os.strerror(code)}"):
+    with pytest.raises(HostStateError, match=os.strerror(code)) as caught:
         asyncio.run(install(ctx, spec(payloads["2.0.0"], 1)))
+    if where != "stage":
+        assert "rolled back (portworx.service still runs 1.0.0)" in str(caught.value)
     assert host_facts(ctx) == before  # same release, same unit, same invocation
     assert_clean(ctx)
     monkeypatch.undo()
