@@ -69,6 +69,9 @@ class Daemon:
         self.transactions: TransactionManager | None = None
         self.engine = engine_factory(self)
         self.history_store = History(self.paths.history_file)
+        #: The history as the bus serves it, newest first: read from the file once at start
+        #: (in a thread), then kept in step with each append, so History() does no I/O.
+        self._history: list[HistoryEntry] = []
         self.status_file = StatusFile(self.paths.status_file)
         self._status_dirty = asyncio.Event()
         self._stop = asyncio.Event()
@@ -111,7 +114,7 @@ class Daemon:
         return shown
 
     def history(self, limit: int) -> list[dict[str, Any]]:
-        return [entry.to_json() for entry in self.history_store.read(limit)]
+        return [entry.to_json() for entry in self._history[: max(0, limit)]]
 
     def install_request(self, raw_spec: Any, txid: str) -> Request:
         """Validate at once, so a bad spec is a named error reply, not a failed transaction."""
@@ -245,6 +248,8 @@ class Daemon:
             # result still says "nothing to do" to every client that asks.
             return
         entry = history_entry(tx)
+        self._history.insert(0, entry)
+        del self._history[self.history_store.max_entries :]
         self._spawn(asyncio.to_thread(self.history_store.append, entry), "history-append")
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -278,6 +283,12 @@ class Daemon:
         )
 
         self.notifier.status("recovering")
+        try:
+            self._history = await asyncio.to_thread(
+                self.history_store.read, self.history_store.max_entries
+            )
+        except PxError as exc:
+            log.error("cannot read the history: %s", exc)
         try:
             await self.engine.start()
         except PxError as exc:

@@ -160,8 +160,9 @@ async def make_plan(
     header, manifest_bytes, files = await in_thread(_read_payload, ctx.releases, spec)
     rid = Releases.release_id(header.version, header.digest)
     root = str(ctx.paths.current_link)
-    units = render_units(spec, header, root, ctx.paths)
-    digest = compute_restart_digest(spec, header, root, ctx.paths)
+    # Rendering reads the templates: off the event loop like every other host read.
+    units = await in_thread(render_units, spec, header, root, ctx.paths)
+    digest = await in_thread(compute_restart_digest, spec, header, root, ctx.paths)
     previous = await in_thread(ctx.applied.load)
     if previous is not None and previous.spec.get("service") != spec.service:
         raise InvalidSpec(
@@ -197,7 +198,7 @@ async def make_plan(
         previous is None
         or (previous.restart_digest != digest and not only_pxhostd)
         or need_stage
-        or not ctx.paths.pwx_config_file.exists()
+        or not await in_thread(ctx.paths.pwx_config_file.exists)
     )
     return Plan(
         spec=spec,

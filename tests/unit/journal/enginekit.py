@@ -87,9 +87,13 @@ class FakeSystemd:
             raise SystemdError(f"{what} failed (injected)")
         return doc
 
-    # -- the Systemd surface the engine uses -----------------------------------------------
+    # -- the Systemd surface the engine uses (file work off the event loop, as systemd's
+    # -- own work is in another process) ------------------------------------------------
 
     async def unit_state(self, name: str, timeout: float = 0) -> UnitState:
+        return await asyncio.to_thread(self._unit_state, name)
+
+    def _unit_state(self, name: str) -> UnitState:
         doc = self.load()
         unit = doc["units"].get(name)
         foreign = doc["foreign"].get(name)
@@ -116,6 +120,9 @@ class FakeSystemd:
         return "/org/freedesktop/systemd1/unit/" + name
 
     async def daemon_reload(self, timeout: float = 0) -> None:
+        await asyncio.to_thread(self._daemon_reload)
+
+    def _daemon_reload(self) -> None:
         doc = self._call("daemon-reload")
         for name in sorted({*doc["units"], *self._unit_files()}):
             path = self.paths.unit_dir / name
@@ -127,20 +134,19 @@ class FakeSystemd:
         return sorted(p.name for p in d.glob("*.service")) if d.is_dir() else []
 
     async def enable_unit_files(self, names: list[str], *_a: Any, **_k: Any) -> list[str]:
-        doc = self._call("enable " + " ".join(names))
-        for name in names:
-            self._unit(doc, name)["enabled"] = True
-        self.save(doc)
-        return list(names)
+        return await asyncio.to_thread(self._set_enabled, names, True)
 
     async def disable_unit_files(self, names: list[str], *_a: Any, **_k: Any) -> list[str]:
-        doc = self._call("disable " + " ".join(names))
+        return await asyncio.to_thread(self._set_enabled, names, False)
+
+    def _set_enabled(self, names: list[str], enabled: bool) -> list[str]:
+        doc = self._call(("enable " if enabled else "disable ") + " ".join(names))
         for name in names:
-            self._unit(doc, name)["enabled"] = False
+            self._unit(doc, name)["enabled"] = enabled
         self.save(doc)
         return list(names)
 
-    async def _run(self, verb: str, name: str) -> UnitState:
+    def _run(self, verb: str, name: str) -> UnitState:
         doc = self._call(f"{verb} {name}")
         unit = self._unit(doc, name)
         if unit["loaded"] is None:
@@ -149,15 +155,15 @@ class FakeSystemd:
                     release=os.readlink(self.paths.current_link)
                     if os.path.islink(self.paths.current_link) else None)
         self.save(doc)
-        return await self.unit_state(name)
+        return self._unit_state(name)
 
     async def start_and_verify(self, name: str, timeout: float = 0) -> UnitState:
         if (await self.unit_state(name)).is_active:
             return await self.unit_state(name)
-        return await self._run("start", name)
+        return await asyncio.to_thread(self._run, "start", name)
 
     async def restart_and_verify(self, name: str, timeout: float = 0) -> UnitState:
-        return await self._run("start", name)
+        return await asyncio.to_thread(self._run, "start", name)
 
     async def wait_stable(self, name: str, settle: float, timeout: float = 0) -> UnitState:
         return await self.unit_state(name)
@@ -166,12 +172,15 @@ class FakeSystemd:
         return await self.unit_state(name)
 
     async def stop_unit(self, name: str, timeout: float = 0) -> None:
+        await asyncio.to_thread(self._stop, name)
+
+    def _stop(self, name: str) -> None:
         doc = self._call(f"stop {name}")
         self._unit(doc, name).update(active=False, release=None)
         self.save(doc)
 
     async def reset_failed_unit(self, name: str, timeout: float = 0) -> None:
-        self._call(f"reset-failed {name}")
+        await asyncio.to_thread(self._call, f"reset-failed {name}")
 
 
 def context(root: Path, failpoints: Failpoints = DISABLED) -> HostContext:
