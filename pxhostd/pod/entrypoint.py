@@ -9,8 +9,10 @@ In order, changing nothing until the checks pass:
    and started;
 6. the image's payload is placed on the host (unless --payload names one there);
 7. the spec built from this pod's arguments, environment and mounts is submitted over
-   D-Bus; the transaction's progress goes to stdout, its result in one line;
-8. then it stays up until SIGTERM/SIGINT, and exits 0 within a second or two, leaving the
+   D-Bus (with a drain around it when the upgrade is disruptive, pxhostd.kube); the
+   transaction's progress goes to stdout, its result in one line;
+8. then it stays up (following its Node's px/service and px/enabled labels) until
+   SIGTERM/SIGINT, and exits 0 within a second or two, leaving the
    storage service running: the only D-Bus action on the way out is closing the connection.
 
 `pxhostd-pod --uninstall [--wipe]` is the explicit uninstall (the old px/enabled=remove).
@@ -37,8 +39,11 @@ from dbus_fast import BusType
 from pxhostd import __version__
 from pxhostd.bus.client import PxClient, raise_for_result
 from pxhostd.errors import InvalidSpec, NotInstalled, PxError
+from pxhostd.kube.errors import DrainTimeout, KubeApiError
+from pxhostd.kube.podside import KubeSide
 from pxhostd.log import setup_logging
 from pxhostd.paths import Paths
+from pxhostd.payload.manifest import MANIFEST_NAME, Manifest, parse_manifest_yaml
 from pxhostd.pod import hostinstall, hostpayload, hostprep, specbuild, submit
 from pxhostd.pod.health import HealthServer, serve_health
 from pxhostd.pod.hostenter import HOST_MNT_NS, Host
@@ -91,6 +96,7 @@ class Pod:
         self.host = Host(settings.host_mnt_ns)
         self.health: HealthServer | None = None
         self.client: PxClient | None = None
+        self.kube: KubeSide | None = None
         self.stop = asyncio.Event()
 
     # -- the run ---------------------------------------------------------------------------
@@ -123,6 +129,9 @@ class Pod:
             remove_handlers()
 
     async def close(self) -> None:
+        if self.kube is not None:
+            self.kube.close()
+            self.kube = None
         if self.client is not None:
             self.client.close()  # no call: just the connection
             self.client = None
@@ -173,7 +182,42 @@ class Pod:
         )
         payload = self.options.payload or await self.place_payload()
         spec = self.build_spec(payload)
+        self.kube = KubeSide.create(
+            os.environ.get("PXHOSTD_NODE_NAME"), say, drain_all=self.options.drain_all,
+            drain_timeout=self.options.drain_timeout,
+        )
         self.client = await self.connect()
+        code = await self.submit_install(spec, payload)
+        if code:
+            return code
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        say(f"{PROG}: serving {self.options.endpoint[0]}:{self.options.endpoint[1]}/health;"
+            " readiness comes from the status file")
+        if self.kube is not None:
+            labels = asyncio.create_task(self.kube.serve_labels(self.connect), name="labels")
+            try:
+                await self.stop.wait()
+            finally:
+                labels.cancel()
+        else:
+            await self.stop.wait()
+        return 0
+
+    async def submit_install(self, spec: dict[str, object], payload: str) -> int:
+        """Submit the spec (drained around it when the upgrade is disruptive); non-zero
+        only when the spec itself is refused."""
+        assert self.client is not None
+        drained = None
+        if self.kube is not None:
+            manifest = await self.payload_manifest(payload)
+            try:
+                drained = await self.kube.before_install(self.client, manifest)
+            except (DrainTimeout, KubeApiError) as exc:
+                # Nothing applied, node released: the service runs as it did.
+                say(submit.error_line("install", exc))
+                return 0
         try:
             result = await submit.install(self.client, spec, self.txid(), say)
         except InvalidSpec:
@@ -191,13 +235,15 @@ class Pod:
                 return 1
             except PxError:
                 pass  # RolledBack, Timeout, ...: reported; the status file tells the rest
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-        say(f"{PROG}: serving {self.options.endpoint[0]}:{self.options.endpoint[1]}/health;"
-            " readiness comes from the status file")
-        await self.stop.wait()
+        finally:
+            if self.kube is not None and drained is not None:
+                await self.kube.after_install(drained)
         return 0
+
+    async def payload_manifest(self, payload: str) -> Manifest:
+        """The manifest of the payload about to be submitted, read on the host."""
+        out = await self.host.run(["cat", f"{payload.rstrip('/')}/{MANIFEST_NAME}"])
+        return parse_manifest_yaml(out.stdout)
 
     async def uninstall(self) -> int:
         self.client = await self.connect()
