@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pxhostd.kube.api import CALLS
 from pxhostd.log import is_secret_name
 from pxhostd.manifest.model import names as n
 from pxhostd.manifest.params import ManifestParams
@@ -31,18 +32,20 @@ def _rule(group: str, resources: list[str], verbs: list[str], **extra: list[str]
     return {"apiGroups": [group], "resources": resources, "verbs": verbs, **extra}
 
 
+def pod_api_rules() -> list[Obj]:
+    """Exactly the permissions of the pod's Kubernetes calls (pxhostd.kube.api.CALLS):
+    its own node (get, watch its labels, patch: cordon, relabel, annotate), the pods on it
+    (list, by field selector), the claims and volumes they mount (get), and Evictions
+    (create, so PodDisruptionBudgets are honoured)."""
+    verbs: dict[tuple[str, str], list[str]] = {}
+    for perm in CALLS.values():
+        verbs.setdefault((perm.group, perm.resource), []).append(perm.verb)
+    return [_rule(group, [resource], sorted(v)) for (group, resource), v in verbs.items()]
+
+
 def cluster_role(p: ManifestParams) -> Obj:
     """Only what the pod does with the API (see docs/manifest-generator.md, RBAC)."""
-    rules = [
-        # Read its own node's px/enabled and px/service labels, relabel px/enabled=false after
-        # an uninstall, cordon/uncordon around a drain (spec.unschedulable).
-        _rule("", ["nodes"], ["get", "list", "watch", "patch"]),
-        # Find the pods on this node that use Portworx volumes before a drain.
-        _rule("", ["pods"], ["get", "list"]),
-        _rule("", ["persistentvolumeclaims", "persistentvolumes"], ["get", "list"]),
-        # Drain through the Eviction API, so PodDisruptionBudgets are honoured.
-        _rule("", ["pods/eviction"], ["create"]),
-    ]
+    rules = pod_api_rules()
     if p.openshift:
         rules.append(
             _rule("security.openshift.io", ["securitycontextconstraints"], ["use"],
