@@ -87,6 +87,9 @@ class KubeApi:
         return cls(client.ApiClient(configuration))
 
     def close(self) -> None:
+        """Close the connections too (the client's own close() leaves its pool open)."""
+        with contextlib.suppress(Exception):
+            self.api_client.rest_client.pool_manager.clear()
         self.api_client.close()
 
     # -- the calls (one per entry of CALLS) -----------------------------------------------
@@ -97,8 +100,9 @@ class KubeApi:
     def watch_node(
         self, name: str, resource_version: str, timeout: int, on_event: Callable[[str, Obj], None]
     ) -> None:
-        """Stream watch events of one node from `resource_version` until the server ends
-        the watch (after `timeout` s); an expired version raises KubeApiError(410)."""
+        """Stream watch events of one node from `resource_version` ("": from its current
+        state, sent first as ADDED) until the server ends the watch (after `timeout` s); an
+        expired version raises KubeApiError(410)."""
         from kubernetes import watch
 
         w = watch.Watch()
@@ -106,7 +110,7 @@ class KubeApi:
             for event in w.stream(
                 self.core.list_node,
                 field_selector=f"metadata.name={name}",
-                resource_version=resource_version,
+                resource_version=resource_version or None,
                 timeout_seconds=timeout,
                 allow_watch_bookmarks=False,
                 _request_timeout=timeout + REQUEST_TIMEOUT,

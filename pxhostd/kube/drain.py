@@ -101,8 +101,7 @@ class Drainer:
 
     async def _record(self, target: str) -> records.DrainRecord:
         node = await in_thread(self.api.get_node, self.node)
-        rec = records.DrainRecord(node=self.node, was_cordoned=unschedulable(node),
-                                  target=target)
+        rec = records.new_record(self.node, unschedulable(node), target)
         await asyncio.to_thread(records.save, rec, self.record_path)
         return rec
 

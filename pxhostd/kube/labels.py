@@ -1,8 +1,9 @@
 """Node-label control: `kubectl label node N px/service=restart` without a shell on N.
 
-The pod watches its own Node (a watch from the resourceVersion it last saw; when the server
-says that version expired, 410 Gone, it reads the node again and watches on from there;
-any other failure is retried with backoff; it never gives up). On each state of the node:
+The pod watches its own Node: the first watch has no resourceVersion, so it starts with
+the node as it is (ADDED); each later one goes on from the last version seen; when the
+server says that version expired (410 Gone) it starts over from the current state; any
+other failure is retried with backoff; it never gives up. On each state of the node:
 
 - `px/service` in {start, stop, restart, enable, disable}: that pxhostd operation, once per
   change of the label. What was done is recorded on the Node in the annotation
@@ -111,18 +112,18 @@ class LabelController:
         delay = BACKOFF_FIRST
         while True:
             try:
-                node = await in_thread(self.api.get_node, self.node)
-                node = await self.handle(node)
-                delay = BACKOFF_FIRST
-                await self._follow(str(node["metadata"]["resourceVersion"]))
+                # No resourceVersion: the watch starts with the node as it is now (ADDED),
+                # then its changes; so a version that expired is never asked for again.
+                await self._follow("")
             except KubeApiError as exc:
                 if exc.status == 410:
                     self.resumed += 1
                     self.say(f"labels: watch of node {self.node} expired (410 Gone); "
-                             "reading the node again")
+                             "watching again from its current state")
+                    delay = BACKOFF_FIRST
                     continue
                 _log.warning("labels: %s; trying again in %.0f s", exc, delay)
-            except Exception:  # never give up: log it, wait, read the node again
+            except Exception:  # never give up: log it, wait, watch again
                 _log.exception("labels: unexpected failure; trying again in %.0f s", delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX)
@@ -145,8 +146,8 @@ class LabelController:
                         continue
                     kind, obj = getter.result()
                     if kind in ("ADDED", "MODIFIED"):
-                        obj = await self.handle(obj)
                         resource_version = str(obj["metadata"]["resourceVersion"])
+                        await self.handle(obj)
                     elif kind == "DELETED":
                         _log.warning("labels: node %s was deleted", self.node)
                 watcher.result()  # a failed watch raises here (410: re-read the node)

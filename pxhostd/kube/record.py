@@ -56,9 +56,12 @@ def load(path: Path = DRAIN_RECORD) -> DrainRecord | None:
         raise HostStateError(f"the drain record {path} is incomplete: {exc}") from None
 
 
+def new_record(node: str, was_cordoned: bool, target: str) -> DrainRecord:
+    return DrainRecord(node=node, was_cordoned=was_cordoned, target=target,
+                       started=time.time())
+
+
 def save(record: DrainRecord, path: Path = DRAIN_RECORD) -> None:
-    if not record.started:
-        record = DrainRecord(**{**asdict(record), "started": time.time()})
     doc = {"format": FORMAT, **asdict(record)}
     hostfs.atomic_write(path, json.dumps(doc, sort_keys=True) + "\n", mode=0o600)
 

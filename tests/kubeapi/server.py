@@ -147,7 +147,10 @@ class _TlsMixin:
             tls = self.ctx.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
             return
-        super().finish_request(tls, client_address)  # type: ignore[misc]
+        try:
+            super().finish_request(tls, client_address)  # type: ignore[misc]
+        finally:
+            tls.close()
 
 
 class _TlsTcpServer(_TlsMixin, socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -210,7 +213,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with api.lock:
             api.log.append((method, self.path, content_type))
         try:
-            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+            if scheme.lower() != "bearer" or token != TOKEN:  # the scheme is case-insensitive
                 raise ApiError(401, "Unauthorized", "Unauthorized")
             parts = [p for p in url.path.split("/") if p]
             attrs = _attributes(method, parts, query)
@@ -265,8 +269,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if parts != ["api", "v1", "nodes"]:
             raise ApiError(404, "NotFound", "watch is served for nodes only")
         name = _field(query, "metadata.name")
+        given = query.get("resourceVersion") or "0"
         try:
-            since = int(query.get("resourceVersion") or store.rv)
+            since = int(given)
         except ValueError:
             raise ApiError(400, "BadRequest", "resourceVersion: not a number") from None
         timeout = float(query.get("timeoutSeconds") or 1800)
@@ -275,7 +280,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         try:
-            for kind, obj in store.watch(
+            for kind, obj in store.watch_from(
                 "nodes", since, lambda o: name is None or o["metadata"]["name"] == name, timeout
             ):
                 line = json.dumps({"type": kind, "object": obj}).encode() + b"\n"
@@ -343,6 +348,8 @@ def _json_body(body: bytes, content_type: str) -> Any:
 def _patch(store: Store, resource: str, ns: str, name: str, body: bytes,
            content_type: str) -> Obj:
     patch = _json_body(body, content_type)
+    while store.before_patch:
+        store.before_patch.pop(0)()
     if content_type == "application/json-patch+json":
         if not isinstance(patch, list):
             raise ApiError(400, "BadRequest", "a JSON Patch is a list of operations")

@@ -75,6 +75,8 @@ class Store:
         self.termination_seconds = termination_seconds
         self.closed = False
         self.evictions: list[str] = []
+        #: Run (once each) just before the next PATCH is applied: another writer racing.
+        self.before_patch: list[Callable[[], None]] = []
 
     # -- writes (by the API handlers and by tests acting as kubectl / controllers) ---------
 
@@ -168,12 +170,27 @@ class Store:
         validate(out)
         return out
 
+    def watch_from(self, resource: str, since: int, match: Callable[[Obj], bool],
+                   timeout: float) -> Iterator[tuple[str, Obj]]:
+        """`since` 0 (no resourceVersion, or "0"): the current objects as ADDED, then the
+        changes after them (kube-apiserver's "most recent" start); else `watch`."""
+        if since:
+            yield from self.watch(resource, since, match, timeout)
+            return
+        with self.cond:
+            now = self.rv
+            current = [copy.deepcopy(o) for k, o in sorted(self.objects.items())
+                       if k[0] == resource and match(o)]
+        for obj in current:
+            yield "ADDED", obj
+        yield from self.watch(resource, now, match, timeout, start_epoch=None)
+
     def watch(self, resource: str, since: int, match: Callable[[Obj], bool],
-              timeout: float) -> Iterator[tuple[str, Obj]]:
+              timeout: float, start_epoch: int | None = None) -> Iterator[tuple[str, Obj]]:
         """Events after version `since`, until `timeout`; ('ERROR', Status 410) if expired."""
         deadline = time.monotonic() + timeout
         with self.cond:
-            epoch = self.epoch
+            epoch = self.epoch if start_epoch is None else start_epoch
             if since < self.compacted:
                 yield "ERROR", _gone(since, self.compacted)
                 return
