@@ -6,8 +6,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from kubeapi.cluster import Cluster
 from kubeapi import objects
+from kubeapi.cluster import Cluster
 
 from pxhostd.kube import record as records
 from pxhostd.kube.drain import Drainer

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from kubeapi.server import KubeApiServer
 from kubeapi.store import Store
-
 from pxhostd.kube.api import KubeApi
 
 

@@ -47,8 +47,9 @@ def pvc(namespace: str, name: str, volume: str | None) -> Obj:
             "status": {"phase": "Bound" if volume else "Pending"}}
 
 
-def pod(namespace: str, name: str, *, claims: tuple[str, ...] = (), owner: str | None = "ReplicaSet",
-        node_name: str = NODE, labels: dict[str, str] | None = None, phase: str = "Running",
+def pod(namespace: str, name: str, *, claims: tuple[str, ...] = (),
+        owner: str | None = "ReplicaSet", node_name: str = NODE,
+        labels: dict[str, str] | None = None, phase: str = "Running",
         inline_px: bool = False) -> Obj:
     volumes: list[Any] = [{"name": f"v{i}", "persistentVolumeClaim": {"claimName": c}}
                           for i, c in enumerate(claims)]
