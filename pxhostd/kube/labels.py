@@ -106,6 +106,8 @@ class LabelController:
     unknown: set[tuple[str, str]] = field(default_factory=set)
     #: How many watches were resumed after 410 Gone (for the log and the tests).
     resumed: int = 0
+    #: An event arrived since the last failure (else a repeated 410 backs off too).
+    progressed: bool = False
 
     async def run(self) -> None:
         """Follow the node until cancelled."""
@@ -120,8 +122,10 @@ class LabelController:
                     self.resumed += 1
                     self.say(f"labels: watch of node {self.node} expired (410 Gone); "
                              "watching again from its current state")
-                    delay = BACKOFF_FIRST
-                    continue
+                    if self.progressed:
+                        self.progressed = False
+                        delay = BACKOFF_FIRST
+                        continue
                 _log.warning("labels: %s; trying again in %.0f s", exc, delay)
             except Exception:  # never give up: log it, wait, watch again
                 _log.exception("labels: unexpected failure; trying again in %.0f s", delay)
@@ -145,6 +149,7 @@ class LabelController:
                         getter.cancel()
                         continue
                     kind, obj = getter.result()
+                    self.progressed = True
                     if kind in ("ADDED", "MODIFIED"):
                         resource_version = str(obj["metadata"]["resourceVersion"])
                         await self.handle(obj)

@@ -127,7 +127,7 @@ class Store:
     def expire_watches(self) -> None:
         """etcd compaction: history up to now is gone; open watches end with 410 Gone."""
         with self.cond:
-            self.compacted = self.rv + 1
+            self.compacted = self.rv
             self.events.clear()
             self.epoch += 1
             self.cond.notify_all()
