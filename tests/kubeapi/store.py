@@ -93,12 +93,14 @@ class Store:
             return self._write(key, obj, "ADDED")
 
     def update(self, resource: str, namespace: str, name: str,
-               change: Callable[[Obj], Obj | None], expect_rv: str | None = None) -> Obj:
+               change: Callable[[Obj], object], expect_rv: str | None = None) -> Obj:
         """Apply `change` to a copy; 409 if `expect_rv` (or the result's rv) is stale."""
         with self.cond:
             current = self.get(resource, namespace, name)
             new = copy.deepcopy(current)
-            new = change(new) or new
+            result = change(new)
+            if isinstance(result, dict):  # a change may also edit `new` in place
+                new = result
             cur_rv = current["metadata"]["resourceVersion"]
             wanted = expect_rv if expect_rv is not None else new["metadata"].get(
                 "resourceVersion", cur_rv)
