@@ -302,3 +302,21 @@ def test_a_pod_killed_mid_drain_is_resumed_by_the_next(env: Env) -> None:
     assert not env.cordoned()
     assert not env.node.exists(RECORD)
     assert env.service_version() == "4.0.0"
+
+
+def test_enabled_uninstall_label_uninstalls_keeps_etc_pwx_relabels_false(env: Env) -> None:
+    node = env.node
+    node.run(["mkdir", "-p", "/etc/pwx"])
+    node.write_file("/etc/pwx/config.json", "{}\n")
+    assert node.exists(f"/etc/systemd/system/{UNIT}")
+    env.label("px/enabled", "uninstall")
+    wait_for(lambda: env.node_obj()["metadata"]["labels"].get("px/enabled"),
+             lambda v: v == "false", timeout=300, what="px/enabled relabelled false")
+    done = json.loads(env.node_obj()["metadata"]["annotations"][
+        "pxhostd.portworx.com/enabled-done"])
+    assert done["value"] == "uninstall" and done["result"].startswith("done"), done
+    assert not node.exists(f"/etc/systemd/system/{UNIT}")
+    assert node.read_file("/etc/pwx/config.json") == "{}\n"  # kept
+    ops = [i.split(":")[2] for i in env.history_ids() if i.startswith("label:")]
+    assert ops.count("px/enabled=uninstall") == 1
+    assert "relabelled px/enabled=false" in env.pods.log(env.pods.units[-1])
