@@ -1,7 +1,9 @@
 """`pxhostd-pod`: PID 1 of the pxhostd DaemonSet pod.
 
 In order, changing nothing until the checks pass:
-1. the required host paths are real mounts (all missing ones named in one message);
+0. the pod shares the host's PID namespace (hostPID);
+1. the required host paths and the declared service mounts are real mounts (all missing
+   ones named in one message);
 2. /host_proc/1/ns/mnt is the host's mount namespace, and the host has a valid machine-id;
 3. the legacy health endpoint (127.0.0.1:9015) starts answering from the status file;
 4. the host's `/` is made a shared mount (as px-init did);
@@ -10,7 +12,9 @@ In order, changing nothing until the checks pass:
 6. the image's payload is placed on the host (unless --payload names one there);
 7. the spec built from this pod's arguments, environment and mounts is submitted over
    D-Bus (with a drain around it when the upgrade is disruptive, pxhostd.kube); the
-   transaction's progress goes to stdout, its result in one line;
+   transaction's progress goes to stdout, its result in one line, and the
+   submission record (spec digest, release, result) that the readiness probe compares
+   with the status file is written in the pod;
 8. then it stays up (following its Node's px/service and px/enabled labels) until
    SIGTERM/SIGINT, and exits 0 within a second or two, leaving the
    storage service running: the only D-Bus action on the way out is closing the connection.
@@ -44,13 +48,23 @@ from pxhostd.kube.podside import KubeSide
 from pxhostd.log import setup_logging
 from pxhostd.paths import Paths
 from pxhostd.payload.manifest import MANIFEST_NAME, Manifest, parse_manifest_yaml
-from pxhostd.pod import hostinstall, hostpayload, hostprep, specbuild, submit
+from pxhostd.pod import busaccess, hostinstall, hostpayload, hostprep, specbuild, submit
+from pxhostd.pod.busaccess import HostAccess
+from pxhostd.pod.dockersecrets import SECRETS_DIR
 from pxhostd.pod.health import HealthServer, serve_health
 from pxhostd.pod.hostenter import HOST_MNT_NS, Host
 from pxhostd.pod.locking import host_locked
 from pxhostd.pod.mounts import MOUNTINFO, REQUIRED_MOUNTS, read_mountinfo, require_mounts
 from pxhostd.pod.signals import ChildReaper, install_stop_handlers, set_child_subreaper
+from pxhostd.spec.digest import raw_spec_digest
 from pxhostd.spec.validate import spec_from_dict
+from pxhostd.status.submission import (
+    POD_SUBMISSION,
+    Submission,
+    SubmissionResult,
+    clear_submission,
+    write_submission,
+)
 
 PROG = "pxhostd-pod"
 #: The pod talks to pxhostd over the host's system bus socket, mounted at /run/dbus.
@@ -72,6 +86,10 @@ class PodSettings:
     mountinfo: Path = MOUNTINFO
     host_mountinfo: Path = Path("/proc/1/mountinfo")
     host_mnt_ns: Path = HOST_MNT_NS
+    host_pid_ns: Path = hostprep.HOST_PID_NS
+    own_pid_ns: Path = hostprep.OWN_PID_NS
+    #: The pod's own record of its submission, read by `pxhostctl probe --pod`.
+    submission: Path = POD_SUBMISSION
     status_file: Path = Paths().status_file
     lock_file: Path = Paths().lock_file
     image_packages: Path = hostinstall.IMAGE_PACKAGES
@@ -82,6 +100,11 @@ class PodSettings:
     bus_address: str | None = None
     daemon_wait: float = submit.DAEMON_WAIT
     termination_log: Path = TERMINATION_LOG
+    #: --host-access=bus: what must be mounted, where Docker secrets are, and the oldest
+    #: host pxhostd this pod works with (its own version: the host is upgraded first).
+    bus_required_mounts: tuple[str, ...] = busaccess.BUS_REQUIRED_MOUNTS
+    secrets_dir: Path = SECRETS_DIR
+    min_host_version: str = __version__
 
 
 def say(line: str) -> None:
@@ -142,6 +165,7 @@ class Pod:
 
     async def work(self) -> int:
         try:
+            clear_submission(self.settings.submission)
             await self.check_host()
             if self.options.uninstall:
                 return await self.uninstall()
@@ -158,9 +182,21 @@ class Pod:
 
     # -- steps -----------------------------------------------------------------------------
 
+    @property
+    def over_bus(self) -> bool:
+        return self.options.host_access is HostAccess.BUS
+
     async def check_host(self) -> None:
         """Everything that must hold before the host is touched; changes nothing."""
-        require_mounts(self.settings.required_mounts, self.settings.mountinfo)
+        if self.over_bus:  # no host namespace to check: only the three mounts
+            require_mounts(self.settings.bus_required_mounts, self.settings.mountinfo)
+            say(f"{PROG} {__version__}: host access over the system bus")
+            return
+        hostprep.check_host_pid(self.settings.host_pid_ns, self.settings.own_pid_ns)
+        declared = specbuild.declared_service_mounts(os.environ) or []
+        required = [*self.settings.required_mounts,
+                    *(p for p in declared if p not in self.settings.required_mounts)]
+        require_mounts(required, self.settings.mountinfo)
         hostprep.check_host_namespace(self.settings.host_mnt_ns)
         machine_id = await hostprep.host_machine_id(self.host)
         say(f"{PROG} {__version__}: host machine-id {machine_id}")
@@ -169,6 +205,98 @@ class Pod:
         for ignored in self.options.ignored:
             say(f"{PROG}: ignoring old option {ignored} (not needed with pxhostd)")
         self.health = await self.start_health()
+        if self.over_bus:
+            self.client = await busaccess.connect_host_daemon(
+                self.connect_once, say, self.settings.min_host_version,
+                min(self.settings.daemon_wait, busaccess.BUS_DAEMON_WAIT))
+        else:
+            await self.prepare_host()
+        payload = self.options.payload or await self.place_payload()
+        spec = self.build_spec(payload)
+        digest = raw_spec_digest(spec)
+        txid = self.txid()
+        if self.client is None:
+            self.client = await self.connect()
+        self.kube = KubeSide.create(
+            os.environ.get("PXHOSTD_NODE_NAME"), say, drain_all=self.options.drain_all,
+            drain_timeout=self.options.drain_timeout,
+        )
+        code = await self.drained_submit(spec, payload, digest, txid)
+        if code:
+            return code
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        say(f"{PROG}: serving {self.options.endpoint[0]}:{self.options.endpoint[1]}/health;"
+            " readiness comes from the status file")
+        if self.kube is None:
+            await self.stop.wait()
+            return 0
+        labels = asyncio.create_task(self.kube.serve_labels(self.connect), name="labels")
+        try:
+            await self.stop.wait()
+        finally:
+            labels.cancel()
+        return 0
+
+    async def drained_submit(self, spec: dict[str, object], payload: str, digest: str,
+                             txid: str) -> int:
+        """`submit_spec`, with the node drained around it when the upgrade is disruptive
+        (pxhostd.kube); a drain that fails submits nothing and leaves the service as it was."""
+        assert self.client is not None
+        if self.kube is None:
+            return await self.submit_spec(spec, digest, txid)
+        try:
+            drained = await self.kube.before_install(
+                self.client, await self.payload_manifest(payload))
+        except (DrainTimeout, KubeApiError) as exc:
+            line = submit.error_line("install", exc)
+            say(line)
+            self.record(SubmissionResult.FAILED, digest, txid, line)
+            return 0
+        try:
+            return await self.submit_spec(spec, digest, txid)
+        finally:
+            await self.kube.after_install(drained)
+
+    async def payload_manifest(self, payload: str) -> Manifest:
+        """The manifest of the payload about to be submitted, read on the host."""
+        out = await self.host.run(["cat", f"{payload.rstrip('/')}/{MANIFEST_NAME}"])
+        return parse_manifest_yaml(out.stdout)
+
+    async def submit_spec(self, spec: dict[str, object], digest: str, txid: str) -> int:
+        """Submit and report; 1 only when the spec itself is refused."""
+        assert self.client is not None
+        try:
+            result = await submit.install(self.client, spec, txid, say)
+        except InvalidSpec as exc:
+            self.record(SubmissionResult.FAILED, digest, txid, f"{exc.name}: {exc}")
+            raise  # refused at once: exit non-zero with the named error
+        except PxError as exc:
+            say(submit.error_line("install", exc))
+            self.record(SubmissionResult.FAILED, digest, txid, submit.error_line("install", exc))
+        else:
+            line = submit.result_line("install", result)
+            say(line)
+            try:
+                raise_for_result(result)
+            except InvalidSpec:
+                # The daemon refused the spec: a CrashLoop shows why; a restart won't help
+                # until the DaemonSet changes.
+                self.record(SubmissionResult.FAILED, digest, txid, line)
+                self.fail(f"{PROG}: error: {line}")
+                return 1
+            except PxError:
+                # RolledBack, Timeout, ...: reported; this pod stays unready.
+                self.record(SubmissionResult.FAILED, digest, txid, line)
+            else:
+                details = result.get("details") or {}
+                release = str(details.get("release") or "") if isinstance(details, dict) else ""
+                self.record(SubmissionResult.DONE, digest, txid, line, release)
+        return 0
+
+    async def prepare_host(self) -> None:
+        """nsenter mode: shared `/`, and the host daemon installed from the image's .deb."""
         async with host_locked(self.settings.lock_file):
             if await hostprep.ensure_shared_root(self.host):
                 say("host: made / a shared mount")
@@ -180,70 +308,17 @@ class Pod:
             host_packages=self.settings.host_packages,
             lock_path=self.settings.lock_file,
         )
-        payload = self.options.payload or await self.place_payload()
-        spec = self.build_spec(payload)
-        self.kube = KubeSide.create(
-            os.environ.get("PXHOSTD_NODE_NAME"), say, drain_all=self.options.drain_all,
-            drain_timeout=self.options.drain_timeout,
-        )
-        self.client = await self.connect()
-        code = await self.submit_install(spec, payload)
-        if code:
-            return code
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-        say(f"{PROG}: serving {self.options.endpoint[0]}:{self.options.endpoint[1]}/health;"
-            " readiness comes from the status file")
-        if self.kube is not None:
-            labels = asyncio.create_task(self.kube.serve_labels(self.connect), name="labels")
-            try:
-                await self.stop.wait()
-            finally:
-                labels.cancel()
-        else:
-            await self.stop.wait()
-        return 0
 
-    async def submit_install(self, spec: dict[str, object], payload: str) -> int:
-        """Submit the spec (drained around it when the upgrade is disruptive); non-zero
-        only when the spec itself is refused."""
-        assert self.client is not None
-        drained = None
-        if self.kube is not None:
-            manifest = await self.payload_manifest(payload)
-            try:
-                drained = await self.kube.before_install(self.client, manifest)
-            except (DrainTimeout, KubeApiError) as exc:
-                # Nothing applied, node released: the service runs as it did.
-                say(submit.error_line("install", exc))
-                return 0
+    def record(
+        self, result: SubmissionResult, digest: str, txid: str, message: str, release: str = ""
+    ) -> None:
+        """The pod's submission record for its readiness probe (in the pod, not the host)."""
         try:
-            result = await submit.install(self.client, spec, self.txid(), say)
-        except InvalidSpec:
-            raise  # refused at once: exit non-zero with the named error
+            write_submission(self.settings.submission,
+                             Submission(result, digest, release, txid, message))
         except PxError as exc:
-            say(submit.error_line("install", exc))
-        else:
-            say(submit.result_line("install", result))
-            try:
-                raise_for_result(result)
-            except InvalidSpec:
-                # The daemon refused the spec: a CrashLoop shows why; a restart won't help
-                # until the DaemonSet changes.
-                self.fail(f"{PROG}: error: {submit.result_line('install', result)}")
-                return 1
-            except PxError:
-                pass  # RolledBack, Timeout, ...: reported; the status file tells the rest
-        finally:
-            if self.kube is not None and drained is not None:
-                await self.kube.after_install(drained)
-        return 0
-
-    async def payload_manifest(self, payload: str) -> Manifest:
-        """The manifest of the payload about to be submitted, read on the host."""
-        out = await self.host.run(["cat", f"{payload.rstrip('/')}/{MANIFEST_NAME}"])
-        return parse_manifest_yaml(out.stdout)
+            # Without the record the probe says "not ready", which is then the truth.
+            _log.error("cannot write the submission record: %s", exc)
 
     async def uninstall(self) -> int:
         self.client = await self.connect()
@@ -282,25 +357,35 @@ class Pod:
         return str(placed.path)
 
     def build_spec(self, payload: str) -> dict[str, object]:
-        try:
-            host_entries = read_mountinfo(self.settings.host_mountinfo)
-        except (OSError, ValueError) as exc:
-            _log.warning("cannot read the host's mounts (%s); assuming host paths", exc)
-            host_entries = None
-        mounts = specbuild.spec_mounts(read_mountinfo(self.settings.mountinfo), host_entries)
-        spec = specbuild.build_spec(self.options, payload, specbuild.spec_env(os.environ), mounts)
+        if self.over_bus:
+            # A Swarm task's mounts are its own (the three host paths, and what Docker
+            # injects): none is the service's. Secrets come as files under /run/secrets.
+            mounts: list[str] = []
+            environ = busaccess.pod_environment(os.environ, self.settings.secrets_dir)
+        else:
+            mounts = self.pod_spec_mounts()
+            environ = dict(os.environ)
+        spec = specbuild.build_spec(self.options, payload, specbuild.spec_env(environ), mounts)
         spec_from_dict(spec)  # InvalidSpec here: named error, nothing submitted
         for line in specbuild.describe_spec(spec):
             say(line)
         return spec
 
+    def pod_spec_mounts(self) -> list[str]:
+        try:
+            host_entries = read_mountinfo(self.settings.host_mountinfo)
+        except (OSError, ValueError) as exc:
+            _log.warning("cannot read the host's mounts (%s); assuming host paths", exc)
+            host_entries = None
+        return specbuild.spec_mounts(read_mountinfo(self.settings.mountinfo), host_entries,
+                                     specbuild.declared_service_mounts(os.environ))
+
+    async def connect_once(self) -> PxClient:
+        return await PxClient.connect(bus_address=self.settings.bus_address,
+                                      bus_type=BusType.SYSTEM)
+
     async def connect(self) -> PxClient:
-        address = self.settings.bus_address
-
-        async def connect_once() -> PxClient:
-            return await PxClient.connect(bus_address=address, bus_type=BusType.SYSTEM)
-
-        return await submit.wait_for_daemon(connect_once, say, self.settings.daemon_wait)
+        return await submit.wait_for_daemon(self.connect_once, say, self.settings.daemon_wait)
 
     @staticmethod
     def txid() -> str:

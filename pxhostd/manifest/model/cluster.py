@@ -1,4 +1,4 @@
-"""Cluster-scoped companions of the DaemonSet: ServiceAccount, RBAC, Secret, Service."""
+"""Companions of the DaemonSet: Namespace, ServiceAccount, RBAC, Secret, Service."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from pxhostd.kube.api import CALLS
 from pxhostd.log import is_secret_name
 from pxhostd.manifest.model import names as n
-from pxhostd.manifest.params import ManifestParams
+from pxhostd.manifest.params import DEFAULT_NAMESPACE, ManifestParams
 
 Obj = dict[str, Any]
 
@@ -18,6 +18,15 @@ def _meta(name: str, namespace: str | None = None) -> Obj:
         meta["namespace"] = namespace
     meta["labels"] = dict(n.COMMON_LABELS)
     return meta
+
+
+def namespace(p: ManifestParams) -> Obj | None:
+    """A namespace of our own is created with the manifest (kube-system always exists)."""
+    if p.namespace == DEFAULT_NAMESPACE:
+        return None
+    meta = _meta(p.namespace)
+    meta["labels"] = {**meta["labels"], **n.NAMESPACE_LABELS}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
 def service_account(p: ManifestParams) -> Obj:
@@ -43,14 +52,27 @@ def pod_api_rules() -> list[Obj]:
     return [_rule(group, [resource], sorted(v)) for (group, resource), v in verbs.items()]
 
 
-def cluster_role(p: ManifestParams) -> Obj:
-    """Only what the pod does with the API (see docs/manifest-generator.md, RBAC)."""
+def api_rules(p: ManifestParams) -> list[Obj]:
+    """Only what the pod does with the API (see docs/manifest-generator.md, RBAC).
+
+    Everything else goes to the host's pxhostd over the system bus; the API calls are the
+    drain before a disruptive upgrade and node-label control (pxhostd/kube/api.py), whose
+    table the rules are built from, so a call and its rule cannot drift apart.
+    """
     rules = pod_api_rules()
     if p.openshift:
         rules.append(
             _rule("security.openshift.io", ["securitycontextconstraints"], ["use"],
                   resourceNames=["privileged"])
         )
+    return rules
+
+
+def cluster_role(p: ManifestParams) -> Obj | None:
+    """The ClusterRole; none when the pod needs no grant at all."""
+    rules = api_rules(p)
+    if not rules:
+        return None
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
@@ -59,7 +81,9 @@ def cluster_role(p: ManifestParams) -> Obj:
     }
 
 
-def cluster_role_binding(p: ManifestParams) -> Obj:
+def cluster_role_binding(p: ManifestParams) -> Obj | None:
+    if not api_rules(p):
+        return None
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",
