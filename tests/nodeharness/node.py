@@ -75,8 +75,11 @@ class Node:
         name: str | None = None,
         log_dir: Path | None = None,
         scratch_parent: Path | None = None,
+        nspawn_args: Sequence[str] = (),
     ) -> None:
         self.root = Path(root)
+        #: Extra systemd-nspawn options (e.g. a Docker node: --capability=all).
+        self.nspawn_args = tuple(nspawn_args)
         self.name = name or f"pxnode-{secrets.token_hex(4)}"
         self.log_dir = log_dir or default_log_dir()
         self.console_log = self.log_dir / f"{self.name}.console.log"
@@ -389,6 +392,7 @@ class Node:
             "--link-journal=no",
             "--resolv-conf=off",
             "--timezone=off",
+            *self.nspawn_args,
         ]
         self._nspawn = subprocess.Popen(
             argv,
