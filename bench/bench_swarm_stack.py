@@ -54,7 +54,7 @@ set -eu
 t0=$(date +%s.%N)
 docker stack rm "$stack" >/dev/null
 while docker ps -aq --filter "label=com.docker.stack.namespace=$stack" | grep -q . \
-    || pgrep -f "$mark" >/dev/null || pgrep -f containerd-shim >/dev/null; do sleep 0.1; done
+    || pgrep -f "$mark" >/dev/null || pgrep -f "[c]ontainerd-shim" >/dev/null; do sleep 0.1; done
 t1=$(date +%s.%N)
 echo "$t0 $t1"
 """

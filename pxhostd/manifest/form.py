@@ -30,7 +30,7 @@ _SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Control-plane nodes", ("masters", "zero_storage")),
     ("Authentication (secrets go into a Kubernetes Secret)",
      ("etcd_userpwd", "etcd_ca", "etcd_cert", "etcd_key", "acl_token", "token", "secret_type")),
-    ("Other", ("env", "openshift")),
+    ("Other", ("env", "kubelet_root", "openshift")),
 )
 
 #: Field labels as a person reads them.
@@ -46,7 +46,7 @@ _LABELS = {
     "etcd_cert": "etcd client certificate (path on host)",
     "etcd_key": "etcd client key (path on host)", "acl_token": "Consul ACL token",
     "token": "Join token", "secret_type": "Secret store type", "env": "Environment",
-    "openshift": "OpenShift",
+    "openshift": "OpenShift", "kubelet_root": "Kubelet root directory (on the nodes)",
 }
 
 #: CSP: no scripts at all; the form posts back to this service only.

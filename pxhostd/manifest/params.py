@@ -24,6 +24,7 @@ MIN_KUBE_VERSION = (1, 25)
 DEFAULT_CLUSTER = "px-cluster"
 DEFAULT_NAMESPACE = "kube-system"
 DEFAULT_IMAGE = f"portworx/pxhostd:{__version__}"
+DEFAULT_KUBELET_ROOT = "/var/lib/kubelet"
 
 
 class Status(Enum):
@@ -135,6 +136,9 @@ PARAMS: tuple[ParamDef, ...] = (
              "Portworx secret store (k8s, vault, aws-kms, ...)"),
     ParamDef("namespace", "ns", ("namespace",), "namespace", v.parse_dns_label,
              f"namespace of the DaemonSet (default {DEFAULT_NAMESPACE})", status=Status.NEW),
+    ParamDef("kubelet_root", "kubelet", ("kubeletDir",), "kubelet-root", v.parse_host_dir,
+             f"the kubelet's root directory on the nodes (default {DEFAULT_KUBELET_ROOT}); "
+             "passed on to the service", status=Status.NEW),
     ParamDef("runtime_type", "type", ("installType",), "type", _type,
              "install type: oci (default; runc is the same); docker is no longer supported",
              form=False),
@@ -176,6 +180,7 @@ class ManifestParams:
     image: str = DEFAULT_IMAGE
     secret_type: str | None = None
     namespace: str = DEFAULT_NAMESPACE
+    kubelet_root: str = DEFAULT_KUBELET_ROOT
     runtime_type: str = "oci"
     stork: bool = False
     coreos: bool = False

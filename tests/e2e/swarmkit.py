@@ -1,8 +1,8 @@
 """A booted Docker node running a single-node Swarm, the pod images loaded: for the Swarm tests.
 
-The node boots from the Docker variant of the node root (scripts/build-docker-node-root)
-with what runc needs on these machines (nodeharness.DOCKER_NSPAWN_ARGS); Docker's data
-directory is a bind of a scratch directory on the machine's own disk, so Docker uses its
+The node boots from the `docker` variant of the node root (scripts/build-node-root) with
+what runc needs on these machines (nodeharness.DOCKER_NSPAWN_ARGS); Docker's data directory
+is a scratch directory of the machine's own disk (`scratch_binds`), so Docker uses its
 overlay2 driver instead of copying every layer (vfs on the node's overlay root). The images
 come from scripts/build-image (`make image`): the default one with payload 1.0.0, one with
 2.0.0 and one with a broken 3.0.0; `docker load -i`, no registry.
@@ -11,9 +11,7 @@ come from scripts/build-image (`make image`): the default one with payload 1.0.0
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +22,7 @@ from nodeharness import (
     REPO_ROOT,
     Node,
     NodeError,
-    build_docker_node_root,
+    build_node_root,
     wait_for,
 )
 
@@ -136,18 +134,16 @@ def _setup(node: Node, deb: Path, tars: dict[str, Path]) -> None:
 
 
 @contextmanager
-def swarm_node(deb: Path, tars: dict[str, Path], scratch: Path | None = None) -> Iterator[Swarm]:
+def swarm_node(deb: Path, tars: dict[str, Path]) -> Iterator[Swarm]:
     """A booted Docker node with pxhostd from the .deb, a Swarm, the images loaded."""
-    root = build_docker_node_root()
-    data = Path(tempfile.mkdtemp(prefix="pxdocker-", dir=scratch))
-    node = Node(root, nspawn_args=(*DOCKER_NSPAWN_ARGS, f"--bind={data}:/var/lib/docker"))
+    node = Node(build_node_root("docker"), nspawn_args=DOCKER_NSPAWN_ARGS,
+                scratch_binds=("/var/lib/docker",))
     try:
         node.start()
         _setup(node, deb, tars)
         yield Swarm(node)
     finally:
         node.stop()
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def stack_file(node: Node, *params: str) -> str:

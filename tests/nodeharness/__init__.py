@@ -3,7 +3,7 @@
 from .errors import NodeBootError, NodeCommandError, NodeError, NodeRootError, UnitFailed
 from .node import NODE_DROP_DIR, Node
 from .polling import WaitTimeout, wait_for
-from .root import DOCKER_NSPAWN_ARGS, REPO_ROOT, build_docker_node_root, build_node_root
+from .root import DOCKER_NSPAWN_ARGS, REPO_ROOT, build_node_root
 
 __all__ = [
     "DOCKER_NSPAWN_ARGS",
@@ -16,7 +16,6 @@ __all__ = [
     "NodeRootError",
     "UnitFailed",
     "WaitTimeout",
-    "build_docker_node_root",
     "build_node_root",
     "wait_for",
 ]
