@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -75,7 +76,8 @@ def test_one_desired_state_survives_restart_reinstall_reload_and_reboot(
     assert_consistent(node, "2.0.0")
     status = json.loads(pxhostctl(node, "status", "--json").stdout)
     assert status["desired_source"] == "Install over D-Bus" and status["desired_at"]
-    assert "desired state: Install over D-Bus" in pxhostctl(node, "status").stdout
+    assert re.search(r"^desired state: +Install over D-Bus, 20", pxhostctl(node, "status").stdout,
+                     re.MULTILINE)
     running = invocation(node)
 
     node.copy_in(pxhostd_deb, "/var/lib/pxtest/pxhostd.deb")
