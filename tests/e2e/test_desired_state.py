@@ -4,8 +4,9 @@
   reinstall and a reload with the file unchanged all leave v2 running on the same
   invocation; after a reboot v2 runs, started once, by systemd.
 - A payload with a wrong sha256, a full filesystem under /opt/pwx, a read-only
-  /etc/systemd/system: a named error, the running service untouched, no journal left, and
-  the next good install succeeds with the same pxhostd PID.
+  /etc/systemd/system, a failure right after daemon-reload: a named error, the running
+  service untouched, no journal left, and the next good install succeeds with the same
+  pxhostd PID.
 - An administrator's own unit of the same name is refused and left byte-identical and
   running; reserved names are refused; uninstall leaves a file pxhostd did not write.
 - A full /run/pxhostd for 40 s: pxhostd keeps feeding its watchdog, the status file never
@@ -117,6 +118,11 @@ def test_faults_roll_back_and_the_next_install_succeeds(
 ) -> None:
     node = installed_node
     wait_pxhostd(node)
+    # A real daemon-reload cannot be made to fail on demand: fail the operation right after
+    # its second one (the first is v1's install) with an injected error.
+    node.write_file("/var/lib/pxhostd/failpoints", "error:after-daemon-reload=2\n", mode=0o600)
+    node.systemctl("restart", "pxhostd")
+    wait_pxhostd(node)
     v1 = build_payload(node, tmp_path, "v1", "1.0.0")
     install(node, spec_of(v1))
     running, pid = invocation(node), pxhostd_pid(node)
@@ -148,6 +154,10 @@ def test_faults_roll_back_and_the_next_install_succeeds(
              " && mount -o remount,ro,bind /etc/systemd/system")
     refused(v2, "HostStateError", 3)
     node.run(["umount", "/etc/systemd/system"])
+
+    # A failure right after daemon-reload (the unit files were written and loaded).
+    refused(v2, "Failed", 5)
+    assert "injected failure at failpoint after-daemon-reload" in last_error(node)
 
     good = install(node, spec_of(v2, env={"N": "4"}))
     assert "upgraded to 2.0.0" in good.stdout

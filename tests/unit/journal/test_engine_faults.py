@@ -338,3 +338,19 @@ def test_every_declared_step_has_a_kind_and_its_failpoint_is_known() -> None:
         assert step.kinds
         assert step.failpoint is None or step.failpoint in known_failpoints()
     assert jn.steps_of(jn.REMOVE)[-1] == jn.STEP_FORGET
+
+
+def test_an_injected_failure_after_daemon_reload_rolls_back(
+    tmp_path: Path, payloads: dict[str, Path]
+) -> None:
+    """What the node test arms with `error:after-daemon-reload`: a failing step."""
+    from pxhostd.engine.failpoints import Failpoints, InjectedFault
+
+    on_v1(tmp_path, payloads)
+    ctx = context(tmp_path, Failpoints.parse("error:after-daemon-reload"))
+    before = host_facts(ctx)
+    with pytest.raises(InjectedFault, match="rolled back"):
+        asyncio.run(install(ctx, spec(payloads["2.0.0"], 1)))
+    assert host_facts(ctx) == before
+    assert_clean(ctx)
+    assert asyncio.run(install(ctx, spec(payloads["2.0.0"], 1))).changed
