@@ -20,7 +20,6 @@ import re
 import time
 from pathlib import Path
 
-import yaml
 from nodeharness import Node, wait_for
 from pxnode import (
     SPEC_FILE,
@@ -212,25 +211,33 @@ def test_a_full_run_pxhostd_never_lies_and_never_kills_pxhostd(
 ) -> None:
     node = installed_node
     wait_pxhostd(node)
+    # /run/pxhostd on a small filesystem of its own, so it can be filled without filling
+    # the node's /run.
+    node.run("mount -t tmpfs -o size=64k,mode=0755 tmpfs /run/pxhostd")
     install(node, spec_of(build_payload(node, tmp_path, "v1", "1.0.0")))
     wait_for(lambda: status_doc(node), lambda d: d is not None and d.get("READY") == "1",
              timeout=60, what="READY=1")
     pid = pxhostd_pid(node)
-    # A full tmpfs over /run/pxhostd: no write succeeds there.
-    node.run("mount -t tmpfs -o size=8k tmpfs /run/pxhostd"
-             " && (dd if=/dev/zero of=/run/pxhostd/filler bs=4k 2>/dev/null || true)")
-    node.systemctl("restart", UNIT)  # a change the status file would have to show
+    node.run("dd if=/dev/zero of=/run/pxhostd/filler bs=4k 2>/dev/null || true")
+    node.systemctl("stop", UNIT)  # the node is no longer ready: the file must not say it is
+    withdrawn = False
     end = time.monotonic() + 40
     while time.monotonic() < end:
         doc = status_doc(node)
-        if doc is not None and doc.get("READY") == "1":
+        withdrawn = withdrawn or doc is None
+        if doc is not None:
             age = float(node.run(["date", "+%s.%N"]).stdout) - float(doc["HEARTBEAT"])
-            assert age < 15, f"READY=1 with a heartbeat {age:.0f} s old"
+            assert doc.get("READY") != "1" or age < 15, f"READY=1, heartbeat {age:.0f} s old"
         time.sleep(2)
+    assert withdrawn, "the stale status file was never withdrawn"
     assert pxhostd_pid(node) == pid, "the watchdog restarted pxhostd"
     assert "cannot write the status file" in node.journal("pxhostd.service")
-    node.run(["umount", "/run/pxhostd"])
-    wait_for(lambda: status_doc(node), lambda d: d is not None and d.get("READY") == "1",
+    node.run(["rm", "/run/pxhostd/filler"])
+    wait_for(lambda: status_doc(node), lambda d: d is not None and d.get("READY") == "0"
+             and d.get("SERVICE_STATE", "").startswith("inactive"),
              timeout=30, what="the status file right again")
+    node.systemctl("start", UNIT)
+    wait_for(lambda: status_doc(node), lambda d: d is not None and d.get("READY") == "1",
+             timeout=60, what="READY=1 again")
     assert pxhostd_pid(node) == pid
-    assert yaml.safe_load(pxhostctl(node, "status", "--json").stdout)["state"] == "idle"
+    assert json.loads(pxhostctl(node, "status", "--json").stdout)["state"] == "idle"
