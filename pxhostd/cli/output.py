@@ -37,7 +37,8 @@ def print_status(status: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
             value = "yes" if value else "no"
         if key == "desired_source" and value and status.get("desired_at"):
             value = f"{value}, {status['desired_at']}"
-        if value in ("", None) and key in ("last_error", "release", "payload_name", "desired_source"):
+        optional = ("last_error", "release", "payload_name", "desired_source")
+        if value in ("", None) and key in optional:
             continue
         out.write(f"{label + ':':<{width + 1}} {value}\n")
 

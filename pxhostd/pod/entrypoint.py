@@ -19,6 +19,11 @@ In order, changing nothing until the checks pass:
    SIGTERM/SIGINT, and exits 0 within a second or two, leaving the
    storage service running: the only D-Bus action on the way out is closing the connection.
 
+`pxhostd-pod --host-access=bus` (Docker Swarm, pxhostd.pod.busaccess) leaves out 0, 2, 4
+and 5: only the bus socket, /opt/pwx and /run/pxhostd are needed, the host's pxhostd comes
+from its package and must be at least as new as the pod, Docker secrets join the
+environment, and the spec gets no mounts from the container.
+
 `pxhostd-pod --uninstall [--wipe]` is the explicit uninstall (the old px/enabled=remove).
 Exit codes: 0 done or stopped, 1 failed (the reason is the last line, also written to
 /dev/termination-log), 2 bad options.
