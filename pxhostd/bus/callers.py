@@ -64,6 +64,9 @@ class Callers:
         )
         return future
 
+    def known(self, name: str) -> bool:
+        return name in self._uids
+
     def forget(self, name: str) -> None:
         future = self._uids.pop(name, None)
         if future is not None and not future.done():
