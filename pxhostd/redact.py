@@ -15,13 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-REDACTED = "<redacted>"
-#: Option and variable names that hold secrets: `-t`, `--token`, `-userpwd`, `--pwd`, and
-#: every name with one of these words in it (`--kvdb-password`, `PX_API_TOKEN`, `-e
-#: REGISTRY_PASS=...`).
-_SECRET_WORD = re.compile(
-    r"pass|pwd|secret|token|credential|private|apikey|api_key|api-key|auth|key", re.IGNORECASE
-)
+from pxhostd.log import REDACTED, SECRET_MARKERS
+from pxhostd.log import is_secret_name as is_secret_word
+
+#: Option and variable names that hold secrets: `-t`, and every name holding one of
+#: `pxhostd.log.SECRET_MARKERS` (`--token`, `-userpwd`, `--pwd`, `--kvdb-password`,
+#: `PX_API_TOKEN`, `-e REGISTRY_PASS=...`).
 _SECRET_SHORT_OPTIONS = frozenset({"t"})
 _ASSIGNMENT = re.compile(r"(?P<name>-{0,2}[A-Za-z_][A-Za-z0-9_.-]*)=(?P<value>.*)", re.DOTALL)
 #: How a failure message quotes a unit's journal, so that one rule can take it out again.
@@ -30,7 +29,7 @@ _URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^/\s@]+@")
 _LOG_EXCERPT = re.compile(r"; last log lines(?: of (?P<unit>[^\s:]+))?: .*\Z", re.DOTALL)
 
 
-_WORDS = r"(?:pass|pwd|secret|token|credential|private|apikey|api_key|api-key|auth|key)"
+_WORDS = "(?:" + "|".join(m.lower() for m in SECRET_MARKERS) + ")"
 _SECRET_NAME_RE = rf"(?:[\w.-]*{_WORDS}[\w.-]*)"
 #: In free text: `--pwd=X`, `--token X`, `-t X`, `KVDB_PASSWORD=X`.
 _TEXT_OPTION = re.compile(
@@ -44,8 +43,7 @@ def _assignment(m: re.Match[str]) -> str:
     return f"{m['name']}={REDACTED}" if is_secret_name(m["name"]) else m[0]
 
 
-_WORD_LIST = ("pass", "pwd", "secret", "token", "credential", "private", "apikey", "api_key",
-              "api-key", "auth", "key")
+_WORD_LIST = tuple(m.lower() for m in SECRET_MARKERS)
 
 
 def _maybe_secret(text: str) -> bool:
@@ -59,7 +57,7 @@ def _maybe_secret(text: str) -> bool:
 def is_secret_name(name: str) -> bool:
     """Whether an option (`--pwd`, `-t`) or variable (`KVDB_PASSWORD`) name holds a secret."""
     bare = name.lstrip("-")
-    return bare in _SECRET_SHORT_OPTIONS or bool(_SECRET_WORD.search(bare))
+    return bare in _SECRET_SHORT_OPTIONS or is_secret_word(bare)
 
 
 def redact_args(args: Iterable[str]) -> list[str]:

@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("disable", "disable the service at boot and keep it so across reconciles "
                     "(it keeps running)"),
         ("reconcile", "re-read the spec file on the host and apply it"),
+        ("verify", "re-check every installed file against its sha256 (like ostree fsck)"),
     ):
         add(name, text, tx)
     uninstall = add(
@@ -225,6 +226,7 @@ HANDLERS: dict[str, Handler] = {
     "enable": action("Enable"),
     "disable": action("Disable"),
     "reconcile": action("Reconcile"),
+    "verify": action("Verify"),
     "watch": cmd_watch,
 }
 

@@ -33,6 +33,7 @@ from pxhostd.engine.history import History, HistoryEntry, Result
 from pxhostd.errors import ERROR_PREFIX, Failed, NotInstalled, PxError
 from pxhostd.paths import Paths
 from pxhostd.redact import public_text
+from pxhostd.spec.digest import applied_spec_digest
 from pxhostd.spec.validate import spec_from_dict
 from pxhostd.status.statusfile import HEARTBEAT_INTERVAL, DaemonState, Status, StatusFile
 
@@ -93,6 +94,8 @@ class Daemon:
         }
 
     def get_spec(self) -> dict[str, Any]:
+        """The applied spec, whole: a non-root caller gets the bus's public view of it
+        (env names only, secret arguments redacted; `pxhostd.bus.connection`)."""
         spec = self.engine.snapshot().spec
         if spec is None:
             raise NotInstalled("no spec has been applied yet")
@@ -155,6 +158,8 @@ class Daemon:
             service_state=self.service_state,
             last_error=public_text(self.last_error),
             health_url=snap.health_url,
+            spec_digest=applied_spec_digest(snap.spec),
+            release=snap.release,
         )
 
     async def _status_writer(self) -> None:

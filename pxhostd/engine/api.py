@@ -23,6 +23,7 @@ OPERATIONS = (
     "enable",
     "disable",
     "uninstall",
+    "verify",
 )
 
 

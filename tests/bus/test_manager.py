@@ -226,3 +226,18 @@ def test_status_file_is_not_ready_while_an_operation_runs(
             client.close()
 
     run(body)
+
+
+def test_get_spec_shows_root_every_value(dbus_address: str, state_root: Path) -> None:
+    """Root reads the spec whole; what others read is in test_hostile_callers."""
+
+    async def body() -> None:
+        async with running_daemon(dbus_address, state_root):
+            client = await PxClient.connect(dbus_address)
+            spec = {**SPEC, "env": {"PX_TOKEN": "s3cret", "PX_KVDB_USERPWD": "u:p", "A": "1"}}
+            raise_for_result(await client.wait(await client.install(spec), 10))
+            shown = await client.get_spec()
+            assert shown["env"] == {"A": "1", "PX_KVDB_USERPWD": "u:p", "PX_TOKEN": "s3cret"}
+            client.close()
+
+    run(body)
