@@ -9,7 +9,9 @@ the end of the window, so the replies pile up at the bus. Prints one JSON object
 calls were sent, and on how many connections.
 
 `--read` makes the connections readers instead (each call waits for its reply), for a
-flood of reading clients.
+flood of reading clients. `--big N --big-mib M` sends N calls of M MiB each (a Status call
+with an unexpected string argument: pxhostd reads the whole message, then refuses it) and
+reads the replies, to measure what large messages leave in pxhostd's memory.
 """
 
 import argparse
@@ -61,14 +63,14 @@ def authenticate(path: str) -> socket.socket:
     return sock
 
 
-def marshal(serial: int, method: str, member_override: str | None = None) -> bytes:
+def marshal(serial: int, method: str) -> bytes:
     if serial == 1:
         return bytes(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
                              interface="org.freedesktop.DBus", member="Hello",
                              serial=1)._marshall(False))
     iface, member, sig, body = CALLS[method]
     return bytes(Message(destination=DEST, path=OBJ, interface=iface,
-                         member=member_override or member, signature=sig, body=body,
+                         member=member, signature=sig, body=body,
                          serial=serial)._marshall(False))
 
 
@@ -139,6 +141,27 @@ def reading(path: str, connections: int, duration: float, method: str) -> dict[s
     return {"mode": "reading", "connections": connections, "calls_done": asyncio.run(run())}
 
 
+def big(path: str, count: int, mib: float) -> dict[str, Any]:
+    import asyncio
+
+    from dbus_fast import BusType, MessageType
+    from dbus_fast.aio.message_bus import MessageBus
+
+    async def run() -> int:
+        bus = await MessageBus(bus_address=f"unix:path={path}", bus_type=BusType.SYSTEM).connect()
+        refused = 0
+        for _ in range(count):
+            reply = await bus.call(Message(destination=DEST, path=OBJ,
+                                           interface="com.portworx.pxhostd1.Manager",
+                                           member="Status", signature="s",
+                                           body=["x" * int(mib * 1024 * 1024)]))
+            refused += reply is not None and reply.message_type == MessageType.ERROR
+        bus.disconnect()
+        return refused
+
+    return {"mode": "big", "messages": count, "mib": mib, "refused": asyncio.run(run())}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--address", help="bus address (default: the system bus)")
@@ -147,9 +170,13 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--method", choices=sorted(CALLS), default="Introspect")
     p.add_argument("--read", action="store_true", help="read every reply (a reading flood)")
+    p.add_argument("--big", type=int, default=0, metavar="N", help="send N large calls")
+    p.add_argument("--big-mib", type=float, default=30.0)
     args = p.parse_args()
     path = bus_path(args.address or os.environ.get("DBUS_SYSTEM_BUS_ADDRESS"))
-    if args.read:
+    if args.big:
+        result = big(path, args.big, args.big_mib)
+    elif args.read:
         result = reading(path, args.connections, args.duration, args.method)
     else:
         result = non_reading(path, args.connections, args.calls, args.duration, args.method)

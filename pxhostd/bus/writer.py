@@ -6,7 +6,8 @@ Debian 12's dbus-fast (1.84) has two bugs in `dbus_fast.aio.message_bus._Message
   daemon reads slowly) and `InterruptedError` (EINTR) as fatal and closes the connection.
   Known upstream as python-dbus-next issue 153, fixed by its PR 154 ("Aio write_callback
   terminates connection upon EAGAIN"): leave the unsent rest queued and wait until the
-  socket is writable again. dbus-fast inherited the bug from dbus-next.
+  socket is writable again. dbus-fast inherited the bug from dbus-next and its aio writer
+  still has it upstream; the glib writer there already treats BlockingIOError as "wait".
 - It takes the next message from the wrong end of its queue (`pop`), so queued messages go
   out newest first. Fixed in dbus-fast 1.91.3 (PR 225, "messages could be sent out of
   order if they had to queue"): `popleft`.
