@@ -123,22 +123,29 @@ def reading(path: str, connections: int, duration: float, method: str) -> dict[s
 
     iface, member, sig, body = CALLS[method]
 
-    async def one(out: list[int]) -> None:
+    async def one(out: list[int]) -> None:  # out: [answered, timed out]
         bus = await MessageBus(bus_address=f"unix:path={path}",
                                bus_type=BusType.SYSTEM).connect()
         stop = time.monotonic() + duration
         while time.monotonic() < stop:
-            await bus.call(Message(destination=DEST, path=OBJ, interface=iface, member=member,
-                                   signature=sig, body=body))
+            try:
+                await asyncio.wait_for(bus.call(Message(
+                    destination=DEST, path=OBJ, interface=iface, member=member,
+                    signature=sig, body=body)), 30)
+            except TimeoutError:
+                out[1] += 1
+                continue
             out[0] += 1
         bus.disconnect()
 
-    async def run() -> int:
-        counters = [[0] for _ in range(connections)]
+    async def run() -> tuple[int, int]:
+        counters = [[0, 0] for _ in range(connections)]
         await asyncio.gather(*(one(c) for c in counters))
-        return sum(c[0] for c in counters)
+        return sum(c[0] for c in counters), sum(c[1] for c in counters)
 
-    return {"mode": "reading", "connections": connections, "calls_done": asyncio.run(run())}
+    done, timed_out = asyncio.run(run())
+    return {"mode": "reading", "connections": connections, "calls_done": done,
+            "calls_timed_out": timed_out}
 
 
 def big(path: str, count: int, mib: float) -> dict[str, Any]:

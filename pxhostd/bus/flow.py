@@ -11,7 +11,8 @@ So each non-root connection has a window of unconfirmed replies (WINDOW bytes or
 WINDOW_MESSAGES messages; a uid at most UID_WINDOW / UID_WINDOW_MESSAGES over all its
 connections; all non-root callers together TOTAL_WINDOW). Past half the window pxhostd
 pings the caller; the answer frees the window. A reply that does not fit waits in a small
-per-caller queue (HELD_MAX, bytes bounded per uid); past that it is dropped, and so are
+per-caller queue (HELD_MAX, PEER_HELD_BYTES; past its own window a connection shares
+UID_HELD_BYTES with its uid's others); past that it is dropped, and so are
 the caller's further calls, before any work is done for them (`shedding`), until it reads
 again. Root is never limited. A normal client (pxhostctl: a few small replies) never
 reaches a window; a client that reads as fast as it calls is pinged every few dozen
@@ -35,6 +36,9 @@ UID_WINDOW_MESSAGES = 256
 TOTAL_WINDOW = 32 * 1024 * 1024
 HELD_MAX = 16
 UID_HELD_BYTES = 512 * 1024
+#: What one connection may have waiting here: with the bus's 256 connections per uid, a
+#: uid costs pxhostd at most 16 MiB of held replies, a connection 64 KiB.
+PEER_HELD_BYTES = 64 * 1024
 
 WriteFn = Callable[[bytes, "asyncio.Future[None] | None"], None]
 #: ping(name, on_answer): send Peer.Ping to `name`; on_answer(True) once the peer answered.
@@ -89,9 +93,15 @@ class FlowControl:
     def shedding(self, name: str) -> bool:
         """Whether a new call from `name` would only be dropped: skip it unprocessed."""
         peer = self._peers.get(name)
-        if peer is None or (not peer.held and self._fits(peer, 0)):
+        if peer is None:
             return False
-        return len(peer.held) >= HELD_MAX or self._uid_held.get(peer.uid, 0) >= UID_HELD_BYTES
+        return len(peer.held) >= HELD_MAX or (
+            self._over_own_window(peer) and self._uid_held.get(peer.uid, 0) >= UID_HELD_BYTES
+        )
+
+    @staticmethod
+    def _over_own_window(peer: _Peer) -> bool:
+        return peer.outstanding >= WINDOW or peer.outstanding_msgs >= WINDOW_MESSAGES
 
     def _fits(self, peer: _Peer, size: int) -> bool:
         if not peer.outstanding_msgs:
@@ -121,8 +131,11 @@ class FlowControl:
         if not peer.held and self._fits(peer, len(data)):
             self._send(name, peer, data, future)
             return
+        # A connection within its own window (it reads; only its uid's budget is spent,
+        # by other connections) always gets its place in the queue, so it is never starved.
         held = self._uid_held.get(uid, 0)
-        if len(peer.held) < HELD_MAX and held + len(data) <= UID_HELD_BYTES:
+        if (len(peer.held) < HELD_MAX and peer.held_bytes + len(data) <= PEER_HELD_BYTES
+                and (held + len(data) <= UID_HELD_BYTES or not self._over_own_window(peer))):
             peer.held.append((data, future))
             peer.held_bytes += len(data)
             self._uid_held[uid] = held + len(data)
