@@ -5,9 +5,10 @@ Boots a Debian 12 node, installs the pxhostd .deb ($PXHOSTD_DEB, else built with
 scripts/build-deb) and a demo payload. Then, inside the node:
 
 1. idle: root's Status() latency (bench/nodeside/loadgen.py, one client, back to back);
-2. flood: the same while the user pxuser runs bench/nodeside/flood.py for the whole window:
-   50 connections that send Introspect calls and never read a reply, and 8 connections
-   that call Status() and read every reply;
+2. flood: the same (and, as the baseline, a systemd property read) while the user pxuser
+   runs bench/nodeside/flood.py for the whole window: 50 connections that send Introspect
+   calls and never read a reply, and 8 connections that call Status() and read every
+   reply;
 3. large messages: pxuser sends calls near the bus's size limit (30 MiB each).
 
 Reports root's p99 and maximum latency during the flood against idle (ratios, same run),
@@ -70,8 +71,8 @@ def rss_kib(node: Node) -> int:
     raise SystemExit("no VmRSS for pxhostd")
 
 
-def loadgen(node: Node, seconds: float) -> dict[str, Any]:
-    out = node.run(["python3", LOADGEN, "--target", "pxhostd", "--clients", "1",
+def loadgen(node: Node, seconds: float, target: str = "pxhostd") -> dict[str, Any]:
+    out = node.run(["python3", LOADGEN, "--target", target, "--clients", "1",
                     "--duration", str(seconds), "--warmup", "0.5"],
                    timeout=seconds + 120).stdout
     result: dict[str, Any] = json.loads(out)
@@ -92,6 +93,7 @@ class RssSampler(threading.Thread):
 
 def flood_round(node: Node, args: argparse.Namespace) -> dict[str, Any]:
     idle = loadgen(node, args.idle)
+    idle_systemd = loadgen(node, args.idle / 2, "systemd")
     rss_idle = rss_kib(node)
     window = args.duration + 2
     node.run(f"(python3 {FLOOD} --connections 50 --calls 100000 --duration {window}"
@@ -101,7 +103,8 @@ def flood_round(node: Node, args: argparse.Namespace) -> dict[str, Any]:
     sampler = RssSampler(node)
     sampler.start()
     time.sleep(1.0)
-    flood = loadgen(node, args.duration - 1.5)
+    flood = loadgen(node, (args.duration - 2) * 2 / 3)
+    flood_systemd = loadgen(node, (args.duration - 2) / 3, "systemd")
     while not (node.read_file("/tmp/nr.json").strip() and node.read_file("/tmp/rd.json").strip()):
         time.sleep(0.5)
     sampler.stop.set()
@@ -110,6 +113,7 @@ def flood_round(node: Node, args: argparse.Namespace) -> dict[str, Any]:
     rss_after = rss_kib(node)
     return {
         "idle": idle, "flood": flood,
+        "idle_systemd": idle_systemd, "flood_systemd": flood_systemd,
         "non_reading": json.loads(node.read_file("/tmp/nr.json")),
         "reading": json.loads(node.read_file("/tmp/rd.json")),
         "rss_idle_kib": rss_idle, "rss_flood_peak_kib": max(sampler.samples, default=0),
@@ -157,6 +161,9 @@ def main(argv: list[str]) -> int:
         "idle_p99_ms": med("p99_ms", "idle"), "idle_max_ms": med("max_ms", "idle"),
         "flood_p99_ms": med("p99_ms", "flood"), "flood_max_ms": med("max_ms", "flood"),
         "flood_errors": sum(r["flood"]["errors"] for r in rounds),
+        "systemd_idle_p99_ms": med("p99_ms", "idle_systemd"),
+        "systemd_flood_p99_ms": med("p99_ms", "flood_systemd"),
+        "systemd_flood_max_ms": med("max_ms", "flood_systemd"),
         "rss_idle_kib": statistics.median(r["rss_idle_kib"] for r in rounds),
         "rss_flood_peak_kib": max(r["rss_flood_peak_kib"] for r in rounds),
         "rss_after_kib": statistics.median(r["rss_after_kib"] for r in rounds),
@@ -165,6 +172,7 @@ def main(argv: list[str]) -> int:
     }
     summary["p99_ratio"] = summary["flood_p99_ms"] / summary["idle_p99_ms"]
     summary["max_ratio"] = summary["flood_max_ms"] / summary["idle_max_ms"]
+    summary["systemd_p99_ratio"] = summary["systemd_flood_p99_ms"] / summary["systemd_idle_p99_ms"]
     summary["rss_flood_ratio"] = summary["rss_flood_peak_kib"] / summary["rss_idle_kib"]
     summary["rss_after_ratio"] = summary["rss_after_kib"] / summary["rss_idle_kib"]
     summary["rss_after_big_ratio"] = summary["rss_after_big_kib"] / summary["rss_before_big_kib"]
@@ -180,6 +188,9 @@ def main(argv: list[str]) -> int:
           f"  (x{s['p99_ratio']:.1f})")
     print(f"root Status() max  idle {s['idle_max_ms']:.2f} ms, flood {s['flood_max_ms']:.2f} ms"
           f"  (x{s['max_ratio']:.1f}); failed calls {s['flood_errors']}")
+    print(f"baseline: a systemd property, p99 idle {s['systemd_idle_p99_ms']:.2f} ms, flood "
+          f"{s['systemd_flood_p99_ms']:.2f} ms (x{s['systemd_p99_ratio']:.1f}), max "
+          f"{s['systemd_flood_max_ms']:.2f} ms")
     print(f"pxhostd RSS  idle {s['rss_idle_kib'] / 1024:.1f} MiB, flood peak "
           f"{s['rss_flood_peak_kib'] / 1024:.1f} MiB (x{s['rss_flood_ratio']:.2f}), after "
           f"{s['rss_after_kib'] / 1024:.1f} MiB (x{s['rss_after_ratio']:.2f})")

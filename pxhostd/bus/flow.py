@@ -39,6 +39,8 @@ UID_HELD_BYTES = 512 * 1024
 #: What one connection may have waiting here: with the bus's 256 connections per uid, a
 #: uid costs pxhostd at most 16 MiB of held replies, a connection 64 KiB.
 PEER_HELD_BYTES = 64 * 1024
+#: Seconds before pinging again a peer whose last ping got no answer of its own.
+PING_RETRY = 1.0
 
 WriteFn = Callable[[bytes, "asyncio.Future[None] | None"], None]
 #: ping(name, on_answer): send Peer.Ping to `name`; on_answer(True) once the peer answered.
@@ -172,10 +174,16 @@ class FlowControl:
             if ok:
                 self._confirm(name, peer, mark)
             elif peer.held:
-                # No answer from the peer itself (the bus gave up on it): try once more.
-                self._maybe_ping(name, peer, force=True)
+                # No answer from the peer itself (the bus refused or gave up): try again
+                # later, never at once (a refusal comes back at once: that would spin).
+                asyncio.get_running_loop().call_later(PING_RETRY, self._retry_ping, name)
 
         self._ping(name, answered)
+
+    def _retry_ping(self, name: str) -> None:
+        peer = self._peers.get(name)
+        if peer is not None and peer.held:
+            self._maybe_ping(name, peer, force=True)
 
     def _confirm(self, name: str, peer: _Peer, mark: tuple[int, int]) -> None:
         sent, sent_msgs = mark
