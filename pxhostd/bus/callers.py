@@ -20,6 +20,11 @@ log = logging.getLogger(__name__)
 #: connections per user; this is many users' worth).
 MAX_CALLERS = 8192
 ROOT = 0
+#: Stands for a caller whose uid the bus did not tell (it refused the lookup): such a caller
+#: gets what any non-root caller gets.
+UNKNOWN = -1
+
+NO_OWNER = "org.freedesktop.DBus.Error.NameHasNoOwner"
 
 CallFn = Callable[[Message, Callable[[Message | None, Exception | None], None]], None]
 
@@ -33,7 +38,8 @@ class Callers:
         return len(self._uids)
 
     def uid(self, name: str) -> asyncio.Future[int | None]:
-        """The uid of `name`; None once it is known that the peer has gone."""
+        """The uid of `name`; None once it is known that the peer has gone; UNKNOWN if the
+        bus would not say (asked again next time)."""
         future = self._uids.get(name)
         if future is not None:
             return future
@@ -47,7 +53,11 @@ class Callers:
             if reply is not None and reply.message_type == MessageType.METHOD_RETURN:
                 uid = int(reply.body[0])
             else:
-                self._uids.pop(name, None)  # gone (or the bus failed): ask again next time
+                self._uids.pop(name, None)  # ask again next time
+                if reply is None or reply.error_name != NO_OWNER:
+                    uid = UNKNOWN
+                    log.warning("the bus did not tell the uid of %s (%s)", name,
+                                reply.error_name if reply is not None else err)
             if not future.done():
                 future.set_result(uid)
 

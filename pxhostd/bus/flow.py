@@ -41,6 +41,11 @@ UID_HELD_BYTES = 512 * 1024
 PEER_HELD_BYTES = 64 * 1024
 #: Seconds before pinging again a peer whose last ping got no answer of its own.
 PING_RETRY = 1.0
+#: Pings in flight at most, per uid and in all. The bus allows pxhostd 128 calls awaiting a
+#: reply, and pings to clients that never read stay unanswered: they must never crowd out
+#: pxhostd's calls to systemd and to the bus.
+UID_PINGS = 4
+TOTAL_PINGS = 48
 
 WriteFn = Callable[[bytes, "asyncio.Future[None] | None"], None]
 #: ping(name, on_answer): send Peer.Ping to `name`; on_answer(True) once the peer answered.
@@ -77,6 +82,8 @@ class FlowControl:
         self._uid_msgs: dict[int, int] = {}
         self._uid_held: dict[int, int] = {}
         self._total = 0
+        self._pings: dict[int, int] = {}
+        self._waiting_for_ping: dict[str, None] = {}
         self.dropped = 0
         self.shed = 0
         self.shed = 0
@@ -165,9 +172,19 @@ class FlowControl:
         if (not force and peer.outstanding <= WINDOW // 2
                 and peer.outstanding_msgs < WINDOW_MESSAGES // 2):
             return
+        if (self._pings.get(peer.uid, 0) >= UID_PINGS
+                or sum(self._pings.values()) >= TOTAL_PINGS):
+            self._waiting_for_ping[name] = None  # pinged when a ping slot frees
+            return
+        self._waiting_for_ping.pop(name, None)
         mark = peer.ping_mark = (peer.sent, peer.sent_msgs)
+        self._pings[peer.uid] = self._pings.get(peer.uid, 0) + 1
 
         def answered(ok: bool) -> None:
+            self._pings[peer.uid] -= 1
+            if not self._pings[peer.uid]:
+                del self._pings[peer.uid]
+            self._ping_waiting()
             if self._peers.get(name) is not peer:
                 return  # forgotten meanwhile
             peer.ping_mark = None
@@ -179,6 +196,17 @@ class FlowControl:
                 asyncio.get_running_loop().call_later(PING_RETRY, self._retry_ping, name)
 
         self._ping(name, answered)
+
+    def _ping_waiting(self) -> None:
+        """A ping slot freed: ping the connections that waited for one."""
+        for name in list(self._waiting_for_ping):
+            peer = self._peers.get(name)
+            if peer is None:
+                self._waiting_for_ping.pop(name, None)
+            elif self._pings.get(peer.uid, 0) < UID_PINGS:
+                self._maybe_ping(name, peer, force=True)
+            if sum(self._pings.values()) >= TOTAL_PINGS:
+                return
 
     def _retry_ping(self, name: str) -> None:
         peer = self._peers.get(name)
@@ -207,6 +235,7 @@ class FlowControl:
 
     def forget(self, name: str) -> None:
         """The peer has gone: what it did not read is freed by the bus, and here."""
+        self._waiting_for_ping.pop(name, None)
         peer = self._peers.pop(name, None)
         if peer is None:
             return
