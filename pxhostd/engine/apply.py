@@ -234,6 +234,12 @@ async def apply(
         progress(15, f"importing release {plan.release_id}")
         staged = await in_thread(_import, ctx.releases, spec, plan)
         details.update(files_imported=staged.imported, bytes_imported=staged.imported_bytes)
+        if staged.changed:
+            log.info("imported release %s: %d of %d files new (%d bytes read and written), "
+                     "the rest linked from the store", plan.release_id, staged.imported,
+                     staged.files, staged.imported_bytes)
+        else:
+            log.info("release %s is on disk: switching to it, nothing read", plan.release_id)
     before, target = _snapshots(plan)
     record = ctx.journal.begin(plan.operation, txid, before, target)
     if plan.need_stage:

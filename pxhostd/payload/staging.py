@@ -253,7 +253,6 @@ class Releases:
         if self.exists(rid):
             return StageResult(rid, final, changed=False)
         self._ensure_dir()
-        self.store.ensure()
         tmp = temp_name(self.releases_dir, rid)
         try:
             counts = self._build(tmp, payload_dir, files)
@@ -312,6 +311,7 @@ class Releases:
                 if total == 1:
                     self.failpoints.hit(MID_STAGE)
         # The new objects' data must be durable before the store names them.
+        self.store.ensure()  # only now: a payload refused above leaves no store behind
         if written:
             syncfs(self.releases_dir)
         for (digest, executable), path in written.items():
