@@ -51,7 +51,8 @@ def generate(node: Node, name: str, version: str, *extra: str) -> str:
 
 
 def spec(payload: str) -> dict[str, object]:
-    return {"payload": payload}
+    # `-c NAME` makes pxdemo write /etc/pwx/config.json, as Portworx does.
+    return {"payload": payload, "args": ["-c", "store-e2e"]}
 
 
 def journal_lines(node: Node, needle: str) -> list[str]:
