@@ -202,7 +202,6 @@ def test_a_file_swapped_mid_import_is_refused_and_nothing_is_staged(
         assert "InvalidPayload" in out or "payload" in out
         assert small in out and ("symbolic link" in out or "FIFO" in out), out
         assert foreign not in out and foreign[:12] not in out
-        wait_pxhostd(node)
         wait_collected(node)
         assert releases(node) == before_releases
         assert sorted(objects(node)) == before_objects
@@ -211,7 +210,9 @@ def test_a_file_swapped_mid_import_is_refused_and_nothing_is_staged(
         everything = (pxhostctl(node, "history", "--json").stdout
                       + pxhostctl(node, "status", "--json").stdout)
         assert foreign[:12] not in everything
-    assert json.loads(pxhostctl(node, "status", "--json").stdout)["state"] == "idle"
+    status = json.loads(pxhostctl(node, "status", "--json").stdout)
+    assert status["state"] == "failed" and status["active_transaction"] == "/", status
+    assert "FIFO" in status["last_error"], status  # named, and nothing hangs
 
 
 def test_a_payload_root_does_not_own_is_refused(installed_node: Node) -> None:
