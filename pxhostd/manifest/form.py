@@ -25,16 +25,17 @@ button{margin:1rem 0;padding:.4rem 1.2rem;font-size:1rem}
 
 #: Form sections: (legend, parameter fields).
 _SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Cluster", ("cluster", "kvdb", "kube_version", "namespace", "image")),
+    ("Cluster", ("platform", "cluster", "kvdb", "kube_version", "namespace", "image")),
     ("Storage and network", ("drives", "force", "journal", "data_iface", "mgmt_iface")),
     ("Control-plane nodes", ("masters", "zero_storage")),
     ("Authentication (secrets go into a Kubernetes Secret)",
      ("etcd_userpwd", "etcd_ca", "etcd_cert", "etcd_key", "acl_token", "token", "secret_type")),
-    ("Other", ("env", "openshift")),
+    ("Other", ("env", "kubelet_root", "openshift")),
 )
 
 #: Field labels as a person reads them.
 _LABELS = {
+    "platform": "Platform",
     "cluster": "Cluster name", "kvdb": "Kvdb endpoints", "kube_version": "Kubernetes version",
     "namespace": "Namespace", "image": "Pod image", "drives": "Drives",
     "force": "Force use of drives", "journal": "Journal device",
@@ -45,7 +46,7 @@ _LABELS = {
     "etcd_cert": "etcd client certificate (path on host)",
     "etcd_key": "etcd client key (path on host)", "acl_token": "Consul ACL token",
     "token": "Join token", "secret_type": "Secret store type", "env": "Environment",
-    "openshift": "OpenShift",
+    "openshift": "OpenShift", "kubelet_root": "Kubelet root directory (on the nodes)",
 }
 
 #: CSP: no scripts at all; the form posts back to this service only.
@@ -77,6 +78,17 @@ def _field(param: ParamDef, prefill: Mapping[str, str]) -> str:
             f'<div class="check"><input type="checkbox" id="{ident}" name="{param.short}" '
             f'value="true" aria-describedby="{help_id}"{checked}> '
             f'<label for="{ident}">{escape(_LABELS[param.field])}</label>{help_text}</div>'
+        )
+    if param.choices:
+        chosen = prefill.get(param.short, "") or param.choices[0]
+        options = "".join(
+            f'<option value="{escape(c)}"{" selected" if c == chosen else ""}>{escape(c)}</option>'
+            for c in param.choices
+        )
+        return (
+            f'<label for="{ident}">{escape(_LABELS[param.field])}</label>'
+            f'<select id="{ident}" name="{param.short}" aria-describedby="{help_id}">'
+            f"{options}</select>{help_text}"
         )
     kind = "password" if param.secret else "text"
     value = "" if param.secret else prefill.get(param.short, "")
@@ -110,15 +122,20 @@ def form_page(prefill: Mapping[str, str] | None = None, error: str | None = None
     return _page("pxhostd manifest generator", "".join(parts))
 
 
-def result_page(manifest: str, warnings: Sequence[str]) -> str:
+def result_page(manifest: str, warnings: Sequence[str], platform: str = "kubernetes") -> str:
     """What a browser gets instead of raw YAML: the YAML in a <pre>, warnings above it."""
     parts = ["<h1>Generated manifest</h1>"]
     if warnings:
         items = "".join(f"<li>{escape(w)}</li>" for w in warnings)
         parts.append(f'<h2>Warnings</h2><ul id="warnings">{items}</ul>')
+    deploy = (
+        "<code>docker stack deploy -c portworx.yaml portworx</code> (install the pxhostd "
+        "package on every node first)"
+        if platform == "swarm"
+        else "<code>kubectl apply --server-side -f portworx.yaml</code>"
+    )
     parts.append(
-        "<p>Save it as <code>portworx.yaml</code> and apply it with "
-        "<code>kubectl apply --server-side -f portworx.yaml</code>. "
+        f"<p>Save it as <code>portworx.yaml</code> and apply it with {deploy}. "
         '<a href="/">Back to the form</a>.</p>'
     )
     parts.append(f'<pre id="manifest">{escape(manifest)}</pre>')

@@ -32,7 +32,7 @@ class _FormParser(html.parser.HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
-        if tag == "input":
+        if tag in ("input", "select"):
             self.inputs[a["name"]] = a
         elif tag == "label":
             self.labels.add(a["for"])
