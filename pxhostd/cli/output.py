@@ -21,6 +21,7 @@ STATUS_FIELDS = [
     ("payload", "payload_name"),
     ("payload version", "payload_version"),
     ("release", "release"),
+    ("pending", "unit_change_pending"),
     ("transaction", "active_transaction"),
     ("last error", "last_error"),
 ]
@@ -34,7 +35,8 @@ def print_status(status: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
             value = "none"
         if isinstance(value, bool):
             value = "yes" if value else "no"
-        if value in ("", None) and key in ("last_error", "release", "payload_name"):
+        if value in ("", None) and key in ("last_error", "release", "payload_name",
+                                                 "unit_change_pending"):
             continue
         out.write(f"{label + ':':<{width + 1}} {value}\n")
 

@@ -65,6 +65,8 @@ class EngineSnapshot:
     release: str = ""
     health_url: str = ""
     spec: Mapping[str, Any] | None = None
+    #: Non-empty while a unit change waits for the service's next restart (why, in words).
+    unit_change_pending: str = ""
 
 
 class Engine(Protocol):

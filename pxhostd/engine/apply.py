@@ -21,6 +21,7 @@ from pxhostd.engine.commit import finish
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.decision import compute_restart_digest, unit_digests
 from pxhostd.engine.holds import Holds
+from pxhostd.engine.pending import record_pending
 from pxhostd.engine.state import AppliedState
 from pxhostd.engine.undo import perform_undo, unit_failure_reason
 from pxhostd.errors import (
@@ -298,6 +299,7 @@ async def apply(
     )
     suffix = "" if restarted else " (no restart needed)"
     if plan.deferred:
+        await record_pending(ctx, name)
         suffix = (f" (the unit change from the pxhostd upgrade takes effect at the next "
                   f"restart of {name})")
         details["unit_change_pending"] = True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -19,6 +20,7 @@ from pxhostd.engine.collect import collect
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.failpoints import FAILPOINTS_ENV, Failpoints
 from pxhostd.engine.holds import Holds, HoldStore
+from pxhostd.engine.pending import pending_message
 from pxhostd.engine.settings import load_settings
 from pxhostd.engine.state import AppliedState
 from pxhostd.engine.uninstall import managed_files, uninstall
@@ -218,7 +220,11 @@ class HostEngine:
         except Exception as exc:  # a corrupt state file must not take the daemon down
             log.error("cannot read the applied state: %s", exc)
             applied = None
-        self._snapshot = await in_thread(self._snapshot_of, applied)
+        snapshot = await in_thread(self._snapshot_of, applied)
+        if applied is not None:
+            pending = await pending_message(ctx)
+            snapshot = dataclasses.replace(snapshot, unit_change_pending=pending)
+        self._snapshot = snapshot
         await self._watch_service(self._snapshot.service if applied else None)
 
     def _snapshot_of(self, applied: AppliedState | None) -> EngineSnapshot:
