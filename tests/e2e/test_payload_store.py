@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 from nodeharness import REPO_ROOT, Node, wait_for
 from pxnode import (
     RELEASES,
     UNIT,
     assert_consistent,
+    build_payload,
     current_release,
     install,
+    invocation,
     payload_status,
     pxhostctl,
     releases,
@@ -229,3 +232,30 @@ def test_a_payload_root_does_not_own_is_refused(installed_node: Node) -> None:
     assert "writable by group or others" in result.stderr and "chmod -R go-w" in result.stderr
     assert releases(node) == []
     assert not node.exists(f"/etc/systemd/system/{UNIT}")
+
+
+def test_a_unit_change_from_a_pxhostd_upgrade_waits_for_the_next_restart(
+    installed_node: Node, tmp_path: Path
+) -> None:
+    node = installed_node
+    wait_pxhostd(node)
+    payload = build_payload(node, tmp_path, "d1", "1.0.0")
+    install(node, spec(payload))
+    before = invocation(node)
+    # What a new pxhostd package does: a template that renders one more setting.
+    template = "/usr/share/pxhostd/templates/portworx.service.j2"
+    text = node.read_file(template)
+    node.write_file(template, text.replace("Restart=on-failure\n",
+                                           "Restart=on-failure\nLimitCORE=infinity\n"))
+    again = install(node, spec(payload))
+    assert "takes effect at the next restart" in again.stdout, again.stdout
+    assert invocation(node) == before, "storage must not restart for a pxhostd upgrade"
+    assert "LimitCORE=infinity" in node.read_file(f"/etc/systemd/system/{UNIT}")
+    status = json.loads(pxhostctl(node, "status", "--json").stdout)
+    assert status["unit_change_pending"].startswith("unit change from the pxhostd upgrade")
+    assert "pending:" in pxhostctl(node, "status").stdout
+    node.systemctl("restart", UNIT)
+    pxhostctl(node, "reconcile")  # any operation refreshes the status
+    status = json.loads(pxhostctl(node, "status", "--json").stdout)
+    assert status.get("unit_change_pending", "") == "", status
+    assert "nothing to do" in install(node, spec(payload)).stdout
