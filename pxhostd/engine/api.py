@@ -32,6 +32,8 @@ class Request:
     operation: str
     params: Mapping[str, Any] = field(default_factory=dict)
     txid: str = ""
+    #: Who asked, for the record of where the desired state came from (not part of `key`).
+    origin: str = ""
 
     @property
     def key(self) -> str:
@@ -67,6 +69,9 @@ class EngineSnapshot:
     spec: Mapping[str, Any] | None = None
     #: Non-empty while a unit change waits for the service's next restart (why, in words).
     unit_change_pending: str = ""
+    #: Where the desired state came from and when it was submitted (docs/spec-format.md).
+    desired_source: str = ""
+    desired_at: str = ""
 
 
 class Engine(Protocol):
