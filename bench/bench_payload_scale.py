@@ -348,8 +348,6 @@ def main() -> int:
     deb = pxhostd_deb()
     with booted_node(deb) as node:
         result = measure(node)
-        node.run("journalctl -u pxhostd --no-pager | grep -E 'imported release|is on disk' "
-                 "| tail -20", check=False)
     report(result)
     write_json(NAME, result)
     return 0
