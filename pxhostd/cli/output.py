@@ -21,6 +21,7 @@ STATUS_FIELDS = [
     ("payload", "payload_name"),
     ("payload version", "payload_version"),
     ("release", "release"),
+    ("pending", "unit_change_pending"),
     ("desired state", "desired_source"),
     ("transaction", "active_transaction"),
     ("last error", "last_error"),
@@ -37,7 +38,8 @@ def print_status(status: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
             value = "yes" if value else "no"
         if key == "desired_source" and value and status.get("desired_at"):
             value = f"{value}, {status['desired_at']}"
-        optional = ("last_error", "release", "payload_name", "desired_source")
+        optional = ("last_error", "release", "payload_name", "desired_source",
+                    "unit_change_pending")
         if value in ("", None) and key in optional:
             continue
         out.write(f"{label + ':':<{width + 1}} {value}\n")

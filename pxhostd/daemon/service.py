@@ -97,6 +97,7 @@ class Daemon:
             "payload_version": snap.payload_version,
             "release": snap.release,
             "health_url": snap.health_url,
+            "unit_change_pending": snap.unit_change_pending,
             "active_transaction": active.path if active else NO_TRANSACTION,
             "last_error": self.last_error,
             "pid": os.getpid(),

@@ -67,6 +67,8 @@ class EngineSnapshot:
     release: str = ""
     health_url: str = ""
     spec: Mapping[str, Any] | None = None
+    #: Non-empty while a unit change waits for the service's next restart (why, in words).
+    unit_change_pending: str = ""
     #: Where the desired state came from and when it was submitted (docs/spec-format.md).
     desired_source: str = ""
     desired_at: str = ""
