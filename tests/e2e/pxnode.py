@@ -84,6 +84,7 @@ def current_release(node: Node) -> str:
 
 def releases(node: Node) -> list[str]:
     out = node.run(["ls", "-A", RELEASES], check=False).stdout.split()
+    # Hidden entries are the release store's objects (.store) and temp trees, no releases.
     return sorted(r for r in out if r != "current" and not r.startswith("."))
 
 
