@@ -193,9 +193,9 @@ def test_main_exit_codes_and_one_line(tmp_path: Path, health_server: str) -> Non
         [sys.executable, "-m", "pxhostd.status.probe", "--status-file", str(path)],
         capture_output=True, text=True, check=False, cwd=REPO,
     )
-    assert sick.returncode == 1
+    assert sick.returncode == 9
     assert sick.stdout == f"not ready: health {health_server}/sick answered 503\n"
 
     assert probe_mod.main(["--status-file", str(path), "--no-health"]) == 0
-    assert probe_mod.main(["--status-file", str(tmp_path / "absent")]) == 1
+    assert probe_mod.main(["--status-file", str(tmp_path / "absent")]) == 9
     assert current_boot_id() == sf.read().boot_id
