@@ -72,7 +72,9 @@ def test_pxhostctl_status_human_and_json(installed_node: Node) -> None:
     assert parsed["daemon_version"] == version
     assert parsed["state"] == "idle"
     # The same for a user without rights.
-    as_user = json.loads(node.run(["pxhostctl", "status", "--json"], user="pxuser", check=False).stdout)
+    as_user = json.loads(
+        node.run(["pxhostctl", "status", "--json"], user="pxuser", check=False).stdout
+    )
     assert as_user["state"] == "idle"
 
 
@@ -102,7 +104,8 @@ def test_killed_daemon_is_restarted_by_systemd(installed_node: Node) -> None:
         what="systemd to restart pxhostd after kill -9",
     )
     assert int(node.unit_property("pxhostd", "NRestarts")) >= 1
-    assert json.loads(node.run(["pxhostctl", "status", "--json"], check=False).stdout)["state"] == "idle"
+    status = node.run(["pxhostctl", "status", "--json"], check=False).stdout
+    assert json.loads(status)["state"] == "idle"
 
 
 _REQUEST_NAME = textwrap.dedent(f"""\
