@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 PYTEST := $(PY) -m pytest --continue-on-collection-errors
 DEMO_ARGS ?=
 
-.PHONY: help setup node-root deb rpm packages lint test-fast test demo bench clean clean-cache
+.PHONY: help setup node-root deb rpm packages image lint test-fast test demo bench clean clean-cache
 
 help:
 	@echo "make demo       boot a node, install pxhostd from its .deb, show it running"
@@ -23,6 +23,7 @@ help:
 	@echo "make setup      install build/test dependencies (root, Debian 12)"
 	@echo "make node-root  build the cached Debian 12 node root"
 	@echo "make deb | rpm | packages   build the packages into out/"
+	@echo "make image      build the pod image (podman) into out/pxhostd-pod_<version>.image.tar"
 	@echo "make bench      run the benchmarks in bench/"
 
 $(SETUP_STAMP): scripts/setup-host pyproject.toml
@@ -43,6 +44,10 @@ rpm: $(SETUP_STAMP)
 	scripts/build-rpm
 
 packages: deb rpm
+
+# The pod image, from the .deb; no registry (scripts/build-image, container/README.md).
+image: deb
+	scripts/build-image
 
 # Shell scripts are found by their shebang, so a new one is linted without a change here.
 SHELL_SCRIPTS = $(shell grep -lsE '^\#!(/usr)?/bin/(env )?(ba)?sh' scripts/* .ci/run)

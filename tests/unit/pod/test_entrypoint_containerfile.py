@@ -1,8 +1,9 @@
-"""container/Containerfile, checked without a container engine.
+"""container/Containerfile, read: the quick checks beside the real build.
 
-It cannot be built here, so it is read: every file it COPYs exists in the repository or is
-what `make packages` produces, the paths it fills are the ones the entrypoint reads, and
-nothing it sets in the environment can leak into the spec the pod builds.
+`make image` builds it with podman (tests/e2e/test_pod_podman.py runs the result); these
+checks say, without an engine, that every file it COPYs is what `make packages` produces,
+the paths it fills are the ones the entrypoint reads, the base is made locally (no
+registry), and nothing it sets in the environment can leak into the spec the pod builds.
 """
 
 from __future__ import annotations
@@ -59,15 +60,38 @@ def expand(text: str) -> str:
 
 
 def test_known_instructions_only() -> None:
-    known = {"FROM", "ARG", "ENV", "COPY", "RUN", "LABEL", "STOPSIGNAL", "ENTRYPOINT"}
+    known = {"FROM", "ARG", "ENV", "COPY", "RUN", "LABEL", "STOPSIGNAL", "ENTRYPOINT",
+             "HEALTHCHECK"}
     assert {word for word, _ in instructions()} <= known
 
 
-def test_debian_12_base_named_without_a_registry_host() -> None:
+def test_base_is_the_locally_made_image() -> None:
     froms = [rest for word, rest in instructions() if word == "FROM"]
-    assert len(froms) == 1
-    image = froms[0].split()[0]
-    assert re.fullmatch(r"debian:(12|bookworm)(-slim)?", image), image
+    assert froms == ["${BASE_IMAGE}"]
+    # ARG before FROM: the default names the local image, never a registry's.
+    text = CONTAINERFILE.read_text()
+    assert text.index("ARG BASE_IMAGE=") < text.index("FROM ")
+    assert re.search(r"^ARG BASE_IMAGE=localhost/", text, re.M)
+    build = (REPO / "scripts" / "build-image").read_text()
+    assert "debootstrap --variant=minbase" in build and "--pull=never" in build
+
+
+def test_apt_update_failure_fails_the_build() -> None:
+    runs = [rest for word, rest in instructions() if word == "RUN"]
+    (apt,) = [r for r in runs if "apt-get update" in r]
+    assert "apt-get update --error-on=any" in apt
+    assert 'test -n "${DEBIAN_MIRROR}"' in apt
+
+
+def test_healthcheck_is_the_pod_probe_in_exec_form() -> None:
+    (check,) = [rest for word, rest in instructions() if word == "HEALTHCHECK"]
+    assert check.endswith('CMD ["pxhostctl", "probe", "--pod"]'), check
+
+
+def test_build_context_is_only_the_deb() -> None:
+    lines = [ln for ln in (REPO / ".containerignore").read_text().splitlines()
+             if ln and not ln.startswith("#")]
+    assert lines == ["*", "!out/pxhostd_*_all.deb"]
 
 
 def test_version_arg_matches_the_code() -> None:
