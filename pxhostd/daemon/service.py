@@ -86,6 +86,11 @@ class Daemon:
             "release": snap.release,
             "health_url": snap.health_url,
             "active_transaction": active.path if active else NO_TRANSACTION,
+            "active_txid": active.request.txid if active else "",
+            "held_stopped": snap.held_stopped,
+            "held_disabled": snap.held_disabled,
+            "previous_version": snap.previous_version,
+            "previous_release": snap.previous_release,
             "last_error": self.last_error,
             "pid": os.getpid(),
         }
@@ -104,13 +109,18 @@ class Daemon:
         spec = spec_from_dict(raw_spec)
         return Request("install", spec.to_dict(), txid)
 
-    def submit(self, request: Request) -> str:
+    async def plan(self, raw_spec: Any) -> dict[str, Any]:
+        if self.state in (DaemonState.STARTING, DaemonState.STOPPING):
+            raise Failed(f"the daemon is {self.state}; try again shortly")
+        return await self.engine.plan(raw_spec)
+
+    def submit(self, request: Request, *, internal: bool = False) -> str:
         if self.transactions is None or self.state in (
             DaemonState.STARTING,
             DaemonState.STOPPING,
         ):
             raise Failed(f"the daemon is {self.state}; try again shortly")
-        return self.transactions.submit(request).path
+        return self.transactions.submit(request, internal=internal).path
 
     # -- state publication -------------------------------------------------------------
 
@@ -234,6 +244,7 @@ class Daemon:
             on_active_changed=self._active_changed,
             on_finished=self._finished,
         )
+        self.transactions.service_name = lambda: self.engine.snapshot().service
 
         self.notifier.status("recovering")
         try:
@@ -317,7 +328,7 @@ class Daemon:
 
     def _submit_quietly(self, operation: str) -> None:
         try:
-            self.submit(Request(operation, {}, new_txid()))
+            self.submit(Request(operation, {}, new_txid()), internal=True)
         except PxError as exc:
             log.warning("could not start %s: %s", operation, exc)
 

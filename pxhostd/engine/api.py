@@ -16,6 +16,7 @@ from typing import Any, Protocol
 #: Operations the engine knows.
 OPERATIONS = (
     "install",
+    "rollback",
     "reconcile",
     "start",
     "stop",
@@ -64,6 +65,12 @@ class EngineSnapshot:
     release: str = ""
     health_url: str = ""
     spec: Mapping[str, Any] | None = None
+    #: Holds set by `pxhostctl stop` / `disable` (engine/holds.py).
+    held_stopped: bool = False
+    held_disabled: bool = False
+    #: What `pxhostctl rollback` would return to ("" when there is none).
+    previous_version: str = ""
+    previous_release: str = ""
 
 
 class Engine(Protocol):
@@ -71,6 +78,9 @@ class Engine(Protocol):
         """Connect to systemd and finish or roll back an interrupted operation."""
 
     async def run(self, request: Request, progress: ProgressFn) -> Outcome: ...
+
+    async def plan(self, raw_spec: Mapping[str, Any] | None) -> dict[str, Any]:
+        """What applying the spec (None: the desired state) would change, and why."""
 
     def snapshot(self) -> EngineSnapshot: ...
 

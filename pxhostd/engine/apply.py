@@ -21,6 +21,7 @@ from pxhostd.engine.commit import finish
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.decision import compute_restart_digest, unit_digests
 from pxhostd.engine.holds import Holds
+from pxhostd.engine.plan import action_reasons, restart_reasons
 from pxhostd.engine.state import AppliedState
 from pxhostd.engine.undo import perform_undo, unit_failure_reason
 from pxhostd.errors import Failed, InvalidSpec, RolledBack, SystemdError, Timeout
@@ -53,6 +54,8 @@ class Plan:
     need_stage: bool
     need_restart: bool
     need_start: bool
+    #: Why the running service must restart (`plan.restart_reasons`); empty: it need not.
+    reasons: tuple[str, ...] = ()
 
     @property
     def unit_changes(self) -> dict[str, str | None]:
@@ -119,12 +122,15 @@ async def make_plan(ctx: HostContext, spec: Spec, holds: Holds) -> Plan:
     enabled = state.unit_file_state in ("enabled", "enabled-runtime") or holds.disabled
     active = state.active_state in ("active", "reloading")
     need_stage = current != rid or not ctx.releases.exists(rid)
-    restart_wanted = (
-        previous is None
-        or previous.restart_digest != digest
-        or need_stage
-        or not ctx.paths.pwx_config_file.exists()
+    reasons = restart_reasons(
+        previous=previous,
+        spec=spec,
+        manifest=manifest,
+        restart_digest=digest,
+        need_stage=need_stage,
+        config_present=ctx.paths.pwx_config_file.exists(),
     )
+    restart_wanted = bool(reasons)
     return Plan(
         spec=spec,
         manifest=manifest,
@@ -140,6 +146,7 @@ async def make_plan(ctx: HostContext, spec: Spec, holds: Holds) -> Plan:
         need_stage=need_stage,
         need_restart=restart_wanted and active and not holds.stopped,
         need_start=not active and not holds.stopped,
+        reasons=reasons,
     )
 
 
@@ -175,6 +182,7 @@ async def apply(
         "version_before": before_version,
         "version_after": version,
         "release": plan.release_id,
+        "reason": "; ".join(action_reasons(plan, holds.stopped)),
     }
     if plan.nothing_to_do:
         return Outcome(
@@ -221,7 +229,8 @@ async def apply(
     restarted = False
     if plan.need_restart or plan.need_start:
         verb = "restarting" if plan.need_restart else "starting"
-        progress(65, f"{verb} {name} ({version})")
+        wait = ctx.settings.activation_timeout + ctx.settings.settle_seconds
+        progress(65, f"{verb} {name} ({version}), waiting up to {wait:g}s for it to be active")
         record.step(jn.STEP_RESTART, restart=plan.need_restart)
         try:
             await _activate(ctx, name, restart=plan.need_restart)
@@ -244,11 +253,26 @@ async def apply(
     progress(90, "recording the applied state")
     record.commit()
     await finish(ctx, record)
-    verb = {jn.OP_INSTALL: "installed", jn.OP_UPGRADE: "upgraded to"}.get(
-        plan.operation, "reconfigured"
-    )
-    suffix = "" if restarted else " (no restart needed)"
-    return Outcome(True, f"{name} {verb} {version}{suffix}", {**details, "restarted": restarted})
+    verbs = {jn.OP_INSTALL: "installed", jn.OP_UPGRADE: upgrade_verb(before_version, version)}
+    said = verbs.get(plan.operation, "reconfigured")
+    if plan.need_restart:
+        suffix = f" (restarted: {details['reason']})"
+    elif plan.need_start:
+        suffix = f" (started: {details['reason']})"
+    else:
+        suffix = " (no restart needed)"
+    return Outcome(True, f"{name} {said} {version}{suffix}", {**details, "restarted": restarted})
+
+
+def upgrade_verb(before: str | None, after: str) -> str:
+    """A downgrade is not reported as an upgrade (versions in dpkg's order)."""
+    from pxhostd.pod.versions import BadVersion, compare_versions
+
+    try:
+        older = bool(before) and compare_versions(after, str(before)) < 0
+    except BadVersion:
+        return "switched to"
+    return "downgraded to" if older else "upgraded to"
 
 
 def _rollback_actions(record: jn.JournalRecord) -> tuple[jn.Undo, ...]:
