@@ -25,7 +25,9 @@ def _what(operation: str, details: Mapping[str, Any]) -> str:
         return f"{operation} (reconfigure)" if operation != "install" else "reconfigure"
     from pxhostd.engine.apply import upgrade_verb
 
-    word = upgrade_verb(str(before), str(after)).split()[0].removesuffix("d")
+    word = {"upgraded to": "upgrade", "downgraded to": "downgrade"}.get(
+        upgrade_verb(str(before), str(after)), "switch"
+    )
     return word if operation == "install" else f"{operation} ({word})"
 
 

@@ -216,6 +216,6 @@ def test_spec_file_reload_reboot_and_uninstall(ready_node: Node, tmp_path: Path)
     assert node.exists("/etc/pwx/keep-me"), "uninstall keeps /etc/pwx unless wiped"
     again = pxhostctl(node, "uninstall")
     assert "nothing to do" in again.stdout
-    status = json.loads(pxhostctl(node, "status", "--json").stdout)
-    assert status["installed"] is False
+    gone = pxhostctl(node, "status", "--json", check=False)
+    assert gone.returncode == 6 and json.loads(gone.stdout)["installed"] is False
     assert temp_files(node) == []
