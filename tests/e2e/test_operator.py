@@ -116,7 +116,8 @@ def test_plan_rollback_watch_journal_status(ready_node: Node, tmp_path: Path) ->
     history = json.loads(pxhostctl(node, "--json", "history").stdout)
     assert [e["txid"] for e in history[:3]] == ["op-broken", "op-back", "op-upgrade"]
     assert history[0]["result"] == "rolled-back" and history[1]["operation"] == "rollback"
-    piped = node.run("set -o pipefail; pxhostctl status | head -1", check=False)
+    piped = node.run(["bash", "-c", "set -o pipefail; pxhostctl status | head -1"],
+                     check=False)
     assert piped.returncode == 0 and "Traceback" not in piped.stderr, piped
     assert pxhostctl(node, "status", "-q").stdout == ""
 
