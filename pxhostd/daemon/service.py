@@ -29,12 +29,22 @@ from pxhostd.bus.transactions import Transaction, TransactionManager
 from pxhostd.daemon.notify import Notifier, watchdog_interval
 from pxhostd.engine.api import Engine, Outcome, ProgressFn, Request, new_txid
 from pxhostd.engine.history import History, HistoryEntry, Result
-from pxhostd.errors import ERROR_PREFIX, Failed, NotInstalled, PxError
+from pxhostd.errors import ERROR_PREFIX, Busy, Failed, NotInstalled, PxError, RolledBack
 from pxhostd.paths import Paths
 from pxhostd.spec.validate import spec_from_dict
 from pxhostd.status.statusfile import HEARTBEAT_INTERVAL, DaemonState, Status, StatusFile
 
 log = logging.getLogger(__name__)
+
+#: STATE while an operation runs (the rest: installing).
+RUNNING_STATE = {
+    "uninstall": DaemonState.UNINSTALLING,
+    **dict.fromkeys(("start", "stop", "restart", "enable", "disable"), DaemonState.BUSY),
+}
+
+#: Failures after which the service is as it was before the request: nothing to act on,
+#: or the new release was rolled back and the previous one runs again.
+HARMLESS_ERRORS = (NotInstalled, Busy, RolledBack)
 
 #: Bound on closing the engine's systemd watches at exit (RemoveMatch calls on the bus).
 CLOSE_TIMEOUT = 5.0
@@ -184,15 +194,17 @@ class Daemon:
     # -- transactions ------------------------------------------------------------------
 
     async def _run_request(self, request: Request, progress: ProgressFn) -> Outcome:
-        uninstalling = request.operation == "uninstall"
-        self.state = DaemonState.UNINSTALLING if uninstalling else DaemonState.INSTALLING
+        self.state = RUNNING_STATE.get(request.operation, DaemonState.INSTALLING)
         self.publish()
         failed = False
         try:
             outcome = await self.engine.run(request, progress)
         except PxError as exc:
             self.last_error = f"{exc.name}: {exc}"
-            failed = True
+            # STATE=failed only while something is broken: a refused request (nothing
+            # installed) or a rollback that restored the previous release leaves the
+            # service as it was; LAST_ERROR still says what happened.
+            failed = not isinstance(exc, HARMLESS_ERRORS)
             raise
         else:
             self.last_error = ""
