@@ -170,6 +170,12 @@ class ManagerInterface(ServiceInterface):
         """Re-read the spec file and make the host match it (what SIGHUP does)."""
         return self._simple("reconcile", options)
 
+    @method()
+    @dbus_errors
+    def Verify(self, options: "a{sv}") -> "o":
+        """Re-check every installed file against its sha256 (like `ostree fsck`)."""
+        return self._simple("verify", options)
+
     # -- properties ----------------------------------------------------------------------
 
     @dbus_property(access=PropertyAccess.READ)

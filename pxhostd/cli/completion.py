@@ -67,12 +67,28 @@ def _long_options(parser: argparse.ArgumentParser) -> list[str]:
     return sorted(set(options))
 
 
+def _spec_choices(action: argparse.Action) -> list[str] | None:
+    """`pxhostctl spec` parameters with a fixed set of values (the form offers the same)."""
+    if not action.dest.startswith("param_"):
+        return None
+    from pxhostd.manifest.form import kube_minors
+    from pxhostd.manifest.params import PARAMS
+
+    field = action.dest.removeprefix("param_")
+    if field == "kube_version":
+        return kube_minors()
+    param = next((p for p in PARAMS if p.field == field), None)
+    choices = getattr(param, "choices", None)
+    return list(choices) if choices else None
+
+
 def _value_completion(action: argparse.Action) -> str | None:
     """The bash that completes this option's value; None when it takes no value."""
     if action.nargs == 0:
         return None
-    if action.choices is not None:
-        words = " ".join(str(c) for c in action.choices)
+    choices = action.choices if action.choices is not None else _spec_choices(action)
+    if choices is not None:
+        words = " ".join(str(c) for c in choices)
         return f'mapfile -t COMPREPLY < <(compgen -W "{words}" -- "$cur")'
     metavar = str(action.metavar or "")
     if action.type is Path or metavar in FILE_METAVARS:

@@ -30,7 +30,9 @@ from pxhostd.daemon.notify import Notifier, watchdog_interval
 from pxhostd.engine.api import Engine, Outcome, ProgressFn, Request, new_txid
 from pxhostd.engine.history import History, HistoryEntry, Result
 from pxhostd.errors import ERROR_PREFIX, Busy, Failed, NotInstalled, PxError, RolledBack
+from pxhostd.log import redact_env
 from pxhostd.paths import Paths
+from pxhostd.spec.digest import applied_spec_digest
 from pxhostd.spec.validate import spec_from_dict
 from pxhostd.status.statusfile import HEARTBEAT_INTERVAL, DaemonState, Status, StatusFile
 
@@ -106,10 +108,14 @@ class Daemon:
         }
 
     def get_spec(self) -> dict[str, Any]:
+        """The applied spec, secrets shown as <redacted>: anyone on the bus may call this."""
         spec = self.engine.snapshot().spec
         if spec is None:
             raise NotInstalled("no spec has been applied yet")
-        return dict(spec)
+        shown = dict(spec)
+        if isinstance(shown.get("env"), dict):
+            shown["env"] = redact_env(sorted(shown["env"].items()))
+        return shown
 
     def history(self, limit: int) -> list[dict[str, Any]]:
         return [entry.to_json() for entry in self.history_store.read(limit)]
@@ -171,6 +177,8 @@ class Daemon:
             service_state=self.service_state,
             last_error=self.last_error,
             health_url=snap.health_url,
+            spec_digest=applied_spec_digest(snap.spec),
+            release=snap.release,
         )
 
     async def _status_writer(self) -> None:

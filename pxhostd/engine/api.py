@@ -24,6 +24,7 @@ OPERATIONS = (
     "enable",
     "disable",
     "uninstall",
+    "verify",
 )
 
 

@@ -24,9 +24,20 @@ from pxhostd.engine.holds import Holds
 from pxhostd.engine.plan import action_reasons, restart_reasons
 from pxhostd.engine.state import AppliedState
 from pxhostd.engine.undo import perform_undo, unit_failure_reason
-from pxhostd.errors import Failed, InvalidSpec, RolledBack, SystemdError, Timeout
-from pxhostd.payload.manifest import Manifest, load_manifest, verify_payload_files
-from pxhostd.payload.staging import Releases
+from pxhostd.errors import (
+    Failed,
+    InvalidSpec,
+    RolledBack,
+    SystemdError,
+    Timeout,
+)
+from pxhostd.payload.manifest import (
+    PayloadHeader,
+    manifest_sha256,
+    parse_manifest_yaml,
+    read_manifest_bytes,
+)
+from pxhostd.payload.staging import ReleaseMeta, Releases, StageResult
 from pxhostd.render.names import is_unit_file
 from pxhostd.render.units import render_units
 from pxhostd.render.verify import verify_unit_text
@@ -40,7 +51,12 @@ class Plan:
     """Everything the apply decided, before it touches the host."""
 
     spec: Spec
-    manifest: Manifest
+    #: The payload as far as rendering and the decision need it (no file list).
+    header: PayloadHeader
+    #: The payload.yaml bytes (kept beside the release when it is imported).
+    manifest_bytes: bytes
+    #: The file list, when the manifest had to be parsed (None: a release on disk has it).
+    files: Files | None
     release_id: str
     units: dict[str, str]
     #: Unit files as they are now (None: absent), for every name the apply may touch.
@@ -56,6 +72,8 @@ class Plan:
     need_start: bool
     #: Why the running service must restart (`plan.restart_reasons`); empty: it need not.
     reasons: tuple[str, ...] = ()
+    #: Units changed only by a pxhostd upgrade: they apply at the service's next restart.
+    deferred: bool = False
 
     @property
     def unit_changes(self) -> dict[str, str | None]:
@@ -67,11 +85,11 @@ class Plan:
         return AppliedState(
             spec=self.spec.to_dict(),
             release_id=self.release_id,
-            payload_digest=self.manifest.digest,
+            payload_digest=self.header.digest,
             restart_digest=self.restart_digest,
             unit_digests=unit_digests(self.units),
             enabled=True,
-            version=self.manifest.version,
+            version=self.header.version,
         )
 
     @property
@@ -95,16 +113,28 @@ class Plan:
         return jn.OP_RECONFIGURE
 
 
-def _load_payload(spec: Spec) -> Manifest:
-    return load_manifest(Path(spec.payload))
+Files = tuple[tuple[str, str], ...]
+
+
+def _read_payload(releases: Releases, spec: Spec) -> tuple[PayloadHeader, bytes, Files | None]:
+    """The payload's header, decided from digests when a release on disk came from the
+    same payload.yaml (no parse: the no-op and the switch back); parsed (once) otherwise,
+    and then the file list comes along for the import."""
+    data = read_manifest_bytes(Path(spec.payload))
+    on_disk = releases.find(manifest_sha256(data))
+    header = releases.header(on_disk) if on_disk else None
+    if header is not None:
+        return header, data, None
+    manifest = parse_manifest_yaml(data)
+    return manifest.header, data, manifest.files
 
 
 async def make_plan(ctx: HostContext, spec: Spec, holds: Holds) -> Plan:
-    manifest = await in_thread(_load_payload, spec)
-    rid = Releases.release_id(manifest.version, manifest.digest)
+    header, manifest_bytes, files = await in_thread(_read_payload, ctx.releases, spec)
+    rid = Releases.release_id(header.version, header.digest)
     root = str(ctx.paths.current_link)
-    units = render_units(spec, manifest, root, ctx.paths)
-    digest = compute_restart_digest(spec, manifest, root, ctx.paths)
+    units = render_units(spec, header, root, ctx.paths)
+    digest = compute_restart_digest(spec, header, root, ctx.paths)
     previous = await in_thread(ctx.applied.load)
     if previous is not None and previous.spec.get("service") != spec.service:
         raise InvalidSpec(
@@ -122,18 +152,31 @@ async def make_plan(ctx: HostContext, spec: Spec, holds: Holds) -> Plan:
     enabled = state.unit_file_state in ("enabled", "enabled-runtime") or holds.disabled
     active = state.active_state in ("active", "reloading")
     need_stage = current != rid or not ctx.releases.exists(rid)
+    # Same spec, same payload, different units: the change comes from upgrading pxhostd
+    # itself (a new template). Written and reloaded, it takes effect at the service's next
+    # restart; a package upgrade must not restart storage on every node at once.
+    only_pxhostd = (
+        previous is not None
+        and previous.restart_digest != digest
+        and previous.spec == spec.to_dict()
+        and previous.payload_digest == header.digest
+        and not need_stage
+    )
     reasons = restart_reasons(
         previous=previous,
         spec=spec,
-        manifest=manifest,
+        version=header.version,
         restart_digest=digest,
         need_stage=need_stage,
         config_present=ctx.paths.pwx_config_file.exists(),
+        units_only_from_pxhostd=only_pxhostd,
     )
     restart_wanted = bool(reasons)
     return Plan(
         spec=spec,
-        manifest=manifest,
+        header=header,
+        manifest_bytes=manifest_bytes,
+        files=files,
         release_id=rid,
         units=units,
         live_units=live,
@@ -147,6 +190,7 @@ async def make_plan(ctx: HostContext, spec: Spec, holds: Holds) -> Plan:
         need_restart=restart_wanted and active and not holds.stopped,
         need_start=not active and not holds.stopped,
         reasons=reasons,
+        deferred=only_pxhostd and active,
     )
 
 
@@ -164,7 +208,7 @@ def _snapshots(plan: Plan) -> tuple[jn.Snapshot, jn.Snapshot]:
         units={**plan.units, **dict.fromkeys(plan.stale_units)},
         enabled=True,
         active=plan.need_restart or plan.need_start or plan.active,
-        version=plan.manifest.version,
+        version=plan.header.version,
         applied=plan.applied.to_json(),
     )
     return before, target
@@ -176,9 +220,9 @@ async def apply(
     progress(5, "reading the payload manifest")
     plan = await make_plan(ctx, spec, holds)
     name = spec.unit_name
-    version = plan.manifest.version
+    version = plan.header.version
     before_version = plan.previous.version if plan.previous else None
-    details = {
+    details: dict[str, object] = {
         "version_before": before_version,
         "version_after": version,
         "release": plan.release_id,
@@ -191,19 +235,18 @@ async def apply(
             {**details, "restarted": False},
         )
 
+    # The import happens before the journal opens and before anything stops: a bad payload
+    # fails here with nothing to undo; what a crash mid-import leaves is a temp tree that
+    # start-up sweeps, or a release no `current` names, which the next collection prunes.
+    preexisting = ctx.releases.exists(plan.release_id)
+    if plan.need_stage:
+        progress(15, f"importing release {plan.release_id}")
+        staged = await in_thread(_import, ctx.releases, spec, plan)
+        details.update(files_imported=staged.imported, bytes_imported=staged.imported_bytes)
     before, target = _snapshots(plan)
     record = ctx.journal.begin(plan.operation, txid, before, target)
     if plan.need_stage:
-        progress(15, f"staging release {plan.release_id}")
-        record.step(
-            jn.STEP_STAGE,
-            release=plan.release_id,
-            preexisting=ctx.releases.exists(plan.release_id),
-        )
-        await in_thread(verify_payload_files, Path(spec.payload), plan.manifest)
-        await in_thread(
-            ctx.releases.stage, Path(spec.payload), plan.release_id, dict(plan.manifest.files)
-        )
+        record.step(jn.STEP_STAGE, release=plan.release_id, preexisting=preexisting)
         ctx.failpoints.hit(fp.AFTER_STAGE)
     changes = plan.unit_changes
     if changes:
@@ -240,6 +283,7 @@ async def apply(
             record.begin_rollback(reason)
             await perform_undo(ctx, record, _rollback_actions(record))
             record.done()
+            ctx.want_collect(None)  # the objects only the removed release had
             if plan.previous is None:
                 raise Failed(
                     f"install of {version} failed, nothing left installed: {reason}"
@@ -261,6 +305,10 @@ async def apply(
         suffix = f" (started: {details['reason']})"
     else:
         suffix = " (no restart needed)"
+    if plan.deferred:
+        suffix = (f" (the unit change from the pxhostd upgrade takes effect at the next "
+                  f"restart of {name})")
+        details["unit_change_pending"] = True
     return Outcome(True, f"{name} {said} {version}{suffix}", {**details, "restarted": restarted})
 
 
@@ -273,6 +321,14 @@ def upgrade_verb(before: str | None, after: str) -> str:
     except BadVersion:
         return "switched to"
     return "downgraded to" if older else "upgraded to"
+
+
+def _import(releases: Releases, spec: Spec, plan: Plan) -> StageResult:
+    files = plan.files
+    if files is None and not releases.exists(plan.release_id):
+        files = parse_manifest_yaml(plan.manifest_bytes).files  # its release went missing
+    meta = ReleaseMeta(plan.header, plan.manifest_bytes)
+    return releases.stage(Path(spec.payload), plan.release_id, files or (), meta)
 
 
 def _rollback_actions(record: jn.JournalRecord) -> tuple[jn.Undo, ...]:

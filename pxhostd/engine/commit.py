@@ -19,8 +19,7 @@ async def finish(ctx: HostContext, record: jn.JournalRecord) -> None:
         record.step(jn.STEP_SAVE_APPLIED)
         await in_thread(ctx.applied.save, AppliedState.from_json(dict(applied)))
         ctx.failpoints.hit(fp.AFTER_SAVE_APPLIED)
-    record.step(jn.STEP_PRUNE)
-    keep = {r for r in (record.target.release, record.before.release) if r}
-    await in_thread(ctx.releases.prune, keep)
-    await in_thread(ctx.releases.sweep)
     record.done()
+    # Pruning the oldest release and collecting its objects wait until the operation has
+    # reported success (`collect`), out of the downtime window.
+    ctx.want_collect(frozenset(r for r in (record.target.release, record.before.release) if r))

@@ -34,6 +34,10 @@ class HostContext:
     journal: Journal
     applied: AppliedStateStore
     systemd: Systemd
+    #: Set when an operation left something to collect (see `collect`); the releases to
+    #: keep, or None to prune none and only collect unreferenced objects.
+    collect_pending: bool = False
+    collect_keep: frozenset[str] | None = None
 
     @classmethod
     def create(
@@ -48,6 +52,11 @@ class HostContext:
             applied=AppliedStateStore(paths.applied_file),
             systemd=systemd,
         )
+
+    def want_collect(self, keep: frozenset[str] | None) -> None:
+        """Ask for a collection after this operation has reported (never inside it)."""
+        self.collect_pending = True
+        self.collect_keep = keep
 
     def unit_path(self, name: str) -> Path:
         return self.paths.unit_dir / name

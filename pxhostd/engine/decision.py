@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 
 from pxhostd.paths import KUBELET_PODS_DIR, Paths
-from pxhostd.payload.manifest import Manifest
+from pxhostd.payload.manifest import PayloadInfo
 from pxhostd.render.units import render_units
 from pxhostd.spec.model import Mount, Spec
 from pxhostd.spec.rules import is_under
@@ -48,7 +48,7 @@ def restart_relevant_spec(spec: Spec, pods_dir: str = KUBELET_PODS_DIR) -> Spec:
 
 def render_for_digest(
     spec: Spec,
-    manifest: Manifest,
+    manifest: PayloadInfo,
     release_root: str,
     paths: Paths,
     pods_dir: str = KUBELET_PODS_DIR,
@@ -80,7 +80,7 @@ def unit_digests(unit_texts: Mapping[str, str]) -> dict[str, str]:
 
 def restart_digest(
     spec: Spec,
-    manifest: Manifest,
+    manifest: PayloadInfo,
     unit_texts: Mapping[str, str],
     pods_dir: str = KUBELET_PODS_DIR,
 ) -> str:
@@ -103,7 +103,7 @@ def restart_digest(
 
 def compute_restart_digest(
     spec: Spec,
-    manifest: Manifest,
+    manifest: PayloadInfo,
     release_root: str,
     paths: Paths,
     pods_dir: str = KUBELET_PODS_DIR,

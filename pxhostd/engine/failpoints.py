@@ -33,6 +33,7 @@ AFTER_RESTART = "after-restart"
 AFTER_COMMIT = "after-commit"
 AFTER_SAVE_APPLIED = "after-save-applied"
 MID_PRUNE = "mid-prune"
+AFTER_PRUNE = "after-prune"
 AFTER_ROLLBACK_BEGIN = "after-rollback-begin"
 BEFORE_JOURNAL_DONE = "before-journal-done"
 # Uninstall.
@@ -54,6 +55,7 @@ KNOWN_FAILPOINTS: tuple[str, ...] = (
     AFTER_COMMIT,
     AFTER_SAVE_APPLIED,
     MID_PRUNE,
+    AFTER_PRUNE,
     AFTER_ROLLBACK_BEGIN,
     BEFORE_JOURNAL_DONE,
     AFTER_STOP,

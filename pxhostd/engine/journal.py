@@ -44,8 +44,11 @@ OP_RECONFIGURE = "reconfigure"
 OP_RESTART = "restart"
 OP_ROLLBACK = "rollback"
 OP_UNINSTALL = "uninstall"
+#: Pruning old releases and collecting unreferenced objects, after an operation reported.
+OP_COLLECT = "collect"
 APPLY_OPS = frozenset({OP_INSTALL, OP_UPGRADE, OP_RECONFIGURE, OP_RESTART, OP_ROLLBACK})
 REMOVE_OPS = frozenset({OP_UNINSTALL})
+COLLECT_OPS = frozenset({OP_COLLECT})
 
 # Steps of an apply operation (recorded before each is done).
 STEP_STAGE = "stage"
@@ -64,6 +67,8 @@ STEP_DISABLE = "disable"
 STEP_REMOVE_UNITS = "remove-units"
 STEP_REMOVE_RELEASES = "remove-releases"
 STEP_FORGET = "forget"
+# Steps of a collection (the prune above, then the store's garbage).
+STEP_COLLECT = "collect-objects"
 
 APPLY_STEPS: tuple[str, ...] = (
     STEP_STAGE,
@@ -78,7 +83,9 @@ APPLY_STEPS: tuple[str, ...] = (
     STEP_ROLLBACK,
 )
 #: What a committed apply still has to finish (each step idempotent).
-APPLY_FINISH_STEPS: tuple[str, ...] = (STEP_SAVE_APPLIED, STEP_PRUNE)
+APPLY_FINISH_STEPS: tuple[str, ...] = (STEP_SAVE_APPLIED,)
+#: A collection always rolls forward: removing what no release needs is idempotent.
+COLLECT_STEPS: tuple[str, ...] = (STEP_PRUNE, STEP_COLLECT)
 UNINSTALL_STEPS: tuple[str, ...] = (
     STEP_STOP,
     STEP_DISABLE,
@@ -87,7 +94,7 @@ UNINSTALL_STEPS: tuple[str, ...] = (
     STEP_REMOVE_RELEASES,
     STEP_FORGET,
 )
-KNOWN_STEPS = frozenset(APPLY_STEPS) | frozenset(UNINSTALL_STEPS)
+KNOWN_STEPS = frozenset(APPLY_STEPS) | frozenset(UNINSTALL_STEPS) | frozenset(COLLECT_STEPS)
 
 #: The file a corrupt journal is moved to, for the administrator to inspect.
 QUARANTINE_SUFFIX = ".corrupt"
@@ -204,7 +211,11 @@ class JournalRecord:
         """Persist "about to do step `name`" (with JSON-able `data`) before doing it."""
         if self._closed:
             raise HostStateError(f"journal of {self.txid} is closed; cannot record {name}")
-        allowed = UNINSTALL_STEPS if self.op in REMOVE_OPS else APPLY_STEPS
+        allowed = (
+            UNINSTALL_STEPS if self.op in REMOVE_OPS
+            else COLLECT_STEPS if self.op in COLLECT_OPS
+            else APPLY_STEPS
+        )
         if name not in allowed:
             raise ValueError(f"{name!r} is not a step of a {self.op} operation")
         if name == STEP_COMMIT and self.rolling_back:
@@ -259,7 +270,7 @@ class Journal:
 
     def begin(self, op: str, txid: str, before: Snapshot, target: Snapshot) -> JournalRecord:
         """Start journaling an operation; refuses while an interrupted one is unrecovered."""
-        if op not in APPLY_OPS | REMOVE_OPS:
+        if op not in APPLY_OPS | REMOVE_OPS | COLLECT_OPS:
             raise ValueError(f"unknown operation {op!r}")
         if self.path.exists():
             raise HostStateError(
@@ -285,7 +296,7 @@ class Journal:
             return None
         where = str(self.path)
         op, txid, started = doc.get("op"), doc.get("txid"), doc.get("started")
-        if op not in APPLY_OPS | REMOVE_OPS:
+        if op not in APPLY_OPS | REMOVE_OPS | COLLECT_OPS:
             raise CorruptStateFile(f"operation journal {where}: unknown operation {op!r}")
         if not isinstance(txid, str) or not isinstance(started, str):
             raise CorruptStateFile(f"operation journal {where}: 'txid'/'started' malformed")
@@ -389,6 +400,13 @@ def plan_recovery(record: JournalRecord | None) -> Recovery:
     if record is None:
         return Recovery(RecoveryAction.NONE, None, "no interrupted operation")
     what = f"{record.op} {record.txid}"
+    if record.op in COLLECT_OPS:
+        return Recovery(
+            RecoveryAction.ROLL_FORWARD,
+            record,
+            f"{what} was interrupted; finishing it (it only removes what no release needs)",
+            remaining=COLLECT_STEPS,
+        )
     if record.op in REMOVE_OPS:
         return Recovery(
             RecoveryAction.ROLL_FORWARD,

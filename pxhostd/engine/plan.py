@@ -16,7 +16,6 @@ from pxhostd.engine.decision import is_pod_volume_mount
 from pxhostd.engine.state import AppliedState
 from pxhostd.errors import InvalidSpec
 from pxhostd.log import REDACTED, is_secret_name
-from pxhostd.payload.manifest import Manifest
 from pxhostd.spec.model import Spec
 from pxhostd.spec.validate import spec_from_dict
 
@@ -94,21 +93,26 @@ def restart_reasons(
     *,
     previous: AppliedState | None,
     spec: Spec,
-    manifest: Manifest,
+    version: str,
     restart_digest: str,
     need_stage: bool,
     config_present: bool,
+    units_only_from_pxhostd: bool = False,
 ) -> tuple[str, ...]:
-    """Why the running service must restart; empty when nothing that matters changed."""
+    """Why the running service must restart; empty when nothing that matters changed.
+
+    `units_only_from_pxhostd`: same spec and payload, the units differ only because pxhostd
+    itself was upgraded; they take effect at the next restart and cause none.
+    """
     if previous is None:
         return ("first install",)
     reasons: list[str] = []
     if need_stage:
-        if previous.version and previous.version != manifest.version:
-            reasons.append(f"payload changed ({previous.version} -> {manifest.version})")
+        if previous.version and previous.version != version:
+            reasons.append(f"payload changed ({previous.version} -> {version})")
         else:
             reasons.append("payload changed")
-    if previous.restart_digest != restart_digest:
+    if previous.restart_digest != restart_digest and not units_only_from_pxhostd:
         relevant = [c for c in spec_changes(previous, spec) if "pod volume" not in c]
         if relevant:
             reasons += relevant
@@ -135,6 +139,8 @@ def action_reasons(plan: Plan, held_stopped: bool) -> list[str]:
         return ["it is not running"]
     if held_stopped:
         return ["kept stopped by `pxhostctl stop` (start or restart lifts it)"]
+    if plan.deferred:
+        return ["the unit change from the pxhostd upgrade takes effect at the next restart"]
     if plan.reasons:
         return [f"not running, nothing to restart ({'; '.join(plan.reasons)})"]
     return ["nothing that matters to the running service changed"]
@@ -144,9 +150,9 @@ def describe(plan: Plan, held_stopped: bool) -> dict[str, Any]:
     """The report of `pxhostctl plan`: changes, the service's fate, and why."""
     changes: list[str] = []
     before = plan.previous.version if plan.previous else None
-    after = plan.manifest.version
+    after = plan.header.version
     if plan.previous is None:
-        changes.append(f"install {plan.manifest.name} {after} (release {plan.release_id})")
+        changes.append(f"install {plan.header.name} {after} (release {plan.release_id})")
     elif plan.need_stage:
         changes.append(f"payload {before or '-'} -> {after} (release {plan.release_id})")
     changes += spec_changes(plan.previous, plan.spec)

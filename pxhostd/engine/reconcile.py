@@ -6,6 +6,7 @@ lock guarantees it against the pod side). Blocking host work runs in worker thre
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pxhostd.engine import recovery
 from pxhostd.engine.api import EngineSnapshot, Outcome, ProgressFn, Request
+from pxhostd.engine.collect import collect
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.failpoints import FAILPOINTS_ENV, Failpoints
 from pxhostd.engine.holds import Holds, HoldStore
@@ -23,6 +25,7 @@ from pxhostd.engine.rollback import PREVIOUS_FILE, PreviousStore, rollback_targe
 from pxhostd.engine.settings import load_settings
 from pxhostd.engine.state import AppliedState
 from pxhostd.engine.uninstall import managed_files, uninstall
+from pxhostd.engine.verify import verify_releases
 from pxhostd.errors import InvalidOptions, NotInstalled
 from pxhostd.payload.manifest import load_manifest
 from pxhostd.render.names import is_unit_file
@@ -64,6 +67,7 @@ class HostEngine:
         self.ctx: HostContext | None = None
         self._snapshot = EngineSnapshot()
         self._watch: UnitWatch | None = None
+        self._collecting: asyncio.Task[None] | None = None
 
     # -- Engine protocol -------------------------------------------------------------
 
@@ -76,14 +80,40 @@ class HostEngine:
         if note:
             log.warning("recovered: %s", note)
         await self._refresh()
+        self._start_collect(self.ctx)
 
     async def run(self, request: Request, progress: ProgressFn) -> Outcome:
         ctx = self._ctx()
+        await self._collected()
         try:
             async with ctx.locked():
                 return await self._dispatch(ctx, request, progress)
         finally:
             await self._refresh()
+            self._start_collect(ctx)
+
+    def _start_collect(self, ctx: HostContext) -> None:
+        """Prune and collect in the background, after the operation has been reported."""
+        if not ctx.collect_pending:
+            return
+        keep, ctx.collect_pending, ctx.collect_keep = ctx.collect_keep, False, None
+
+        async def run() -> None:
+            try:
+                async with ctx.locked():
+                    await collect(ctx, keep)
+            except Exception:  # a failed collection costs disk, never the service
+                log.exception("collecting old releases failed; the next operation retries")
+                ctx.want_collect(keep)
+
+        self._collecting = asyncio.get_running_loop().create_task(run(), name="collect")
+
+    async def _collected(self) -> None:
+        """Wait for a collection still running (operations never overlap one)."""
+        if self._collecting is not None:
+            with contextlib.suppress(Exception):
+                await self._collecting
+            self._collecting = None
 
     def snapshot(self) -> EngineSnapshot:
         return self._snapshot
@@ -99,6 +129,10 @@ class HostEngine:
             self.ctx.settings = settings
 
     async def close(self) -> None:
+        # An interrupted collection is journaled; the next start finishes it.
+        if self._collecting is not None:
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._collecting), 10)
         if self._watch is not None:
             with contextlib.suppress(Exception):
                 await self._watch.close()
@@ -134,6 +168,8 @@ class HostEngine:
             await in_thread(self.holds.save, Holds())
             await in_thread(self.previous.clear)
             return outcome
+        if op == "verify":
+            return await verify_releases(ctx, progress)
         if op in ("start", "stop", "restart", "enable", "disable"):
             return await self._service_action(ctx, op, progress)
         raise InvalidOptions(f"unknown operation {op!r}")
@@ -260,10 +296,14 @@ class HostEngine:
         health = ""
         payload = applied.spec.get("payload")
         name = ""
+        # The release's small header, never the payload's manifest: start-up reads no
+        # manifest before READY=1.
         with contextlib.suppress(Exception):
-            manifest = load_manifest(Path(str(payload)))
-            if manifest.digest == applied.payload_digest:
-                health, name = manifest.health or "", manifest.name
+            header = self._ctx().releases.header(applied.release_id)
+            if header is None and isinstance(payload, str):  # a release from before the store
+                header = load_manifest(Path(payload)).header
+            if header is not None and header.digest == applied.payload_digest:
+                health, name = header.health or "", header.name
         if not name and isinstance(payload, str):
             name = os.path.basename(payload)
         return EngineSnapshot(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from pxhostd.engine import journal as jn
+from pxhostd.engine.collect import recorded_keep, run_collect_steps
 from pxhostd.engine.commit import finish
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.state import CorruptStateFile
@@ -40,6 +41,10 @@ async def recover(ctx: HostContext) -> str | None:
             if not rec.rolling_back:
                 rec.begin_rollback("interrupted: pxhostd restarted mid-operation")
             await perform_undo(ctx, rec, plan.undo)
+            rec.done()
+            ctx.want_collect(None)
+        elif rec.op in jn.COLLECT_OPS:
+            await run_collect_steps(ctx, rec, recorded_keep(rec))
             rec.done()
         elif rec.op in jn.REMOVE_OPS:
             forget = rec.step_data(jn.STEP_FORGET) or {}

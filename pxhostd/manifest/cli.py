@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 from pxhostd.errors import InvalidSpec, PxError
 from pxhostd.hostfs import atomic_write
-from pxhostd.manifest.model import render_yaml
+from pxhostd.manifest.model import render_for_platform
 from pxhostd.manifest.model.cluster import secret_entries
 from pxhostd.manifest.params import PARAMS, ParamDef, parse_params
 
@@ -132,7 +132,7 @@ def run_spec(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     for warning in params.warnings:
         print(f"pxhostctl spec: warning: {warning}", file=sys.stderr)
-    manifest = render_yaml(params)
+    manifest = render_for_platform(params)
     output: Path | None = args.output
     if output is None:
         sys.stdout.write(manifest)

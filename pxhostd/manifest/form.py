@@ -36,17 +36,18 @@ button{margin:1rem 0;padding:.4rem 1.2rem;font-size:1rem}
 
 #: Form sections: (legend, parameter fields); what nearly every cluster sets comes first.
 _SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Essentials", ("cluster", "kvdb", "drives", "kube_version")),
+    ("Essentials", ("platform", "cluster", "kvdb", "drives", "kube_version")),
     ("Cluster", ("namespace", "image", "secret_type")),
     ("Storage and network", ("force", "journal", "data_iface", "mgmt_iface")),
     ("Control-plane nodes", ("masters", "zero_storage")),
     ("Authentication (secrets go into a Kubernetes Secret)",
      ("etcd_userpwd", "etcd_ca", "etcd_cert", "etcd_key", "acl_token", "token")),
-    ("Other", ("env", "openshift")),
+    ("Other", ("env", "kubelet_root", "openshift")),
 )
 
 #: Field labels as a person reads them.
 _LABELS = {
+    "platform": "Platform",
     "cluster": "Cluster name", "kvdb": "Kvdb endpoints", "kube_version": "Kubernetes version",
     "namespace": "Namespace", "image": "Pod image", "drives": "Drives",
     "force": "Force use of drives", "journal": "Journal device",
@@ -57,7 +58,7 @@ _LABELS = {
     "etcd_cert": "etcd client certificate (path on host)",
     "etcd_key": "etcd client key (path on host)", "acl_token": "Consul ACL token",
     "token": "Join token", "secret_type": "Secret store type", "env": "Environment",
-    "openshift": "OpenShift",
+    "openshift": "OpenShift", "kubelet_root": "Kubelet root directory (on the nodes)",
 }
 
 #: What an empty field means, shown inside it (the defaults are the generator's own).
@@ -117,19 +118,30 @@ def _field(param: ParamDef, prefill: Mapping[str, str]) -> str:
             f'value="true" aria-describedby="{help_id}"{checked}> '
             f'<label for="{ident}">{escape(_LABELS[param.field])}</label>{help_text}</div>'
         )
+    if param.choices:
+        chosen = prefill.get(param.short, "") or param.choices[0]
+        options = "".join(
+            f'<option value="{escape(c)}"{" selected" if c == chosen else ""}>{escape(c)}</option>'
+            for c in param.choices
+        )
+        return (
+            f'<label for="{ident}">{escape(_LABELS[param.field])}</label>'
+            f'<select id="{ident}" name="{param.short}" aria-describedby="{help_id}">'
+            f"{options}</select>{help_text}"
+        )
     value = "" if param.secret else prefill.get(param.short, "")
     label = f'<label for="{ident}">{escape(_LABELS[param.field])}</label>'
     if param.field == "kube_version":
         minors = kube_minors()
-        options = [f'<option value=""{"" if value else " selected"}>not given</option>']
+        items = [f'<option value=""{"" if value else " selected"}>not given</option>']
         if value and value not in minors:
-            options.append(f'<option value="{escape(value)}" selected>{escape(value)}</option>')
-        options += [
+            items.append(f'<option value="{escape(value)}" selected>{escape(value)}</option>')
+        items += [
             f'<option value="{m}"{" selected" if m == value else ""}>{m}</option>' for m in minors
         ]
         return (
             f'{label}<select id="{ident}" name="{param.short}" aria-describedby="{help_id}">'
-            f'{"".join(options)}</select>{help_text}'
+            f'{"".join(items)}</select>{help_text}'
         )
     kind = "password" if param.secret else "text"
     placeholder = _PLACEHOLDERS.get(param.field, "")
@@ -174,6 +186,8 @@ def equivalent_command(pairs: Sequence[tuple[str, str]]) -> str:
         if param is None or value == "":
             continue
         option = f"--{param.cli}"
+        if param.choices and value == param.choices[0]:
+            continue  # the default, which the form always sends
         if param.is_bool:
             if value.lower() in ("true", "on", "1", "yes"):
                 words.append(option)
@@ -187,7 +201,10 @@ def equivalent_command(pairs: Sequence[tuple[str, str]]) -> str:
 
 
 def result_page(
-    manifest: str, warnings: Sequence[str], pairs: Sequence[tuple[str, str]] = ()
+    manifest: str,
+    warnings: Sequence[str],
+    platform: str = "kubernetes",
+    pairs: Sequence[tuple[str, str]] = (),
 ) -> str:
     """What a browser gets instead of raw YAML: the YAML (wrapped), how to get it again."""
     query = urlencode([(k, v) for k, v in pairs if v != ""])
@@ -198,12 +215,18 @@ def result_page(
     if warnings:
         items = "".join(f"<li>{escape(w)}</li>" for w in warnings)
         parts.append(f'<h2>Warnings</h2><ul id="warnings">{items}</ul>')
+    deploy = (
+        "<code>docker stack deploy -c portworx.yaml portworx</code> (install the pxhostd "
+        "package on every node first)"
+        if platform == "swarm"
+        else "<code>kubectl apply --server-side -f portworx.yaml</code>"
+    )
     parts.append(
         '<p class="actions">'
         f'<a id="download" href="/download?{escape(query)}" download="portworx.yaml">'
         "Download portworx.yaml</a>"
         f'<a id="change" href="/form?{escape(editable)}">Change parameters</a></p>'
-        "<p>Apply it with <code>kubectl apply --server-side -f portworx.yaml</code>.</p>"
+        f"<p>Apply it with {deploy}.</p>"
     )
     secrets = [p for p in PARAMS if p.secret and any(k in p.names and v for k, v in pairs)]
     note = (

@@ -24,6 +24,7 @@ MIN_KUBE_VERSION = (1, 25)
 DEFAULT_CLUSTER = "px-cluster"
 DEFAULT_NAMESPACE = "kube-system"
 DEFAULT_IMAGE = f"portworx/pxhostd:{__version__}"
+DEFAULT_KUBELET_ROOT = "/var/lib/kubelet"
 
 
 class Status(Enum):
@@ -47,6 +48,8 @@ class ParamDef:
     is_bool: bool = False
     secret: bool = False
     form: bool = True
+    #: A fixed set of values (the form shows a choice); empty: free text.
+    choices: tuple[str, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -69,7 +72,22 @@ def _type(name: str, value: str) -> str:
     raise ValueError(f"{name}: expected oci (or its old name runc), got {show(value)}")
 
 
+PLATFORMS = ("kubernetes", "swarm")
+
+
+def _platform(name: str, value: str) -> str:
+    word = value.strip().lower()
+    if word in ("kubernetes", "k8s"):
+        return "kubernetes"
+    if word in ("swarm", "docker-swarm"):
+        return "swarm"
+    raise ValueError(f"{name}: expected kubernetes or swarm, got {show(value)}")
+
+
 PARAMS: tuple[ParamDef, ...] = (
+    ParamDef("platform", "platform", (), "platform", _platform,
+             "kubernetes (default: the DaemonSet manifests) or swarm (a compose file for "
+             "docker stack deploy; see docs/swarm.md)", status=Status.NEW, choices=PLATFORMS),
     ParamDef("cluster", "c", ("cluster",), "cluster", _text,
              f"Portworx cluster name (default {DEFAULT_CLUSTER})"),
     ParamDef("kvdb", "k", ("kvdb",), "kvdb", v.parse_kvdb_urls,
@@ -118,6 +136,9 @@ PARAMS: tuple[ParamDef, ...] = (
              "Portworx secret store (k8s, vault, aws-kms, ...)"),
     ParamDef("namespace", "ns", ("namespace",), "namespace", v.parse_dns_label,
              f"namespace of the DaemonSet (default {DEFAULT_NAMESPACE})", status=Status.NEW),
+    ParamDef("kubelet_root", "kubelet", ("kubeletDir",), "kubelet-root", v.parse_host_dir,
+             f"the kubelet's root directory on the nodes (default {DEFAULT_KUBELET_ROOT}); "
+             "passed on to the service", status=Status.NEW),
     ParamDef("runtime_type", "type", ("installType",), "type", _type,
              "install type: oci (default; runc is the same); docker is no longer supported",
              form=False),
@@ -137,6 +158,7 @@ BY_FIELD: dict[str, ParamDef] = {p.field: p for p in PARAMS}
 class ManifestParams:
     """Everything the manifests depend on, validated and typed."""
 
+    platform: str = "kubernetes"
     cluster: str = DEFAULT_CLUSTER
     kvdb: tuple[str, ...] = ()
     drives: tuple[str, ...] = ()
@@ -158,6 +180,7 @@ class ManifestParams:
     image: str = DEFAULT_IMAGE
     secret_type: str | None = None
     namespace: str = DEFAULT_NAMESPACE
+    kubelet_root: str = DEFAULT_KUBELET_ROOT
     runtime_type: str = "oci"
     stork: bool = False
     coreos: bool = False
@@ -176,6 +199,8 @@ _PVC_CONTROLLER_WARNING = (
     "{name}: the portworx-pvc-controller Deployment is not generated: the in-tree Portworx "
     "volume plugin is superseded by CSI on current Kubernetes; install the Portworx CSI driver"
 )
+#: Parameters that mean something only on Kubernetes: with platform=swarm, a warning.
+_KUBERNETES_ONLY = ("namespace", "kube_version", "masters", "zero_storage", "openshift")
 _COREOS_WARNING = (
     "coreos: ignored: it only chose a kernel-header mount for the retired docker install type"
 )
@@ -258,6 +283,13 @@ def _check_combinations(values: dict[str, Any], errors: list[str], warnings: lis
     for key in names:
         if key.startswith(RESERVED_ENV_PREFIX) or key == "PATH":
             errors.append(f"e: environment variable {key} is reserved for the pod itself")
+    if values.get("platform") == "swarm":
+        for key in _KUBERNETES_ONLY:
+            if key in values:
+                warnings.append(
+                    f"{BY_FIELD[key].short}: only for Kubernetes; ignored for Docker Swarm (the "
+                    "service runs on every node; use placement constraints to choose)"
+                )
     if values.get("stork"):
         warnings.append(_STORK_WARNING)
     if values.get("openshift"):

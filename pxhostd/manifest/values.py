@@ -134,6 +134,19 @@ def parse_abs_path(name: str, value: str) -> str:
     return value
 
 
+def parse_host_dir(name: str, value: str) -> str:
+    """A host directory the service gets as a bind mount: absolute, normal, no `:` or `%`."""
+    path = parse_abs_path(name, value)
+    if ":" in path or "%" in path or path != "/" + "/".join(
+        part for part in path.split("/") if part not in ("", ".")
+    ) or "/../" in path + "/" or path == "/":
+        raise ValueError(
+            f"{name}: expected a normalised absolute directory other than / without ':' "
+            f"or '%', got {show(value)}"
+        )
+    return path
+
+
 def parse_path_list(name: str, value: str) -> list[str]:
     return [parse_abs_path(name, item.strip()) for item in split_csv(name, value)]
 

@@ -25,7 +25,7 @@ from pxhostd import __version__
 from pxhostd.errors import InvalidSpec
 from pxhostd.log import setup_logging
 from pxhostd.manifest import form
-from pxhostd.manifest.model import render_yaml
+from pxhostd.manifest.model import render_for_platform
 from pxhostd.manifest.params import BY_NAME, parse_params
 
 log = logging.getLogger("pxhostd.specgen")
@@ -137,10 +137,10 @@ class SpecGenHandler(BaseHTTPRequestHandler):
             else:
                 self._text(HTTPStatus.BAD_REQUEST, message + "\n")
             return
-        manifest = render_yaml(params)
+        manifest = render_for_platform(params)
         warnings = [("Warning", f"299 - {_quoted(w)}") for w in params.warnings]
         if html:
-            page = form.result_page(manifest, params.warnings, pairs)
+            page = form.result_page(manifest, params.warnings, params.platform, pairs)
             self._send(HTTPStatus.OK, "text/html", page, html=True, extra=warnings)
         else:
             if download:

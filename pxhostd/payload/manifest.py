@@ -18,9 +18,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pxhostd.errors import InvalidPayload
-from pxhostd.hostfs import sha256_file
+from pxhostd.payload.safeopen import PayloadDir
 from pxhostd.spec import rules
-from pxhostd.spec.yamlio import parse_yaml_document, read_text_file
+from pxhostd.spec.yamlio import parse_yaml_document
 
 MANIFEST_NAME = "payload.yaml"
 MAX_MANIFEST_BYTES = 16 << 20
@@ -35,6 +35,52 @@ _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _HEX = frozenset("0123456789abcdef")
 
 E = InvalidPayload
+
+
+@dataclass(frozen=True)
+class PayloadHeader:
+    """Everything of a manifest but its file list: what rendering and the decision use.
+
+    Kept beside each release (a few hundred bytes), so a no-op and the daemon's start-up
+    never rebuild a 100,000-entry manifest to learn the entry program.
+    """
+
+    name: str
+    version: str
+    exec: tuple[str, ...]
+    notify: bool
+    health: str | None
+    reboot_unit: bool
+    reboot_exec: tuple[str, ...]
+    #: Manifest.digest of the full manifest.
+    digest: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name, "version": self.version, "exec": list(self.exec),
+            "notify": self.notify, "health": self.health, "reboot_unit": self.reboot_unit,
+            "reboot_exec": list(self.reboot_exec), "digest": self.digest,
+        }
+
+    @classmethod
+    def from_json(cls, doc: object) -> PayloadHeader:
+        """Read back `to_json()`; InvalidPayload if the document is not one."""
+        if not isinstance(doc, dict):
+            raise E("payload header: not a JSON object")
+        try:
+            header = cls(
+                name=str(doc["name"]), version=str(doc["version"]),
+                exec=tuple(str(a) for a in doc["exec"]), notify=bool(doc["notify"]),
+                health=None if doc["health"] is None else str(doc["health"]),
+                reboot_unit=bool(doc["reboot_unit"]),
+                reboot_exec=tuple(str(a) for a in doc["reboot_exec"]),
+                digest=str(doc["digest"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise E(f"payload header: malformed ({exc})") from None
+        if not header.exec or len(header.digest) != 64:
+            raise E("payload header: malformed (exec or digest)")
+        return header
 
 
 @dataclass(frozen=True)
@@ -57,6 +103,11 @@ class Manifest:
     def __post_init__(self) -> None:
         object.__setattr__(self, "digest", _digest(self.to_dict()))
 
+    @property
+    def header(self) -> PayloadHeader:
+        return PayloadHeader(self.name, self.version, self.exec, self.notify, self.health,
+                             self.reboot_unit, self.reboot_exec, self.digest)
+
     def to_dict(self) -> dict[str, object]:
         """Canonical plain form; `manifest_from_dict(m.to_dict()) == m`."""
         out: dict[str, object] = {
@@ -72,6 +123,10 @@ class Manifest:
         if self.reboot_exec:
             out["reboot_exec"] = list(self.reboot_exec)
         return out
+
+
+#: What rendering and the restart decision read: either form has the same fields.
+PayloadInfo = Manifest | PayloadHeader
 
 
 def _digest(data: Mapping[str, object]) -> str:
@@ -179,68 +234,46 @@ def manifest_from_dict(data: object) -> Manifest:
     )
 
 
-def parse_manifest_yaml(text: str) -> Manifest:
+def parse_manifest_yaml(text: str | bytes) -> Manifest:
     doc = parse_yaml_document(text, "payload.yaml", MAX_MANIFEST_BYTES, E)
     return manifest_from_dict(doc)
 
 
+def read_manifest_bytes(payload_dir: Path) -> bytes:
+    """`<payload_dir>/payload.yaml` as bytes, read by descriptor from a trusted directory."""
+    with PayloadDir(payload_dir) as src:
+        return src.read(MANIFEST_NAME, MAX_MANIFEST_BYTES)
+
+
 def load_manifest(payload_dir: Path) -> Manifest:
     """Read and validate `<payload_dir>/payload.yaml` (file contents are not checked here)."""
-    if not payload_dir.is_dir():
-        raise E(f"payload: {payload_dir} is not a directory")
-    text = read_text_file(payload_dir / MANIFEST_NAME, "payload.yaml", MAX_MANIFEST_BYTES, E)
-    return parse_manifest_yaml(text)
+    return parse_manifest_yaml(read_manifest_bytes(payload_dir))
 
 
-def _symlink_escapes(root: str, link: str) -> bool:
-    target = os.readlink(link)
-    if os.path.isabs(target):
-        return True
-    resolved = os.path.normpath(os.path.join(os.path.dirname(link), target))
-    return not (resolved == root or resolved.startswith(root + os.sep))
-
-
-def _check_symlinks(root: Path) -> None:
-    base = os.path.normpath(os.path.abspath(root))
-    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
-        for name in dirnames + filenames:
-            full = os.path.join(dirpath, name)
-            if os.path.islink(full) and _symlink_escapes(base, full):
-                rel = os.path.relpath(full, base)
-                raise E(f"payload: symbolic link {rel!r} points outside the payload directory")
-
-
-def _check_listed_file(root: Path, rel: str, expected: str) -> os.stat_result:
-    current = root
-    for part in rel.split("/"):
-        current = current / part
-        try:
-            st = os.lstat(current)
-        except FileNotFoundError:
-            raise E(f"payload: file {rel!r} listed in payload.yaml is missing") from None
-        except OSError as exc:
-            raise E(f"payload: cannot read {rel!r}: {exc.strerror}") from None
-        if stat.S_ISLNK(st.st_mode):
-            raise E(f"payload: {rel!r} goes through a symbolic link; list real files only")
-    if not stat.S_ISREG(st.st_mode):
-        raise E(f"payload: {rel!r} is not a regular file")
-    try:
-        actual = sha256_file(current)
-    except OSError as exc:
-        raise E(f"payload: cannot read {rel!r}: {exc.strerror}") from None
-    if actual != expected:
-        raise E(f"payload: sha256 mismatch for {rel!r} (manifest {expected[:12]}..., "
-                f"file {actual[:12]}...)")
-    return st
+def manifest_sha256(data: bytes) -> str:
+    """The manifest file's own sha256: what a no-op compares instead of parsing."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def verify_payload_files(payload_dir: Path, manifest: Manifest) -> None:
-    """Check the directory holds every listed file with its sha256, and nothing escapes it."""
-    if not payload_dir.is_dir():
-        raise E(f"payload: {payload_dir} is not a directory")
-    _check_symlinks(payload_dir)
-    modes = {rel: _check_listed_file(payload_dir, rel, h) for rel, h in manifest.files}
-    programs = [manifest.exec[0]] + ([manifest.reboot_exec[0]] if manifest.reboot_exec else [])
-    for program in programs:
-        if not modes[program].st_mode & stat.S_IXUSR:
-            raise E(f"payload: program {program!r} is not executable")
+    """Check the directory holds every listed file with its sha256 (read by descriptor)."""
+    with PayloadDir(payload_dir) as src:
+        for rel, expected in manifest.files:
+            fd, st = src.open(rel)
+            try:
+                h = hashlib.sha256()
+                while chunk := os.read(fd, 1 << 20):
+                    h.update(chunk)
+            except OSError as exc:
+                raise E(f"payload: cannot read {rel!r}: {exc.strerror}") from None
+            finally:
+                os.close(fd)
+            if h.hexdigest() != expected:
+                raise E(f"payload: sha256 mismatch for {rel!r} (the file's content is not "
+                        f"the one payload.yaml lists: {expected[:12]}...)")
+            if rel in _programs(manifest) and not st.st_mode & stat.S_IXUSR:
+                raise E(f"payload: program {rel!r} is not executable")
+
+
+def _programs(manifest: Manifest | PayloadHeader) -> set[str]:
+    return {manifest.exec[0], *manifest.reboot_exec[:1]}

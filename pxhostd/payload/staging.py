@@ -1,21 +1,26 @@
-"""Versioned payload releases and the `current` link that selects one.
+"""Versioned payload releases, built as hardlink trees into the object store.
 
 Layout: `<releases_dir>/<release_id>/...` plus `<releases_dir>/current -> <release_id>`
-(a relative link). A release appears under its real name only complete and fsync'd: it is
-built in a TEMP_PREFIX directory, every file verified against its sha256 while copied,
-then renamed in. Removal renames to a TEMP_PREFIX name first. So after any crash the
-directory holds complete releases plus temp leftovers that `sweep()` removes.
+(a relative link) and the object store `<releases_dir>/.store/` (see `store`). A release is
+imported once: every listed file is opened by descriptor from the payload directory
+(`safeopen`), and only a file whose (sha256, exec bit) the store does not hold yet is read,
+hashed and written, in one pass; every other file is a hardlink to the object already
+there. A release appears under its real name only complete and durable: it is built in a
+TEMP_PREFIX directory, synced, then renamed in. A release that is on disk is trusted as
+it is (read-only, root-owned, written only here): switching back to it reads nothing.
+`pxhostctl verify` re-checks every installed file against its digest.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import ctypes
 import hashlib
+import json
 import os
-import shutil
 import stat
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -30,15 +35,22 @@ from pxhostd.errors import HostStateError, InvalidPayload
 from pxhostd.hostfs import (
     TEMP_PREFIX,
     atomic_symlink,
-    exchange_paths,
+    atomic_write,
     fsync_dir,
     remove_file,
     remove_tree,
-    sha256_file,
     sweep_temp_files,
     temp_name,
     write_all,
 )
+from pxhostd.payload.manifest import (
+    MAX_MANIFEST_BYTES,
+    PayloadHeader,
+    manifest_sha256,
+    parse_manifest_yaml,
+)
+from pxhostd.payload.safeopen import PayloadDir
+from pxhostd.payload.store import STORE_DIR, CollectResult, ObjectStore, object_mode
 
 CURRENT = "current"
 _CHUNK = 1 << 20
@@ -50,11 +62,28 @@ def make_release_id(version: str, payload_digest: str) -> str:
 
 
 @dataclass(frozen=True)
+class ReleaseMeta:
+    """What is kept beside a release: the manifest as imported and its header."""
+
+    header: PayloadHeader
+    manifest: bytes
+
+    @property
+    def manifest_sha256(self) -> str:
+        return manifest_sha256(self.manifest)
+
+
+@dataclass(frozen=True)
 class StageResult:
     release_id: str
     path: Path
-    #: False when the release was already staged and verified (nothing written).
+    #: False when the release was already on disk (nothing read, nothing written).
     changed: bool
+    #: Listed files, and how many of them were read, hashed and written (new objects).
+    files: int = 0
+    imported: int = 0
+    #: Bytes read and written for the new objects.
+    imported_bytes: int = 0
 
 
 def _check_release_id(rid: str) -> None:
@@ -85,48 +114,71 @@ def _is_executable(mode: int) -> bool:
     return bool(mode & stat.S_IXUSR)
 
 
-def _copy_verified(src: Path, dst: Path, rel: str, expected: str) -> None:
-    """Copy one file, hashing on the way; the temp tree is discarded on any error."""
+def syncfs(path: Path) -> None:
+    """Make everything written on `path`'s filesystem durable in one call (syncfs(2)):
+    one flush for a whole imported tree instead of an fsync per file."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        src_fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError as exc:
-        raise InvalidPayload(f"payload file {rel} is missing ({src})") from exc
-    except OSError as exc:
-        raise InvalidPayload(f"payload file {rel} cannot be read: {exc.strerror}") from exc
-    try:
-        st = os.fstat(src_fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise InvalidPayload(f"payload file {rel} is not a regular file")
-        mode = 0o755 if _is_executable(st.st_mode) else 0o644
-        h = hashlib.sha256()
-        dst_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-        try:
-            while True:
-                try:
-                    chunk = os.read(src_fd, _CHUNK)
-                except OSError as exc:
-                    raise InvalidPayload(
-                        f"payload file {rel} cannot be read: {exc.strerror}"
-                    ) from exc
-                if not chunk:
-                    break
-                h.update(chunk)
-                write_all(dst_fd, chunk)
-            os.fchmod(dst_fd, mode)
-            os.fsync(dst_fd)
-        finally:
-            os.close(dst_fd)
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise HostStateError(f"cannot sync {path}: {os.strerror(err)}")
     finally:
-        os.close(src_fd)
-    digest = h.hexdigest()
-    if digest != expected.lower():
+        os.close(fd)
+
+
+def _copy_verified(src_fd: int, dst: Path, rel: str, expected: str, mode: int) -> int:
+    """Copy from the open source fd, hashing on the way; the temp tree is discarded on any
+    error. The error names the expected digest only, never the digest of what was read."""
+    h = hashlib.sha256()
+    size = 0
+    dst_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        while True:
+            try:
+                chunk = os.read(src_fd, _CHUNK)
+            except OSError as exc:
+                raise InvalidPayload(
+                    f"payload file {rel} cannot be read: {exc.strerror}"
+                ) from exc
+            if not chunk:
+                break
+            h.update(chunk)
+            write_all(dst_fd, chunk)
+            size += len(chunk)
+        os.fchmod(dst_fd, mode)
+    finally:
+        os.close(dst_fd)
+    if h.hexdigest() != expected.lower():
         raise InvalidPayload(
-            f"payload file {rel}: sha256 mismatch (manifest {expected}, file {digest})"
+            f"payload file {rel}: sha256 mismatch (its content is not the one payload.yaml "
+            f"lists, {expected[:12]}...)"
         )
+    return size
+
+
+Files = Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+def _pairs(files: Files) -> builtins.list[tuple[str, str]]:
+    return sorted(files.items() if isinstance(files, Mapping) else files)
+
+
+def _make_dirs(tmp: Path, parent: str, made: set[str]) -> None:
+    """mkdir every missing directory down to `parent`, mode 0755 whatever the umask."""
+    if parent in made:
+        return
+    have = ""
+    for part in parent.split("/"):
+        have = f"{have}/{part}" if have else part
+        if have not in made:
+            os.mkdir(tmp / have, 0o755)
+            os.chmod(tmp / have, 0o755)
+            made.add(have)
 
 
 class Releases:
-    """The releases directory: stage, verify, switch, prune, remove."""
+    """The releases directory: import, switch, prune, collect, verify, remove."""
 
     #: `Releases.release_id(version, payload_digest)`, the directory name of a release.
     release_id = staticmethod(make_release_id)
@@ -135,6 +187,7 @@ class Releases:
         self.releases_dir = releases_dir
         self.current_link = releases_dir / CURRENT
         self.failpoints = failpoints
+        self.store = ObjectStore(releases_dir)
 
     def path(self, release_id: str) -> Path:
         _check_release_id(release_id)
@@ -144,42 +197,80 @@ class Releases:
         p = self.path(release_id)
         return p.is_dir() and not p.is_symlink()
 
-    # -- staging -------------------------------------------------------------------------
+    # -- metadata ---------------------------------------------------------------------
+
+    def _meta_path(self, release_id: str, suffix: str) -> Path:
+        _check_release_id(release_id)
+        return self.store.meta / f"{release_id}{suffix}"
+
+    def header(self, release_id: str) -> PayloadHeader | None:
+        """The release's PayloadHeader (small JSON); None if it has none (or it is bad)."""
+        try:
+            doc = json.loads(self._meta_path(release_id, ".json").read_bytes())
+            return PayloadHeader.from_json(doc.get("header"))
+        except (OSError, ValueError, AttributeError, InvalidPayload):
+            return None
+
+    def manifest_sha256(self, release_id: str) -> str | None:
+        """sha256 of the payload.yaml the release was imported from (from its metadata)."""
+        try:
+            doc = json.loads(self._meta_path(release_id, ".json").read_bytes())
+        except (OSError, ValueError):
+            return None
+        value = doc.get("manifest_sha256") if isinstance(doc, dict) else None
+        return value if isinstance(value, str) else None
+
+    def find(self, manifest_digest: str) -> str | None:
+        """A release on disk imported from a payload.yaml with this sha256 (no parsing)."""
+        for rid in self.list():
+            if self.manifest_sha256(rid) == manifest_digest:
+                return rid
+        return None
+
+    def _write_meta(self, release_id: str, meta: ReleaseMeta) -> None:
+        self.store.ensure()
+        atomic_write(self._meta_path(release_id, ".yaml"), meta.manifest, 0o644)
+        doc = {"header": meta.header.to_json(), "manifest_sha256": meta.manifest_sha256}
+        atomic_write(self._meta_path(release_id, ".json"),
+                     json.dumps(doc, sort_keys=True) + "\n", 0o644)
+
+    # -- importing ------------------------------------------------------------------------
 
     def stage(
-        self, payload_dir: Path, release_id: str, files: Mapping[str, str]
+        self,
+        payload_dir: Path,
+        release_id: str,
+        files: Files,
+        meta: ReleaseMeta | None = None,
     ) -> StageResult:
-        """Copy and verify the listed payload files into release `release_id` (idempotent).
+        """Import release `release_id` from `payload_dir`: (path, sha256) pairs, sorted.
 
-        `files` maps each relative path to its sha256. A release that already exists and
-        matches (content and executable bits) is left alone; one that does not is replaced
-        by an atomic exchange, so the real name never points at a partial tree.
+        A release already on disk is returned as it is (`changed=False`), nothing read.
         """
-        for rel in files:
-            _check_rel_path(rel)
         rid = release_id
         final = self.path(rid)
-        in_the_way = os.path.lexists(final)
-        if in_the_way and self._matches_source(final, payload_dir, files):
+        files = _pairs(files)
+        if self.exists(rid):
             return StageResult(rid, final, changed=False)
         self._ensure_dir()
+        self.store.ensure()
         tmp = temp_name(self.releases_dir, rid)
         try:
-            self._build(tmp, payload_dir, files)
-            if in_the_way and final.is_dir() and not final.is_symlink():
-                self._replace_tree(tmp, final)
-            else:
-                if in_the_way:
-                    remove_file(final)
-                os.rename(tmp, final)
+            counts = self._build(tmp, payload_dir, files)
+            if meta is not None:
+                self._write_meta(rid, meta)
+            syncfs(self.releases_dir)
+            if os.path.lexists(final):
+                remove_file(final)  # not a directory: a stray file or link in the way
+            os.rename(tmp, final)
             fsync_dir(self.releases_dir)
         except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
             raise HostStateError(f"cannot stage release {rid}: {exc.strerror}") from exc
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
             raise
-        return StageResult(rid, final, changed=True)
+        return StageResult(rid, final, True, *counts)
 
     def _ensure_dir(self) -> None:
         if self.releases_dir.is_dir():
@@ -190,81 +281,106 @@ class Releases:
         except OSError as exc:
             raise HostStateError(f"cannot create {self.releases_dir}: {exc.strerror}") from exc
 
-    def _replace_tree(self, new: Path, final: Path) -> None:
-        """Put the complete tree `new` in place of the (damaged) tree `final`."""
-        try:
-            exchange_paths(new, final)  # `new` now holds the damaged tree
-        except HostStateError:
-            # Filesystem without RENAME_EXCHANGE: two renames. A crash between them leaves
-            # no tree under the real name; recovery re-stages it (the journal has `stage`).
-            doomed = temp_name(self.releases_dir, final.name)
-            os.rename(final, doomed)
-            os.rename(new, final)
-            fsync_dir(self.releases_dir)
-            shutil.rmtree(doomed)
-            return
-        shutil.rmtree(new)
-
-    def _build(self, tmp: Path, payload_dir: Path, files: Mapping[str, str]) -> None:
+    def _build(
+        self, tmp: Path, payload_dir: Path, files: builtins.list[tuple[str, str]]
+    ) -> tuple[int, int, int]:
         os.mkdir(tmp, 0o755)
         os.chmod(tmp, 0o755)
-        dirs: set[Path] = {tmp}
-        for n, rel in enumerate(sorted(files)):
-            dst = tmp / rel
-            parent = dst.parent
-            if parent not in dirs:
-                parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-                while parent != tmp:
-                    dirs.add(parent)
-                    parent = parent.parent
-            _copy_verified(payload_dir / rel, dst, rel, files[rel])
-            if n == 0:
-                self.failpoints.hit(MID_STAGE)
-        # Deepest first, so each directory's entries are durable before its parent's.
-        for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-            fsync_dir(d)
+        dirs: set[str] = {""}
+        #: Objects this import wrote: (digest, exec) -> the file in the temp tree.
+        written: dict[tuple[str, bool], Path] = {}
+        total = imported = size = 0
+        with PayloadDir(payload_dir) as src:
+            for rel, digest in files:
+                _check_rel_path(rel)
+                digest = digest.lower()
+                _make_dirs(tmp, rel.rpartition("/")[0], dirs)
+                dst = tmp / rel
+                executable = _is_executable(src.stat(rel).st_mode)
+                key = (digest, executable)
+                total += 1
+                if key in written:
+                    os.link(written[key], dst)
+                elif not self.store.link_into(digest, executable, dst):
+                    fd, _st = src.open(rel)
+                    try:
+                        size += _copy_verified(fd, dst, rel, digest, object_mode(executable))
+                    finally:
+                        os.close(fd)
+                    written[key] = dst
+                    imported += 1
+                if total == 1:
+                    self.failpoints.hit(MID_STAGE)
+        # The new objects' data must be durable before the store names them.
+        if written:
+            syncfs(self.releases_dir)
+        for (digest, executable), path in written.items():
+            self.store.add(digest, executable, path)
+        return total, imported, size
 
-    def _matches_source(self, release: Path, payload_dir: Path, files: Mapping[str, str]) -> bool:
-        if not self._verify_path(release, files):
-            return False
-        for rel in files:
-            try:
-                src_mode = (payload_dir / rel).stat().st_mode
-            except OSError:
-                continue  # source gone: the verified content (pinned by digest) decides
-            have_mode = (release / rel).stat().st_mode
-            if _is_executable(src_mode) != _is_executable(have_mode):
-                return False
-        return True
+    # -- verification ---------------------------------------------------------------------
 
-    def verify(self, release_id: str, files: Mapping[str, str]) -> bool:
+    def verify(self, release_id: str, files: Files | None = None) -> bool:
         """True if the release holds exactly the listed files with the listed sha256."""
-        return self._verify_path(self.path(release_id), files)
+        return not self.check(release_id, files)
 
-    def _verify_path(self, release: Path, files: Mapping[str, str]) -> bool:
+    def check(
+        self, release_id: str, files: Files | None = None
+    ) -> builtins.list[str]:
+        """Every problem with an installed release (empty: it is intact), like `ostree fsck`.
+
+        `files` defaults to the manifest kept beside the release. Each file is read by
+        descriptor, without following links; an inode shared by several paths is hashed
+        once.
+        """
+        release = self.path(release_id)
+        if files is None:
+            try:
+                text = self._meta_path(release_id, ".yaml").read_bytes()
+            except OSError:
+                return [f"{release_id}: its payload.yaml copy is missing; cannot verify"]
+            files = parse_manifest_yaml(text[: MAX_MANIFEST_BYTES + 1]).files
+        wanted = dict(_pairs(files))
+        problems: builtins.list[str] = []
         if release.is_symlink() or not release.is_dir():
-            return False
+            return [f"{release_id}: not a directory"]
         found: set[str] = set()
-        try:
-            for root, dirnames, filenames in os.walk(release):
-                for name in dirnames:
-                    if (Path(root) / name).is_symlink():
-                        return False
-                for name in filenames:
-                    p = Path(root) / name
-                    if p.is_symlink() or not p.is_file():
-                        return False
-                    found.add(p.relative_to(release).as_posix())
-            if found != set(files):
-                return False
-            return all(
-                sha256_file(release / rel) == expected.lower()
-                for rel, expected in files.items()
-            )
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise HostStateError(f"cannot verify release {release}: {exc.strerror}") from exc
+        for root, dirnames, filenames in os.walk(release):
+            for name in dirnames + filenames:
+                p = Path(root) / name
+                if p.is_symlink() or not (p.is_dir() or p.is_file()):
+                    problems.append(f"{release_id}: {p.relative_to(release)} is not a plain "
+                                    "file or directory")
+            found.update((Path(root) / n).relative_to(release).as_posix() for n in filenames)
+        for rel in sorted(found - set(wanted)):
+            problems.append(f"{release_id}: {rel} is not listed in payload.yaml")
+        hashed: dict[tuple[int, int], str] = {}
+        with PayloadDir(release) as tree:
+            for rel in sorted(wanted):
+                if rel not in found:
+                    problems.append(f"{release_id}: {rel} is missing")
+                    continue
+                try:
+                    fd, st = tree.open(rel)
+                except InvalidPayload as exc:
+                    problems.append(f"{release_id}: {exc}")
+                    continue
+                try:
+                    key = (st.st_dev, st.st_ino)
+                    if key not in hashed:
+                        h = hashlib.sha256()
+                        while chunk := os.read(fd, _CHUNK):
+                            h.update(chunk)
+                        hashed[key] = h.hexdigest()
+                finally:
+                    os.close(fd)
+                if hashed[key] != wanted[rel].lower():
+                    problems.append(f"{release_id}: {rel} does not match its sha256 "
+                                    f"({wanted[rel][:12]}...)")
+                if st.st_mode & 0o222:
+                    problems.append(f"{release_id}: {rel} is writable (mode "
+                                    f"{stat.S_IMODE(st.st_mode):04o})")
+        return problems
 
     # -- the current link ----------------------------------------------------------------
 
@@ -316,10 +432,18 @@ class Releases:
         )
 
     def remove(self, release_id: str) -> bool:
-        """Remove one release durably; refuses the current one. False if it was absent."""
+        """Remove one release durably; refuses the current one. False if it was absent.
+
+        Its objects stay in the store until `collect` (after the operation)."""
         if release_id == self.current():
             raise HostStateError(f"refusing to remove release {release_id}: it is current")
         return remove_tree(self.path(release_id))
+
+    def collect(self) -> CollectResult:
+        """Drop metadata of removed releases and every object no release links."""
+        self.sweep()
+        self.store.forget_meta(set(self.list()))
+        return self.store.collect()
 
     def prune(self, keep: Collection[str]) -> builtins.list[str]:
         """Remove every release not in `keep`, never the current one; return removed ids."""
@@ -344,6 +468,7 @@ class Releases:
                 removed.append(rid)
                 self.failpoints.hit(MID_RELEASE_REMOVE)
         self.sweep()
+        remove_tree(self.releases_dir / STORE_DIR)
         with contextlib.suppress(OSError):
             self.releases_dir.rmdir()
             fsync_dir(self.releases_dir.parent)

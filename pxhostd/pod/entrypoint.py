@@ -1,7 +1,9 @@
 """`pxhostd-pod`: PID 1 of the pxhostd DaemonSet pod.
 
 In order, changing nothing until the checks pass:
-1. the required host paths are real mounts (all missing ones named in one message);
+0. the pod shares the host's PID namespace (hostPID);
+1. the required host paths and the declared service mounts are real mounts (all missing
+   ones named in one message);
 2. /host_proc/1/ns/mnt is the host's mount namespace, and the host has a valid machine-id;
 3. the legacy health endpoint (127.0.0.1:9015) starts answering from the status file;
 4. the host's `/` is made a shared mount (as px-init did);
@@ -9,7 +11,9 @@ In order, changing nothing until the checks pass:
    and started;
 6. the image's payload is placed on the host (unless --payload names one there);
 7. the spec built from this pod's arguments, environment and mounts is submitted over
-   D-Bus; the transaction's progress goes to stdout, its result in one line;
+   D-Bus; the transaction's progress goes to stdout, its result in one line, and the
+   submission record (spec digest, release, result) that the readiness probe compares
+   with the status file is written in the pod;
 8. then it stays up until SIGTERM/SIGINT, and exits 0 within a second or two, leaving the
    storage service running: the only D-Bus action on the way out is closing the connection.
 
@@ -39,13 +43,23 @@ from pxhostd.bus.client import PxClient, raise_for_result
 from pxhostd.errors import InvalidSpec, NotInstalled, PxError
 from pxhostd.log import setup_logging
 from pxhostd.paths import Paths
-from pxhostd.pod import hostinstall, hostpayload, hostprep, specbuild, submit
+from pxhostd.pod import busaccess, hostinstall, hostpayload, hostprep, specbuild, submit
+from pxhostd.pod.busaccess import HostAccess
+from pxhostd.pod.dockersecrets import SECRETS_DIR
 from pxhostd.pod.health import HealthServer, serve_health
 from pxhostd.pod.hostenter import HOST_MNT_NS, Host
 from pxhostd.pod.locking import host_locked
 from pxhostd.pod.mounts import MOUNTINFO, REQUIRED_MOUNTS, read_mountinfo, require_mounts
 from pxhostd.pod.signals import ChildReaper, install_stop_handlers, set_child_subreaper
+from pxhostd.spec.digest import raw_spec_digest
 from pxhostd.spec.validate import spec_from_dict
+from pxhostd.status.submission import (
+    POD_SUBMISSION,
+    Submission,
+    SubmissionResult,
+    clear_submission,
+    write_submission,
+)
 
 PROG = "pxhostd-pod"
 #: The pod talks to pxhostd over the host's system bus socket, mounted at /run/dbus.
@@ -67,6 +81,10 @@ class PodSettings:
     mountinfo: Path = MOUNTINFO
     host_mountinfo: Path = Path("/proc/1/mountinfo")
     host_mnt_ns: Path = HOST_MNT_NS
+    host_pid_ns: Path = hostprep.HOST_PID_NS
+    own_pid_ns: Path = hostprep.OWN_PID_NS
+    #: The pod's own record of its submission, read by `pxhostctl probe --pod`.
+    submission: Path = POD_SUBMISSION
     status_file: Path = Paths().status_file
     lock_file: Path = Paths().lock_file
     image_packages: Path = hostinstall.IMAGE_PACKAGES
@@ -77,6 +95,11 @@ class PodSettings:
     bus_address: str | None = None
     daemon_wait: float = submit.DAEMON_WAIT
     termination_log: Path = TERMINATION_LOG
+    #: --host-access=bus: what must be mounted, where Docker secrets are, and the oldest
+    #: host pxhostd this pod works with (its own version: the host is upgraded first).
+    bus_required_mounts: tuple[str, ...] = busaccess.BUS_REQUIRED_MOUNTS
+    secrets_dir: Path = SECRETS_DIR
+    min_host_version: str = __version__
 
 
 def say(line: str) -> None:
@@ -133,6 +156,7 @@ class Pod:
 
     async def work(self) -> int:
         try:
+            clear_submission(self.settings.submission)
             await self.check_host()
             if self.options.uninstall:
                 return await self.uninstall()
@@ -149,9 +173,21 @@ class Pod:
 
     # -- steps -----------------------------------------------------------------------------
 
+    @property
+    def over_bus(self) -> bool:
+        return self.options.host_access is HostAccess.BUS
+
     async def check_host(self) -> None:
         """Everything that must hold before the host is touched; changes nothing."""
-        require_mounts(self.settings.required_mounts, self.settings.mountinfo)
+        if self.over_bus:  # no host namespace to check: only the three mounts
+            require_mounts(self.settings.bus_required_mounts, self.settings.mountinfo)
+            say(f"{PROG} {__version__}: host access over the system bus")
+            return
+        hostprep.check_host_pid(self.settings.host_pid_ns, self.settings.own_pid_ns)
+        declared = specbuild.declared_service_mounts(os.environ) or []
+        required = [*self.settings.required_mounts,
+                    *(p for p in declared if p not in self.settings.required_mounts)]
+        require_mounts(required, self.settings.mountinfo)
         hostprep.check_host_namespace(self.settings.host_mnt_ns)
         machine_id = await hostprep.host_machine_id(self.host)
         say(f"{PROG} {__version__}: host machine-id {machine_id}")
@@ -160,6 +196,54 @@ class Pod:
         for ignored in self.options.ignored:
             say(f"{PROG}: ignoring old option {ignored} (not needed with pxhostd)")
         self.health = await self.start_health()
+        if self.over_bus:
+            self.client = await busaccess.connect_host_daemon(
+                self.connect_once, say, self.settings.min_host_version,
+                min(self.settings.daemon_wait, busaccess.BUS_DAEMON_WAIT))
+        else:
+            await self.prepare_host()
+        payload = self.options.payload or await self.place_payload()
+        spec = self.build_spec(payload)
+        digest = raw_spec_digest(spec)
+        txid = self.txid()
+        if self.client is None:
+            self.client = await self.connect()
+        try:
+            result = await submit.install(self.client, spec, txid, say)
+        except InvalidSpec as exc:
+            self.record(SubmissionResult.FAILED, digest, txid, f"{exc.name}: {exc}")
+            raise  # refused at once: exit non-zero with the named error
+        except PxError as exc:
+            say(submit.error_line("install", exc))
+            self.record(SubmissionResult.FAILED, digest, txid, submit.error_line("install", exc))
+        else:
+            line = submit.result_line("install", result)
+            say(line)
+            try:
+                raise_for_result(result)
+            except InvalidSpec:
+                # The daemon refused the spec: a CrashLoop shows why; a restart won't help
+                # until the DaemonSet changes.
+                self.record(SubmissionResult.FAILED, digest, txid, line)
+                self.fail(f"{PROG}: error: {line}")
+                return 1
+            except PxError:
+                # RolledBack, Timeout, ...: reported; this pod stays unready.
+                self.record(SubmissionResult.FAILED, digest, txid, line)
+            else:
+                details = result.get("details") or {}
+                release = str(details.get("release") or "") if isinstance(details, dict) else ""
+                self.record(SubmissionResult.DONE, digest, txid, line, release)
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        say(f"{PROG}: serving {self.options.endpoint[0]}:{self.options.endpoint[1]}/health;"
+            " readiness comes from the status file")
+        await self.stop.wait()
+        return 0
+
+    async def prepare_host(self) -> None:
+        """nsenter mode: shared `/`, and the host daemon installed from the image's .deb."""
         async with host_locked(self.settings.lock_file):
             if await hostprep.ensure_shared_root(self.host):
                 say("host: made / a shared mount")
@@ -171,33 +255,17 @@ class Pod:
             host_packages=self.settings.host_packages,
             lock_path=self.settings.lock_file,
         )
-        payload = self.options.payload or await self.place_payload()
-        spec = self.build_spec(payload)
-        self.client = await self.connect()
+
+    def record(
+        self, result: SubmissionResult, digest: str, txid: str, message: str, release: str = ""
+    ) -> None:
+        """The pod's submission record for its readiness probe (in the pod, not the host)."""
         try:
-            result = await submit.install(self.client, spec, self.txid(), say)
-        except InvalidSpec:
-            raise  # refused at once: exit non-zero with the named error
+            write_submission(self.settings.submission,
+                             Submission(result, digest, release, txid, message))
         except PxError as exc:
-            say(submit.error_line("install", exc))
-        else:
-            say(submit.result_line("install", result))
-            try:
-                raise_for_result(result)
-            except InvalidSpec:
-                # The daemon refused the spec: a CrashLoop shows why; a restart won't help
-                # until the DaemonSet changes.
-                self.fail(f"{PROG}: error: {submit.result_line('install', result)}")
-                return 1
-            except PxError:
-                pass  # RolledBack, Timeout, ...: reported; the status file tells the rest
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-        say(f"{PROG}: serving {self.options.endpoint[0]}:{self.options.endpoint[1]}/health;"
-            " readiness comes from the status file")
-        await self.stop.wait()
-        return 0
+            # Without the record the probe says "not ready", which is then the truth.
+            _log.error("cannot write the submission record: %s", exc)
 
     async def uninstall(self) -> int:
         self.client = await self.connect()
@@ -236,25 +304,35 @@ class Pod:
         return str(placed.path)
 
     def build_spec(self, payload: str) -> dict[str, object]:
-        try:
-            host_entries = read_mountinfo(self.settings.host_mountinfo)
-        except (OSError, ValueError) as exc:
-            _log.warning("cannot read the host's mounts (%s); assuming host paths", exc)
-            host_entries = None
-        mounts = specbuild.spec_mounts(read_mountinfo(self.settings.mountinfo), host_entries)
-        spec = specbuild.build_spec(self.options, payload, specbuild.spec_env(os.environ), mounts)
+        if self.over_bus:
+            # A Swarm task's mounts are its own (the three host paths, and what Docker
+            # injects): none is the service's. Secrets come as files under /run/secrets.
+            mounts: list[str] = []
+            environ = busaccess.pod_environment(os.environ, self.settings.secrets_dir)
+        else:
+            mounts = self.pod_spec_mounts()
+            environ = dict(os.environ)
+        spec = specbuild.build_spec(self.options, payload, specbuild.spec_env(environ), mounts)
         spec_from_dict(spec)  # InvalidSpec here: named error, nothing submitted
         for line in specbuild.describe_spec(spec):
             say(line)
         return spec
 
+    def pod_spec_mounts(self) -> list[str]:
+        try:
+            host_entries = read_mountinfo(self.settings.host_mountinfo)
+        except (OSError, ValueError) as exc:
+            _log.warning("cannot read the host's mounts (%s); assuming host paths", exc)
+            host_entries = None
+        return specbuild.spec_mounts(read_mountinfo(self.settings.mountinfo), host_entries,
+                                     specbuild.declared_service_mounts(os.environ))
+
+    async def connect_once(self) -> PxClient:
+        return await PxClient.connect(bus_address=self.settings.bus_address,
+                                      bus_type=BusType.SYSTEM)
+
     async def connect(self) -> PxClient:
-        address = self.settings.bus_address
-
-        async def connect_once() -> PxClient:
-            return await PxClient.connect(bus_address=address, bus_type=BusType.SYSTEM)
-
-        return await submit.wait_for_daemon(connect_once, say, self.settings.daemon_wait)
+        return await submit.wait_for_daemon(self.connect_once, say, self.settings.daemon_wait)
 
     @staticmethod
     def txid() -> str:

@@ -20,8 +20,37 @@ from pxhostd.pod.hostenter import Host
 #: systemd's machine-id: 32 lower-case hex digits, not all zero (machine-id(5)).
 _MACHINE_ID_RE = re.compile(r"[0-9a-f]{32}")
 OWN_MNT_NS = Path("/proc/self/ns/mnt")
+OWN_PID_NS = Path("/proc/self/ns/pid")
+HOST_PID_NS = Path("/host_proc/1/ns/pid")
 
 _log = logging.getLogger(__name__)
+
+
+def _ns_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def check_host_pid(host_ns: Path = HOST_PID_NS, own_ns: Path = OWN_PID_NS) -> None:
+    """Refuse unless the pod shares the host's PID namespace (`hostPID: true`).
+
+    /host_proc/1/ns is always the host's (the runtime resolves the hostPath on the host),
+    so only comparing it with the pod's own PID namespace tells whether hostPID is set.
+    Without it the pod would install pxhostd on the host and then fail in a confusing way,
+    so this runs before anything else. A missing /host_proc/1/ns is left to the mount check,
+    which names it.
+    """
+    host, own = _ns_id(host_ns), _ns_id(own_ns)
+    if host is None or own is None:
+        return
+    if host != own:
+        raise HostStateError(
+            "the pod does not share the host's PID namespace: set `hostPID: true` in the "
+            f"DaemonSet's pod spec ({own_ns} differs from {host_ns}); nothing was changed"
+        )
 
 
 def check_host_namespace(host_ns: Path, own_ns: Path = OWN_MNT_NS) -> None:

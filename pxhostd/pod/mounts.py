@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pxhostd.errors import InvalidSpec, PxError
+from pxhostd.errors import HostStateError, InvalidSpec, PxError
 from pxhostd.spec.validate import parse_mount
 
 MOUNTINFO = Path("/proc/self/mountinfo")
@@ -240,5 +240,39 @@ def pod_mounts_to_spec_mounts(
             _log.warning("pod mount %s left out of the spec: %s", point, exc)
             continue
         kept.append(point)
+        result.append(text)
+    return result
+
+
+def declared_mounts(
+    entries: Iterable[MountEntry],
+    points: Sequence[str],
+    *,
+    host_entries: Sequence[MountEntry] | None = None,
+) -> list[str]:
+    """Spec mounts for exactly `points` (each must be a mount point of the pod).
+
+    MissingMounts names every point that is not mounted; a point whose host path cannot be
+    named (a pseudo filesystem, a runtime's tmpfs) is a named error too, since the service
+    could never get what the DaemonSet says it should.
+    """
+    latest: dict[str, MountEntry] = {}
+    for entry in entries:
+        latest[entry.mount_point] = entry
+    missing = [p for p in points if posixpath.normpath(p) not in latest]
+    if missing:
+        raise MissingMounts(missing)
+    result: list[str] = []
+    for raw in points:
+        point = posixpath.normpath(raw)
+        entry = latest[point]
+        src = _host_path(entry, host_entries)
+        if src is None:
+            raise HostStateError(
+                f"service mount {point} is not a host directory ({entry.fstype} "
+                f"{entry.source}); it must be a hostPath volume"
+            )
+        text = f"{src}:{point}" + (":ro" if entry.read_only else "")
+        parse_mount("service mount", text)  # InvalidSpec names what the spec cannot carry
         result.append(text)
     return result

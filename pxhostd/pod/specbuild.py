@@ -19,7 +19,13 @@ from typing import Any
 
 from pxhostd.errors import InvalidSpec
 from pxhostd.log import REDACTED, is_secret_name, redact_env
-from pxhostd.pod.mounts import PRIVATE_MOUNTS, MountEntry, pod_mounts_to_spec_mounts
+from pxhostd.pod.busaccess import HostAccess, parse_host_access
+from pxhostd.pod.mounts import (
+    PRIVATE_MOUNTS,
+    MountEntry,
+    declared_mounts,
+    pod_mounts_to_spec_mounts,
+)
 from pxhostd.spec import rules
 
 DEFAULT_ENDPOINT = ("127.0.0.1", 9015)
@@ -45,6 +51,18 @@ _SERVICE_LINK_NAME = re.compile(
 _SERVICE_LINK_PORT = re.compile(r"[A-Z0-9_]+_PORT")
 _SERVICE_LINK_VALUE = re.compile(r"(tcp|udp|sctp)://\S+")
 
+#: Secrets the generated DaemonSet passes from its Secret (pod name -> the service's name).
+#: They reach the service only through its root-only environment file (the daemon writes
+#: the spec's env there, never into the unit), so never its arguments, `ps` or a log.
+SECRET_ENV: Mapping[str, str] = {
+    "PXHOSTD_TOKEN": "PX_TOKEN",
+    "PXHOSTD_KVDB_USERPWD": "PX_KVDB_USERPWD",
+    "PXHOSTD_ACLTOKEN": "PX_ACLTOKEN",
+}
+#: The mount points that are the service's, `:`-separated (the generator sets it; a spec
+#: mount cannot hold `:`). Without it, see `spec_mounts`.
+SERVICE_MOUNTS_ENV = "PXHOSTD_SERVICE_MOUNTS"
+
 #: Payload options whose value is a secret (px-runc's token and etcd credentials), besides
 #: any option whose name looks secret (log.is_secret_name).
 SECRET_ARG_OPTIONS = frozenset({"-t", "--token", "-userpwd", "--userpwd", "-pwd", "--pwd"})
@@ -66,6 +84,8 @@ class PodOptions:
     uninstall: bool = False
     wipe: bool = False
     debug: bool = False
+    #: `--host-access`: nsenter (the DaemonSet pod, default) or bus (Docker Swarm).
+    host_access: HostAccess = HostAccess.NSENTER
     #: Everything that is not the pod's own: the storage service's arguments.
     args: tuple[str, ...] = ()
     #: Old px-oci-mon options that are accepted and have no effect any more.
@@ -87,6 +107,7 @@ OWN_OPTIONS: Mapping[str, bool] = {
     "--uninstall": False,
     "--wipe": False,
     "--debug": False,
+    "--host-access": True,
     # px-oci-mon's, accepted for old DaemonSets and ignored (see docs/pod.md):
     "--sync": False,  # pxhostd never moves a payload under a running service
     "--drain-all": False,  # draining is not the pod's job any more
@@ -139,7 +160,12 @@ def parse_pod_args(argv: Sequence[str]) -> PodOptions:
     uninstall = bool(own.get("--uninstall", False))
     if wipe and not uninstall:
         raise UsageError("--wipe only goes with --uninstall")
+    try:
+        host_access = parse_host_access(str(own.get("--host-access", HostAccess.NSENTER.value)))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     return PodOptions(
+        host_access=host_access,
         endpoint=endpoint,
         payload=payload,
         service=str(own["--service"]) if "--service" in own else None,
@@ -163,8 +189,18 @@ def is_dropped_env(name: str, value: str) -> bool:
 
 
 def spec_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The service's environment from the pod's (names the spec cannot carry are left out)."""
+    """The service's environment from the pod's (names the spec cannot carry are left out).
+
+    The secrets of SECRET_ENV are passed on under their service names; a pod that also
+    sets one of those names itself is refused (which value would win is not guessable).
+    """
     env: dict[str, str] = {}
+    for pod_name, service_name in SECRET_ENV.items():
+        if pod_name in environ:
+            if service_name in environ:
+                raise InvalidSpec(f"env: {service_name} is set both directly and through "
+                                  f"{pod_name}; keep one")
+            env[service_name] = environ[pod_name]
     for name, value in sorted(environ.items()):
         if is_dropped_env(name, value):
             continue
@@ -180,10 +216,50 @@ def spec_env(environ: Mapping[str, str]) -> dict[str, str]:
 # -- mounts --------------------------------------------------------------------------------
 
 
+def declared_service_mounts(environ: Mapping[str, str]) -> list[str] | None:
+    """The mount points named in PXHOSTD_SERVICE_MOUNTS; None when it is not set."""
+    raw = environ.get(SERVICE_MOUNTS_ENV)
+    if raw is None:
+        return None
+    points: list[str] = []
+    for item in raw.split(":"):
+        if not item:
+            continue
+        point = rules.check_abs_path(SERVICE_MOUNTS_ENV, item, UsageError)
+        if point not in points:
+            points.append(point)
+    return points
+
+
 def spec_mounts(
-    pod: Iterable[MountEntry], host: Sequence[MountEntry] | None
+    pod: Iterable[MountEntry],
+    host: Sequence[MountEntry] | None,
+    declared: Sequence[str] | None = None,
 ) -> list[str]:
-    return pod_mounts_to_spec_mounts(pod, POD_PRIVATE_MOUNTS, host_entries=host)
+    """The service's mounts: exactly the declared mount points, each with its host path.
+
+    A runtime adds mounts of its own (`/run/.containerenv`, `/etc/hosts`, a kubelet's
+    `/dev/termination-log` and service-account token, ...) from paths that live only as long
+    as the container; none of them may reach the unit. So with a declaration only the
+    declared points are taken. Without one (a DaemonSet of an older generator), only
+    mounts at their own host path are taken: a runtime's injections never are (they come
+    from its per-container storage), hostPath volumes at the same path are.
+    """
+    if declared is not None:
+        return declared_mounts(pod, declared, host_entries=host)
+    candidates = pod_mounts_to_spec_mounts(pod, POD_PRIVATE_MOUNTS, host_entries=host)
+    kept = [m for m in candidates if _at_its_host_path(m)]
+    if kept != candidates:
+        _log.info("mounts left out (not mounted at their host path): %s",
+                  [m for m in candidates if m not in kept])
+    _log.warning("%s is not set: passing on the pod's same-path hostPath mounts %s; set it to "
+                 "say which mounts are the service's", SERVICE_MOUNTS_ENV, kept)
+    return kept
+
+
+def _at_its_host_path(mount: str) -> bool:
+    src, _, rest = mount.partition(":")
+    return src == rest.partition(":")[0]
 
 
 # -- the spec ------------------------------------------------------------------------------
@@ -264,6 +340,10 @@ def argparse_help() -> str:
     parser.add_argument("--payload", metavar="DIR",
                         help="host path of the payload directory (default: the image's)")
     parser.add_argument("--service", metavar="NAME", help="unit name (default portworx)")
+    parser.add_argument("--host-access", metavar="MODE", choices=("nsenter", "bus"),
+                        help="nsenter (default: a privileged hostPID pod that installs the "
+                             "host daemon) or bus (Docker Swarm: only the system bus socket, "
+                             "/opt/pwx and /run/pxhostd; pxhostd from the host's package)")
     parser.add_argument("--uninstall", action="store_true",
                         help="uninstall the service (explicit request) and exit")
     parser.add_argument("--wipe", action="store_true",

@@ -15,7 +15,7 @@ import jinja2
 
 from pxhostd.errors import Failed, InvalidSpec
 from pxhostd.paths import Paths
-from pxhostd.payload.manifest import Manifest
+from pxhostd.payload.manifest import PayloadInfo
 from pxhostd.render.escape import FILTERS, UnitText, env_file_line
 from pxhostd.render.names import env_file_name
 from pxhostd.spec import rules
@@ -80,7 +80,9 @@ def _check_release_root(release_root: str) -> str:
     return root
 
 
-def render_units(spec: Spec, manifest: Manifest, release_root: str, paths: Paths) -> dict[str, str]:
+def render_units(
+    spec: Spec, manifest: PayloadInfo, release_root: str, paths: Paths
+) -> dict[str, str]:
     """Unit file name -> text for the service (and its reboot hook if the payload asks)."""
     root = _check_release_root(release_root)
     common: dict[str, object] = {
@@ -96,6 +98,7 @@ def render_units(spec: Spec, manifest: Manifest, release_root: str, paths: Paths
         "exec_words": [posixpath.join(root, manifest.exec[0]), *manifest.exec[1:], *spec.args],
         "env_file": str(paths.unit_dir / env_file) if env_file else "",
         "mounts": list(spec.mounts),
+        "releases_dir": str(paths.releases_dir),
     })
     if env_file is not None:
         units[env_file] = ENV_FILE_HEADER + "".join(

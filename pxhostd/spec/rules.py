@@ -26,6 +26,9 @@ MAX_COMPONENT = 255
 #: Characters refused in paths: unit-file syntax (quotes, backslash, whitespace), specifiers
 #: (`%`), the mount separator (`:`), and shell/glob meta that no sane host path needs.
 _PATH_FORBIDDEN = frozenset("\"'\\%:;$`*?[]{}<>|&!#")
+#: Printable ASCII without whitespace or a forbidden character: the common case, checked
+#: in one regex match (a 100,000-entry manifest has that many paths).
+_PLAIN_ASCII_PATH = re.compile(r"[A-Za-z0-9._+,=@^~()/-]{1," + str(MAX_PATH) + "}")
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _UNIT_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -98,6 +101,10 @@ def check_text(field: str, value: object, max_len: int, err: type[InvalidSpec]) 
 
 
 def _check_path_chars(field: str, path: str, err: type[InvalidSpec]) -> None:
+    if _PLAIN_ASCII_PATH.fullmatch(path) and all(
+        len(part) <= MAX_COMPONENT for part in path.split("/")
+    ):
+        return
     if len(path) > MAX_PATH:
         raise err(f"{field}: path too long ({len(path)} characters, at most {MAX_PATH})")
     for ch in path:

@@ -4,6 +4,12 @@ A readiness file alone goes stale (kata-deploy reverted such a probe), so the pr
 four things: the file says READY=1, its heartbeat is fresh (the daemon is alive), it was
 written in this boot (not a leftover), and the payload's own health URL answers. It needs
 only the status file: the health URL is in it. Wired as `pxhostctl probe`.
+
+In the pod (`pxhostctl probe --pod`) a fifth: the host runs *this pod's* spec. The pod's
+submission record (pxhostd.status.submission) must exist, say the submission succeeded,
+and name the spec digest and release that the status file reports applied. So a new pod
+is not ready before its own submission has finished, nor after it failed, nor while the
+host still runs what an older pod asked for.
 """
 
 from __future__ import annotations
@@ -30,6 +36,12 @@ from pxhostd.status.statusfile import (
     current_boot_id,
     one_line,
     read_status,
+)
+from pxhostd.status.submission import (
+    POD_SUBMISSION,
+    Submission,
+    SubmissionResult,
+    read_submission,
 )
 
 #: The health URL must answer within this many seconds (the kubelet's probe timeout
@@ -129,6 +141,25 @@ def judge(
     return ProbeResult(True, one_line(status.status or "ready"))
 
 
+def judge_submission(status: Status, sub: Submission | None) -> ProbeResult:
+    """Does the host run what this pod submitted? Pure."""
+    if sub is None:
+        return ProbeResult(False, "this pod has not finished submitting its spec")
+    if sub.result is not SubmissionResult.DONE:
+        return ProbeResult(False, one_line(f"this pod's submission failed: {sub.message}"))
+    if status.spec_digest != sub.spec_digest:
+        return ProbeResult(
+            False,
+            f"the host runs another spec ({status.spec_digest or 'none'}, this pod's is "
+            f"{sub.spec_digest})",
+        )
+    if sub.release and status.release != sub.release:
+        return ProbeResult(
+            False, f"the host runs release {status.release or 'none'}, this pod's is {sub.release}"
+        )
+    return ProbeResult(True, "this pod's spec is applied")
+
+
 def probe(
     status_path: Path,
     *,
@@ -138,8 +169,12 @@ def probe(
     health_timeout: float = DEFAULT_HEALTH_TIMEOUT,
     now: float | None = None,
     boot_id: str | None = None,
+    submission: Path | None = None,
 ) -> ProbeResult:
-    """Is the node ready? `now` and `boot_id` default to the real clock and boot."""
+    """Is the node ready? `now` and `boot_id` default to the real clock and boot.
+
+    `submission`: the pod's record; when given, the host must run that spec too.
+    """
     try:
         status = read_status(status_path)
     except StatusUnavailable as exc:
@@ -155,6 +190,14 @@ def probe(
         boot_id=current,
         check_pid=check_pid,
     )
+    if result.ok and submission is not None:
+        try:
+            record = read_submission(submission)
+        except StatusUnavailable as exc:
+            return ProbeResult(False, str(exc))
+        mine = judge_submission(status, record)
+        if not mine.ok:
+            return mine
     if not result.ok or not check_health or not status.health_url:
         return result
     health = check_health_url(status.health_url, health_timeout)
@@ -179,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-health", action="store_true", help="skip the health URL")
     parser.add_argument("--check-pid", action="store_true",
                         help="also require the daemon's pid to be alive (needs hostPID)")
+    parser.add_argument("--pod", action="store_true",
+                        help="in the pod: the host must run this pod's submitted spec "
+                             f"(its record, {POD_SUBMISSION})")
+    parser.add_argument("--submission", type=Path, default=None, metavar="FILE",
+                        help="the pod's submission record (implies --pod)")
     return parser
 
 
@@ -196,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_health=not args.no_health,
         check_pid=args.check_pid,
         health_timeout=args.health_timeout,
+        submission=args.submission or (POD_SUBMISSION if args.pod else None),
     )
     print(f"{'ready' if result.ok else 'not ready'}: {one_line(result.reason)}")
     sys.stdout.flush()

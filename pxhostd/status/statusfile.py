@@ -48,6 +48,10 @@ KEYS = (
     "LAST_ERROR",
     "HEALTH_URL",
 )
+#: Keys added later: written always, read as "" when absent (a file of an older daemon).
+#: SPEC_DIGEST is the digest of the applied spec (pxhostd.spec.digest), RELEASE the
+#: release it runs; a pod's probe compares them with what it submitted.
+OPTIONAL_KEYS = ("SPEC_DIGEST", "RELEASE")
 _KEY_RE = re.compile(r"[A-Z][A-Z0-9_]*")
 _log = logging.getLogger(__name__)
 
@@ -88,6 +92,10 @@ class Status:
     service_state: str = ""
     last_error: str = ""
     health_url: str = ""
+    #: Digest of the applied spec ("" when nothing is applied).
+    spec_digest: str = ""
+    #: Release id the service runs (version + payload digest prefix; "" when none).
+    release: str = ""
     # Stamped by StatusFile.write:
     generation: int = 0
     boot_id: str = ""
@@ -154,7 +162,7 @@ def unescape_value(text: str) -> str:
 
 
 def format_status(status: Status) -> str:
-    """The file's text: every key of KEYS, in that order, one per line."""
+    """The file's text: every key of KEYS and OPTIONAL_KEYS, in that order, one per line."""
     values = {
         "READY": "1" if status.ready else "0",
         "STATUS": status.status,
@@ -167,8 +175,10 @@ def format_status(status: Status) -> str:
         "HEARTBEAT": f"{status.heartbeat:.6f}",
         "LAST_ERROR": status.last_error,
         "HEALTH_URL": status.health_url,
+        "SPEC_DIGEST": status.spec_digest,
+        "RELEASE": status.release,
     }
-    return "".join(f"{key}={escape_value(values[key])}\n" for key in KEYS)
+    return "".join(f"{key}={escape_value(values[key])}\n" for key in (*KEYS, *OPTIONAL_KEYS))
 
 
 def parse_pairs(text: str) -> dict[str, str]:
@@ -213,6 +223,8 @@ def parse_status(text: str) -> Status:
         service_state=pairs["SERVICE_STATE"],
         last_error=pairs["LAST_ERROR"],
         health_url=pairs["HEALTH_URL"],
+        spec_digest=pairs.get("SPEC_DIGEST", ""),
+        release=pairs.get("RELEASE", ""),
         generation=generation,
         boot_id=pairs["BOOT_ID"],
         pid=pid,

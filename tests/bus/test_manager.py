@@ -17,6 +17,7 @@ from pxhostd.bus.client import PxClient, raise_for_result
 from pxhostd.bus.names import BUS_NAME, MANAGER_INTERFACE, OBJECT_PATH
 from pxhostd.daemon.service import Daemon, DaemonOptions
 from pxhostd.errors import Busy, InvalidOptions, InvalidSpec, NotInstalled, RolledBack
+from pxhostd.log import REDACTED
 from pxhostd.paths import Paths
 
 SPEC = {"payload": "/opt/demo/payload", "args": ["-c", "cluster1"], "env": {"A": "1"}}
@@ -256,6 +257,21 @@ def test_status_file_is_not_ready_while_an_operation_runs(
             await asyncio.sleep(0.2)
             status = read_status(status_path)
             assert status.state == "idle" and status.ready is True
+            client.close()
+
+    run(body)
+
+
+def test_get_spec_never_shows_a_secret(dbus_address: str, state_root: Path) -> None:
+    """GetSpec is open to every bus user: secret-looking env values come back redacted."""
+
+    async def body() -> None:
+        async with running_daemon(dbus_address, state_root):
+            client = await PxClient.connect(dbus_address)
+            spec = {**SPEC, "env": {"PX_TOKEN": "s3cret", "PX_KVDB_USERPWD": "u:p", "A": "1"}}
+            raise_for_result(await client.wait(await client.install(spec), 10))
+            shown = await client.get_spec()
+            assert shown["env"] == {"A": "1", "PX_KVDB_USERPWD": REDACTED, "PX_TOKEN": REDACTED}
             client.close()
 
     run(body)

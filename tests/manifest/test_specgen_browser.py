@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubelet_expand import container_as_run
 from specgen_helpers import ServerProcess, arg_after, container, load_docs, one, validate_all
 
 pytestmark = pytest.mark.browser
@@ -152,8 +153,8 @@ def test_fill_the_form_submit_and_get_valid_yaml(
     assert arg_after(args, "-k") == ["etcd://10.1.0.1:2379,etcd://10.1.0.2:2379"]
     assert arg_after(args, "-s") == ["/dev/sdb", "/dev/sdc"] and "-f" in args
     assert arg_after(args, "-d") == ["eth1"]
-    env = {e["name"]: e.get("value") for e in container(ds)["env"]}
-    assert env["NOTE"] == "a, b {{x}} $(y)"
+    env = container_as_run(container(ds), one(docs, "Secret")["stringData"])["env"]
+    assert env["NOTE"] == "a, b {{x}} $(y)"  # as the pod gets it, after the kubelet's expansion
     assert one(docs, "Secret")["stringData"]["kvdb-userpwd"] == "root:p&ss=w%rd"
     assert "tolerations" in ds["spec"]["template"]["spec"]
 

@@ -1,11 +1,13 @@
 """Injection attempts in every parameter: the YAML parses to the intended objects, values intact,
 or the request is refused with a message naming the parameter (when the type forbids the value).
+Container values are compared as the process gets them, after the kubelet's expansion.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import posixpath
 import unicodedata
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +16,8 @@ from urllib.parse import urlencode
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from specgen_helpers import ServerProcess, arg_after, container, env_entry, load_docs, one
+from kubelet_expand import container_as_run
+from specgen_helpers import ServerProcess, arg_after, by_kind, container, env_entry, load_docs, one
 
 from pxhostd.errors import InvalidSpec
 from pxhostd.manifest.model import build_objects, render_yaml
@@ -30,6 +33,9 @@ PAYLOADS = {
     "percent": "100%s%n%%",
     "shell": "$(reboot)`id`;rm -rf /",
     "shell-tight": "$(reboot)",
+    "kubelet-ref": "$(PXHOSTD_NODE_NAME)",
+    "kubelet-escape": "$$(X)$$",
+    "dollar-end": "a$",
     "comment": "a #b",
     "hash-tight": "#b",
     "unicode": "ünï©ødé ☃ \u202e",
@@ -56,9 +62,15 @@ def _secret(key: str) -> Callable[[Docs], str]:
     return lambda docs: str(one(docs, "Secret", n.SECRET)["stringData"][key])
 
 
+def _as_run(docs: Docs) -> dict[str, Any]:
+    secrets = by_kind(docs, "Secret")
+    data = secrets[0]["stringData"] if secrets else {}
+    return container_as_run(container(one(docs, "DaemonSet")), data)
+
+
 def _arg(flag: str) -> Callable[[Docs], str]:
     def find(docs: Docs) -> str:
-        values = arg_after(container(one(docs, "DaemonSet"))["args"], flag)
+        values = arg_after(_as_run(docs)["args"], flag)
         assert len(values) == 1, values
         return values[0]
 
@@ -66,12 +78,13 @@ def _arg(flag: str) -> Callable[[Docs], str]:
 
 
 def _env(name: str) -> Callable[[Docs], str]:
-    return lambda docs: str(env_entry(one(docs, "DaemonSet"), name)["value"])
+    return lambda docs: str(_as_run(docs)["env"][name])
 
 
 ANYTHING = "anything"  # every payload must arrive intact
 NO_CONTROL = "no-control"  # intact unless it holds a control character (newline)
 NO_SPACE = "no-space"  # intact unless it holds whitespace (paths, URLs)
+HOST_DIR = "host-dir"  # as NO_SPACE, and no ':' or '%' (a spec mount cannot carry them)
 WORD = "word"  # names (interface, image, namespace): intact only if letters and digits
 TYPED = "typed"  # booleans, versions, choices: every payload is refused
 
@@ -99,9 +112,12 @@ CASES: dict[str, tuple[Callable[[str], str], str, Callable[[Docs], str] | None]]
     "px": (lambda x: "px/pxhostd" + x, WORD, lambda d: container(one(d, "DaemonSet"))["image"]),
     "st": (lambda x: "k8s" + x, WORD, _arg("-secret_type")),
     "ns": (lambda x: "px" + x, WORD, lambda d: one(d, "DaemonSet")["metadata"]["namespace"]),
+    "kubelet": (lambda x: "/k/" + x, HOST_DIR,
+                lambda d: _as_run(d)["env"][n.ENV_SERVICE_MOUNTS].split(":")[0]),
     "type": (lambda x: "oci" + x, TYPED, None),
     "stork": (lambda x: "false" + x, TYPED, None),
     "coreos": (lambda x: "no" + x, TYPED, None),
+    "platform": (lambda x: "kubernetes" + x, TYPED, None),
 }
 
 # The value as it must land (list parameters are CSV-quoted on the way in).
@@ -123,6 +139,11 @@ def _expect_intact(rule: str, payload: str) -> bool:
         return not any(unicodedata.category(ch) == "Cc" for ch in payload)
     if rule == NO_SPACE:
         return not any(ch.isspace() for ch in payload)
+    if rule == HOST_DIR:
+        path = "/k/" + payload
+        return not any(ch.isspace() or ch in ":%" for ch in payload) and (
+            posixpath.normpath(path) == path
+        )
     if rule == WORD:
         return payload.isascii() and payload.isalnum() and payload.islower()
     return False

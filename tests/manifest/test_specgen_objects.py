@@ -17,6 +17,8 @@ from specgen_helpers import (
     validate_all,
 )
 
+from pxhostd import __version__
+from pxhostd.errors import InvalidSpec
 from pxhostd.manifest.model import build_objects, render_yaml
 from pxhostd.manifest.model import names as n
 from pxhostd.manifest.params import parse_params
@@ -74,9 +76,47 @@ def test_committed_daemonset_example_is_what_the_generator_produces() -> None:
 
 def test_object_kinds_and_order() -> None:
     kinds = [d["kind"] for d in docs_for(FULL)]
-    assert kinds == ["ServiceAccount", "Secret", "ClusterRole", "ClusterRoleBinding", "Service",
-                     "DaemonSet"]
-    assert "Secret" not in [d["kind"] for d in docs_for([])]
+    assert kinds == ["Namespace", "ServiceAccount", "Secret", "ClusterRole",
+                     "ClusterRoleBinding", "Service", "DaemonSet"]
+    assert [d["kind"] for d in docs_for([])] == ["ServiceAccount", "Service", "DaemonSet"]
+
+
+def test_a_namespace_of_our_own_comes_with_the_manifest() -> None:
+    docs = docs_for([("ns", "portworx")])
+    ns = one(docs, "Namespace")
+    assert ns["metadata"]["name"] == "portworx"
+    # A privileged hostPID pod must be admitted there (Pod Security Admission).
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"} == {
+        "portworx"
+    }
+    assert by_kind(docs_for([]), "Namespace") == []  # kube-system always exists
+
+
+def test_header_records_version_and_parameters_without_secrets() -> None:
+    text = render_yaml(parse_params(FULL))
+    header = text.split("\n---\n", 1)[0]
+    (line,) = [ln for ln in header.splitlines() if ln.startswith("# Parameters: ")]
+    assert "pxhostd " + __version__ in header
+    for shown in ('c="prod-1"', 's="/dev/sdb,/dev/sdc"', 'f="true"', 'ns="portworx"',
+                  'pwd="<redacted>"', 't="<redacted>"', 'acl="<redacted>"',
+                  'e="PX_HTTP_PROXY=http://proxy:3128,REGISTRY_PASS=<redacted>"'):
+        assert shown in line, shown
+    for secret in ("root:pw", "tok-456", "acl-123", "hunter2"):
+        assert secret not in header
+    assert "# Parameters: (all defaults)" in render_yaml(parse_params([]))
+
+
+def test_kubelet_root_is_a_parameter() -> None:
+    ds = one(docs_for([("kubelet", "/data/kubelet")]), "DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    (vol,) = [v for v in pod["volumes"] if v["name"] == "kubelet"]
+    (mount,) = [m for m in container(ds)["volumeMounts"] if m["name"] == "kubelet"]
+    assert vol["hostPath"] == {"path": "/data/kubelet", "type": "Directory"}
+    assert mount["mountPath"] == "/data/kubelet"
+    assert env_entry(ds, n.ENV_SERVICE_MOUNTS)["value"] == "/data/kubelet:/var/lib/osd"
+    with pytest.raises(InvalidSpec, match="kubelet: expected a normalised"):
+        parse_params([("kubelet", "/data/../kubelet")])
 
 
 def test_daemonset_essentials() -> None:
@@ -92,7 +132,10 @@ def test_daemonset_essentials() -> None:
     c = container(ds)
     assert c["command"] == ["pxhostd-pod"]
     assert c["securityContext"] == {"privileged": True}
-    assert c["readinessProbe"]["exec"]["command"] == ["pxhostctl", "probe"]
+    assert c["readinessProbe"]["exec"]["command"] == ["pxhostctl", "probe", "--pod"]
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    service_mounts = env_entry(ds, n.ENV_SERVICE_MOUNTS)["value"].split(":")
+    assert service_mounts == ["/var/lib/kubelet", "/var/lib/osd"]
     assert "livenessProbe" not in c  # a pod restart cannot heal the payload (see docs)
     labels = ds["spec"]["template"]["metadata"]["labels"]
     assert ds["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -178,33 +221,24 @@ def test_secrets_live_only_in_the_secret() -> None:
     }
 
 
-def test_rbac_is_minimal() -> None:
+def test_rbac_is_only_what_the_pod_uses() -> None:
+    """The pod makes no Kubernetes API call (it talks to pxhostd over the system bus)."""
     docs = docs_for([])
+    assert by_kind(docs, "ClusterRole") == [] and by_kind(docs, "ClusterRoleBinding") == []
+
+
+def test_openshift_adds_only_the_privileged_scc() -> None:
+    docs = docs_for([("osft", "true")])
     role = one(docs, "ClusterRole")
-    grants = {(r["apiGroups"][0], res, verb)
-              for r in role["rules"] for res in r["resources"] for verb in r["verbs"]}
-    assert grants == {
-        ("", "nodes", "get"), ("", "nodes", "list"), ("", "nodes", "watch"),
-        ("", "nodes", "patch"), ("", "pods", "get"), ("", "pods", "list"),
-        ("", "persistentvolumeclaims", "get"), ("", "persistentvolumeclaims", "list"),
-        ("", "persistentvolumes", "get"), ("", "persistentvolumes", "list"),
-        ("", "pods/eviction", "create"),
-    }
+    assert role["rules"] == [{
+        "apiGroups": ["security.openshift.io"], "resources": ["securitycontextconstraints"],
+        "verbs": ["use"], "resourceNames": ["privileged"],
+    }]
     binding = one(docs, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": n.SERVICE_ACCOUNT, "namespace": "kube-system"}
     ]
-
-
-def test_openshift_adds_only_the_privileged_scc() -> None:
-    base = one(docs_for([]), "ClusterRole")["rules"]
-    rules = one(docs_for([("osft", "true")]), "ClusterRole")["rules"]
-    assert rules[: len(base)] == base
-    assert rules[len(base):] == [{
-        "apiGroups": ["security.openshift.io"], "resources": ["securitycontextconstraints"],
-        "verbs": ["use"], "resourceNames": ["privileged"],
-    }]
 
 
 def test_service_selects_every_pxhostd_pod() -> None:

@@ -75,8 +75,16 @@ class Node:
         name: str | None = None,
         log_dir: Path | None = None,
         scratch_parent: Path | None = None,
+        unified_cgroup: bool = False,
+        scratch_binds: Sequence[str] = (),
     ) -> None:
+        """`unified_cgroup`: boot with cgroup2 inside (what podman needs on a hybrid-cgroup
+        machine). `scratch_binds`: node paths that get a fresh directory of the scratch
+        area bound over them instead of the overlay (podman's overlay storage cannot live
+        on an overlayfs)."""
         self.root = Path(root)
+        self.unified_cgroup = unified_cgroup
+        self.scratch_binds = tuple(scratch_binds)
         self.name = name or f"pxnode-{secrets.token_hex(4)}"
         self.log_dir = log_dir or default_log_dir()
         self.console_log = self.log_dir / f"{self.name}.console.log"
@@ -390,8 +398,17 @@ class Node:
             "--resolv-conf=off",
             "--timezone=off",
         ]
+        assert self.scratch is not None
+        for i, node_path in enumerate(self.scratch_binds):
+            source = self.scratch / f"bind-{i}"
+            source.mkdir(exist_ok=True)
+            argv.append(f"--bind={source}:{node_path}")
+        env = dict(os.environ)
+        if self.unified_cgroup:
+            env["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"] = "1"
         self._nspawn = subprocess.Popen(
             argv,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._console,
             stderr=subprocess.STDOUT,

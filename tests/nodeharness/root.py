@@ -11,9 +11,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-node-root"
 
 
-def build_node_root() -> Path:
-    """Return the cached root, building it first if needed (about a minute, once)."""
-    proc = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True)
+def build_node_root(variant: str | None = None) -> Path:
+    """Return the cached root, building it first if needed (about a minute, once).
+
+    `variant`: a root with more packages (`podman`; see scripts/build-node-root).
+    """
+    argv = [str(BUILD_SCRIPT), *(["--variant", variant] if variant else [])]
+    proc = subprocess.run(argv, capture_output=True, text=True)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise NodeRootError(

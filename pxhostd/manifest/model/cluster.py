@@ -1,4 +1,4 @@
-"""Cluster-scoped companions of the DaemonSet: ServiceAccount, RBAC, Secret, Service."""
+"""Companions of the DaemonSet: Namespace, ServiceAccount, RBAC, Secret, Service."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from pxhostd.log import is_secret_name
 from pxhostd.manifest.model import names as n
-from pxhostd.manifest.params import ManifestParams
+from pxhostd.manifest.params import DEFAULT_NAMESPACE, ManifestParams
 
 Obj = dict[str, Any]
 
@@ -17,6 +17,15 @@ def _meta(name: str, namespace: str | None = None) -> Obj:
         meta["namespace"] = namespace
     meta["labels"] = dict(n.COMMON_LABELS)
     return meta
+
+
+def namespace(p: ManifestParams) -> Obj | None:
+    """A namespace of our own is created with the manifest (kube-system always exists)."""
+    if p.namespace == DEFAULT_NAMESPACE:
+        return None
+    meta = _meta(p.namespace)
+    meta["labels"] = {**meta["labels"], **n.NAMESPACE_LABELS}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
 def service_account(p: ManifestParams) -> Obj:
@@ -31,23 +40,26 @@ def _rule(group: str, resources: list[str], verbs: list[str], **extra: list[str]
     return {"apiGroups": [group], "resources": resources, "verbs": verbs, **extra}
 
 
-def cluster_role(p: ManifestParams) -> Obj:
-    """Only what the pod does with the API (see docs/manifest-generator.md, RBAC)."""
-    rules = [
-        # Read its own node's px/enabled and px/service labels, relabel px/enabled=false after
-        # an uninstall, cordon/uncordon around a drain (spec.unschedulable).
-        _rule("", ["nodes"], ["get", "list", "watch", "patch"]),
-        # Find the pods on this node that use Portworx volumes before a drain.
-        _rule("", ["pods"], ["get", "list"]),
-        _rule("", ["persistentvolumeclaims", "persistentvolumes"], ["get", "list"]),
-        # Drain through the Eviction API, so PodDisruptionBudgets are honoured.
-        _rule("", ["pods/eviction"], ["create"]),
-    ]
+def api_rules(p: ManifestParams) -> list[Obj]:
+    """Only what the pod does with the API (see docs/manifest-generator.md, RBAC).
+
+    The pod itself makes no Kubernetes API call: it talks to the host's pxhostd over the
+    system bus. A feature that calls the API adds its rule here, with the call it serves.
+    """
+    rules: list[Obj] = []
     if p.openshift:
         rules.append(
             _rule("security.openshift.io", ["securitycontextconstraints"], ["use"],
                   resourceNames=["privileged"])
         )
+    return rules
+
+
+def cluster_role(p: ManifestParams) -> Obj | None:
+    """The ClusterRole; none when the pod needs no grant at all."""
+    rules = api_rules(p)
+    if not rules:
+        return None
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
@@ -56,7 +68,9 @@ def cluster_role(p: ManifestParams) -> Obj:
     }
 
 
-def cluster_role_binding(p: ManifestParams) -> Obj:
+def cluster_role_binding(p: ManifestParams) -> Obj | None:
+    if not api_rules(p):
+        return None
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",

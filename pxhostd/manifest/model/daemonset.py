@@ -7,6 +7,7 @@ from typing import Any
 
 from pxhostd.log import is_secret_name
 from pxhostd.manifest.model import names as n
+from pxhostd.manifest.model.kubeescape import escape_container
 from pxhostd.manifest.params import ManifestParams
 
 Obj = dict[str, Any]
@@ -22,21 +23,26 @@ class HostMount:
     path_type: str
     read_only: bool = False
     propagation: str | None = None
+    #: Passed on to the storage service as a bind mount (PXHOSTD_SERVICE_MOUNTS); the
+    #: others are the pod's own.
+    for_service: bool = False
 
 
-HOST_MOUNTS: tuple[HostMount, ...] = (
-    HostMount("etc-pwx", "/etc/pwx", "/etc/pwx", "DirectoryOrCreate"),
-    HostMount("opt-pwx", "/opt/pwx", "/opt/pwx", "DirectoryOrCreate"),
-    HostMount("systemd-units", "/etc/systemd/system", "/etc/systemd/system", "Directory"),
-    HostMount("host-proc-ns", "/proc/1/ns", "/host_proc/1/ns", "Directory", read_only=True),
-    HostMount("kubelet", "/var/lib/kubelet", "/var/lib/kubelet", "Directory",
-              propagation="Bidirectional"),
-    HostMount("var-lib-osd", "/var/lib/osd", "/var/lib/osd", "DirectoryOrCreate",
-              propagation="Bidirectional"),
-    # Read-write: the pod takes the host lock (/run/pxhostd/host.lock) there.
-    HostMount("run-pxhostd", "/run/pxhostd", "/run/pxhostd", "DirectoryOrCreate"),
-    HostMount("dbus", "/run/dbus", "/run/dbus", "Directory", read_only=True),
-)
+def host_mounts(p: ManifestParams) -> tuple[HostMount, ...]:
+    return (
+        HostMount("etc-pwx", "/etc/pwx", "/etc/pwx", "DirectoryOrCreate"),
+        HostMount("opt-pwx", "/opt/pwx", "/opt/pwx", "DirectoryOrCreate"),
+        HostMount("systemd-units", "/etc/systemd/system", "/etc/systemd/system", "Directory"),
+        HostMount("host-proc-ns", "/proc/1/ns", "/host_proc/1/ns", "Directory", read_only=True),
+        # At the same path inside, so the service sees the kubelet's paths as they are.
+        HostMount("kubelet", p.kubelet_root, p.kubelet_root, "Directory",
+                  propagation="Bidirectional", for_service=True),
+        HostMount("var-lib-osd", "/var/lib/osd", "/var/lib/osd", "DirectoryOrCreate",
+                  propagation="Bidirectional", for_service=True),
+        # Read-write: the pod takes the host lock (/run/pxhostd/host.lock) there.
+        HostMount("run-pxhostd", "/run/pxhostd", "/run/pxhostd", "DirectoryOrCreate"),
+        HostMount("dbus", "/run/dbus", "/run/dbus", "Directory", read_only=True),
+    )
 
 
 def payload_args(p: ManifestParams, *, zero_storage: bool = False) -> list[str]:
@@ -72,8 +78,10 @@ def _secret_ref(key: str) -> Obj:
 
 
 def pod_env(p: ManifestParams) -> list[Obj]:
+    service_mounts = ":".join(m.mount_path for m in host_mounts(p) if m.for_service)
     env: list[Obj] = [
-        {"name": n.ENV_NODE_NAME, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+        {"name": n.ENV_NODE_NAME, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": n.ENV_SERVICE_MOUNTS, "value": service_mounts},
     ]
     for name, key, value in (
         (n.ENV_KVDB_USERPWD, n.KEY_KVDB_USERPWD, p.etcd_userpwd),
@@ -116,15 +124,16 @@ def _control_plane_tolerations() -> list[Obj]:
 
 
 def _container(p: ManifestParams, args: list[str]) -> Obj:
+    """The pod's container; every `$` the kubelet would expand is escaped (kubeescape)."""
     mounts: list[Obj] = []
-    for m in HOST_MOUNTS:
+    for m in host_mounts(p):
         mount: Obj = {"name": m.name, "mountPath": m.mount_path}
         if m.read_only:
             mount["readOnly"] = True
         if m.propagation is not None:
             mount["mountPropagation"] = m.propagation
         mounts.append(mount)
-    return {
+    return escape_container({
         "name": n.CONTAINER,
         "image": p.image,
         "imagePullPolicy": "IfNotPresent",
@@ -141,13 +150,13 @@ def _container(p: ManifestParams, args: list[str]) -> Obj:
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
         "securityContext": {"privileged": True},
         "volumeMounts": mounts,
-    }
+    })
 
 
-def _volumes() -> list[Obj]:
+def _volumes(p: ManifestParams) -> list[Obj]:
     return [
         {"name": m.name, "hostPath": {"path": m.host_path, "type": m.path_type}}
-        for m in HOST_MOUNTS
+        for m in host_mounts(p)
     ]
 
 
@@ -165,6 +174,7 @@ def daemonset(
         "priorityClassName": "system-node-critical",
         "restartPolicy": "Always",
         "terminationGracePeriodSeconds": 10,
+        "nodeSelector": dict(n.OS_SELECTOR),
         "affinity": {
             "nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {
@@ -173,7 +183,7 @@ def daemonset(
             }
         },
         "containers": [_container(p, payload_args(p, zero_storage=zero_storage))],
-        "volumes": _volumes(),
+        "volumes": _volumes(p),
     }
     if control_plane is not False:
         pod_spec["tolerations"] = _control_plane_tolerations()

@@ -15,8 +15,10 @@ from typing import Any
 import yaml
 
 from pxhostd import __version__
+from pxhostd.log import REDACTED, is_secret_name
 from pxhostd.manifest.model import cluster, daemonset
-from pxhostd.manifest.params import ManifestParams
+from pxhostd.manifest.params import PARAMS, ManifestParams
+from pxhostd.manifest.values import show
 
 Obj = dict[str, Any]
 
@@ -45,6 +47,7 @@ _Dumper.add_representer(str, _represent_str)
 def build_objects(p: ManifestParams) -> list[Obj]:
     """The manifest's objects in apply order."""
     objects: list[Obj | None] = [
+        cluster.namespace(p),
         cluster.service_account(p),
         cluster.secret(p),
         cluster.cluster_role(p),
@@ -61,10 +64,34 @@ def _comment_line(text: str) -> str:
     return ("# " + clean).rstrip()
 
 
+def parameter_text(p: ManifestParams) -> str:
+    """The parameters that differ from the defaults, `name=value` by short name, secrets
+    shown as <redacted>: enough to make this file again (with the secrets)."""
+    default = ManifestParams()
+    items: list[str] = []
+    for param in PARAMS:
+        value = getattr(p, param.field)
+        if value == getattr(default, param.field):
+            continue
+        if param.secret:
+            shown = REDACTED
+        elif param.field == "env":
+            shown = ",".join(f"{k}={REDACTED if is_secret_name(k) else val}" for k, val in value)
+        elif isinstance(value, bool):
+            shown = "true" if value else "false"
+        elif isinstance(value, tuple):
+            shown = ",".join(str(item) for item in value)
+        else:
+            shown = str(value)
+        items.append(f"{param.short}={show(shown, 200)}")
+    return " ".join(items) if items else "(all defaults)"
+
+
 def header_lines(p: ManifestParams) -> list[str]:
     lines = [
         f"pxhostd {__version__}: manifests for pxhostd's node pod (generated; edit the "
         "parameters, not this file).",
+        f"Parameters: {parameter_text(p)}",
         f"Namespace {p.namespace}. Apply with: kubectl apply --server-side -f <this file>",
     ]
     lines += [f"WARNING: {w}" for w in p.warnings]
@@ -84,3 +111,8 @@ def render_yaml(p: ManifestParams) -> str:
     )
     header = "\n".join(_comment_line(line) for line in header_lines(p))
     return header + "\n" + body
+
+
+#: The serializer and the comment helper, shared with the Swarm output (model/swarm.py).
+YamlDumper = _Dumper
+comment_line = _comment_line

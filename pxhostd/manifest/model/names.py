@@ -23,11 +23,16 @@ COMMON_LABELS = {**PART_OF, "app.kubernetes.io/name": "pxhostd"}
 #: Node label honoured by the DaemonSet affinity (old semantics: `false` keeps the pod off;
 #: uninstall/remove/rm still schedule it so the pod can uninstall, then it relabels false).
 ENABLED_LABEL = "px/enabled"
+#: Linux nodes only (the pod enters the host's mount namespace and drives systemd).
+OS_SELECTOR = {"kubernetes.io/os": "linux"}
+#: A namespace of our own must admit a privileged hostPID pod (Pod Security Admission).
+NAMESPACE_LABELS = {"pod-security.kubernetes.io/enforce": "privileged"}
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 
 #: The pod entrypoint and the probe.
 ENTRYPOINT = "pxhostd-pod"
-PROBE_COMMAND = ("pxhostctl", "probe")
+#: `--pod`: ready only when the host runs this pod's spec (docs/status-file.md).
+PROBE_COMMAND = ("pxhostctl", "probe", "--pod")
 
 #: Environment the pod reads besides its args: secrets arrive through these names (from the
 #: Secret, never inline) and the pod hands them to the payload without logging them.
@@ -35,6 +40,8 @@ ENV_KVDB_USERPWD = "PXHOSTD_KVDB_USERPWD"
 ENV_TOKEN = "PXHOSTD_TOKEN"
 ENV_ACL_TOKEN = "PXHOSTD_ACLTOKEN"
 ENV_NODE_NAME = "PXHOSTD_NODE_NAME"
+#: The mount points that are the service's (`:`-separated); the pod passes on only these.
+ENV_SERVICE_MOUNTS = "PXHOSTD_SERVICE_MOUNTS"
 
 #: Keys in the Secret.
 KEY_KVDB_USERPWD = "kvdb-userpwd"

@@ -180,7 +180,7 @@ def test_after_commit_rolls_forward(journal: Journal, extra: tuple[str, ...]) ->
     steps = (j.STEP_STAGE, j.STEP_SWITCH, j.STEP_RESTART, j.STEP_COMMIT, *extra)
     plan = plan_recovery(record_with(journal, j.OP_INSTALL, *steps, preexisting=False))
     assert plan.action is RecoveryAction.ROLL_FORWARD
-    assert plan.remaining == (j.STEP_SAVE_APPLIED, j.STEP_PRUNE)
+    assert plan.remaining == (j.STEP_SAVE_APPLIED,)
     assert plan.undo == ()
 
 
@@ -201,3 +201,18 @@ def test_uninstall_always_rolls_forward(journal: Journal, steps: tuple[str, ...]
     plan = plan_recovery(rec)
     assert plan.action is RecoveryAction.ROLL_FORWARD
     assert plan.remaining == j.UNINSTALL_STEPS
+
+
+@pytest.mark.parametrize("steps", [(), (j.STEP_PRUNE,), (j.STEP_PRUNE, j.STEP_COLLECT)])
+def test_an_interrupted_collection_always_rolls_forward(
+    journal: Journal, steps: tuple[str, ...]
+) -> None:
+    plan = plan_recovery(record_with(journal, j.OP_COLLECT, *steps))
+    assert plan.action is RecoveryAction.ROLL_FORWARD
+    assert plan.remaining == (j.STEP_PRUNE, j.STEP_COLLECT)
+
+
+def test_a_collection_records_only_its_own_steps(journal: Journal) -> None:
+    rec = journal.begin(j.OP_COLLECT, "tx", BEFORE, BEFORE)
+    with pytest.raises(ValueError, match="not a step of a collect operation"):
+        rec.step(j.STEP_SWITCH)

@@ -326,3 +326,13 @@ def test_broken_host_daemon_is_reinstalled(fake_host: Path, image: Path,
     (run,) = [c for c in commands(fake_host) if c[0] == "systemd-run"]
     assert "--reinstall" in run
     assert hostinstall.INSTALL_UNIT in " ".join(run)
+
+
+def test_without_host_pid_the_pod_refuses_first(tmp_path: Path) -> None:
+    """Another PID namespace than the host's: exit with the hostPID advice."""
+    own = Path("/proc/self/ns/pid")
+    other = Path("/proc/self/ns/mnt")  # any other namespace stands in for the host's
+    with pytest.raises(HostStateError, match=r"set `hostPID: true`"):
+        hostprep.check_host_pid(other, own)
+    hostprep.check_host_pid(own, own)  # the same namespace: hostPID is set
+    hostprep.check_host_pid(tmp_path / "missing", own)  # left to the mount check

@@ -6,14 +6,17 @@ import logging
 
 import pytest
 
-from pxhostd.errors import InvalidSpec
-from pxhostd.log import REDACTED
-from pxhostd.pod.mounts import parse_mountinfo
+from pxhostd.errors import HostStateError, InvalidSpec
+from pxhostd.log import REDACTED, is_secret_name
+from pxhostd.pod.mounts import MissingMounts, parse_mountinfo
 from pxhostd.pod.specbuild import (
     DEFAULT_ENDPOINT,
+    SECRET_ENV,
+    SERVICE_MOUNTS_ENV,
     PodOptions,
     UsageError,
     build_spec,
+    declared_service_mounts,
     describe_spec,
     is_dropped_env,
     parse_pod_args,
@@ -128,12 +131,63 @@ POD_MOUNTINFO = """\
 108 100 8:1 /var/lib/kubelet /var/lib/kubelet rw - ext4 /dev/sda1 rw
 109 100 8:1 /srv/data /data ro - ext4 /dev/sda1 rw
 110 100 8:1 /etc/hosts /etc/hosts rw - ext4 /dev/sda1 rw
-"""
+111 100 0:30 /containers/storage/overlay-containers/c0ffee/userdata/.containerenv \
+/run/.containerenv rw - tmpfs tmpfs rw
+112 100 8:1 /var/lib/kubelet/pods/p1/containers/px/0 /dev/termination-log rw - ext4 /dev/sda1 rw
+113 100 8:1 /var/lib/containers/storage/overlay-containers/c0ffee/userdata/hosts \
+/etc/hosts rw - ext4 /dev/sda1 rw
+114 100 8:1 /var/lib/osd /var/lib/osd rw - ext4 /dev/sda1 rw
+115 100 0:60 / /var/run/secrets/kubernetes.io/serviceaccount ro - tmpfs tmpfs rw
+""".replace("\\\n", "")
+HOST_MOUNTINFO_RUN = HOST_MOUNTINFO + "40 22 0:30 / /run rw shared:5 - tmpfs tmpfs rw\n"
 
 
-def test_mounts_keep_the_users_and_drop_the_pods_own() -> None:
-    mounts = spec_mounts(parse_mountinfo(POD_MOUNTINFO), parse_mountinfo(HOST_MOUNTINFO))
-    assert mounts == ["/srv/data:/data:ro", "/var/lib/kubelet:/var/lib/kubelet"]
+def test_declared_mounts_are_exactly_the_services() -> None:
+    pod = parse_mountinfo(POD_MOUNTINFO)
+    host = parse_mountinfo(HOST_MOUNTINFO_RUN)
+    declared = declared_service_mounts({SERVICE_MOUNTS_ENV: "/var/lib/kubelet:/data"})
+    assert declared == ["/var/lib/kubelet", "/data"]
+    assert spec_mounts(pod, host, declared) == [
+        "/var/lib/kubelet:/var/lib/kubelet",
+        "/srv/data:/data:ro",
+    ]
+    assert spec_mounts(pod, host, []) == []
+    assert declared_service_mounts({}) is None
+
+
+def test_a_declared_mount_that_is_missing_is_named() -> None:
+    pod = parse_mountinfo(POD_MOUNTINFO)
+    with pytest.raises(MissingMounts, match="/var/cores, /mnt/x"):
+        spec_mounts(pod, None, ["/var/lib/osd", "/var/cores", "/mnt/x"])
+
+
+def test_a_declared_mount_on_a_runtime_tmpfs_is_refused() -> None:
+    pod = parse_mountinfo(POD_MOUNTINFO)
+    with pytest.raises(HostStateError, match="must be a hostPath"):
+        spec_mounts(pod, parse_mountinfo(HOST_MOUNTINFO),
+                    ["/var/run/secrets/kubernetes.io/serviceaccount"])
+
+
+def test_without_a_declaration_runtime_injections_never_reach_the_service() -> None:
+    """An older DaemonSet: only mounts at their own host path; never what a runtime adds."""
+    mounts = spec_mounts(parse_mountinfo(POD_MOUNTINFO), parse_mountinfo(HOST_MOUNTINFO_RUN))
+    assert mounts == ["/var/lib/kubelet:/var/lib/kubelet", "/var/lib/osd:/var/lib/osd"]
+    for injected in ("/run/.containerenv", "/dev/termination-log", "/etc/hosts", "/data"):
+        assert not any(m.split(":")[1] == injected for m in mounts)
+
+
+def test_secrets_reach_the_service_env_under_their_documented_names() -> None:
+    env = spec_env({"PXHOSTD_TOKEN": "t$(x)", "PXHOSTD_KVDB_USERPWD": "u:p",
+                    "PXHOSTD_ACLTOKEN": "acl", "PXHOSTD_NODE_NAME": "n1", "A": "1"})
+    assert env == {"PX_TOKEN": "t$(x)", "PX_KVDB_USERPWD": "u:p", "PX_ACLTOKEN": "acl",
+                   "A": "1"}
+    assert set(SECRET_ENV.values()) == {"PX_TOKEN", "PX_KVDB_USERPWD", "PX_ACLTOKEN"}
+    assert all(is_secret_name(name) for name in SECRET_ENV.values())
+
+
+def test_a_secret_set_twice_is_refused() -> None:
+    with pytest.raises(InvalidSpec, match="PX_TOKEN is set both"):
+        spec_env({"PXHOSTD_TOKEN": "a", "PX_TOKEN": "b"})
 
 
 def test_built_spec_validates_and_keeps_order() -> None:

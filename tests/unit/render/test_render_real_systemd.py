@@ -39,8 +39,14 @@ try:
         writable = True
 except OSError:
     writable = False
+try:
+    with open(sys.argv[0], "a"):
+        release_writable = True
+except OSError:
+    release_writable = False
 result = {{
     "argv": sys.argv,
+    "release_writable": release_writable,
     "env": dict(os.environ),
     "rw_marker": open(os.path.join({rw!r}, "marker")).read(),
     "ro_marker": open(ro).read(),
@@ -98,7 +104,8 @@ def test_rendered_unit_runs_with_exact_argv_env_and_mounts(tmp_path: Path) -> No
         "name": "dump", "version": "1", "exec": ["bin/dump", "--fixed=%p $USER"],
         "files": {"bin/dump": hashlib.sha256(program.read_bytes()).hexdigest()},
     })
-    paths = Paths(templates_dir=REPO / "templates", unit_dir=tmp_path / "unit-dir")
+    paths = Paths(templates_dir=REPO / "templates", unit_dir=tmp_path / "unit-dir",
+                  releases_dir=release)
     rendered = render_units(spec, manifest, str(release), paths)
     text = rendered["pxrender-roundtrip.service"]
     # The environment lives in its own root-only file, read by systemd's own parser.
@@ -122,3 +129,5 @@ def test_rendered_unit_runs_with_exact_argv_env_and_mounts(tmp_path: Path) -> No
     assert result["rw_marker"] == "rw-source"
     assert result["ro_marker"] == "ro-source"
     assert result["ro_writable"] is False
+    # ReadOnlyPaths= of the releases directory: the service cannot change its own files.
+    assert result["release_writable"] is False

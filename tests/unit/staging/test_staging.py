@@ -127,47 +127,38 @@ def test_stage_unchanged_even_when_the_payload_dir_is_gone(
     assert not releases.stage(payload, "r1", files).changed
 
 
-@pytest.mark.parametrize("damage", ["content", "extra-file", "missing-file", "exec-bit"])
-def test_corrupt_release_is_replaced_atomically(
+@pytest.mark.parametrize("damage", ["content", "extra-file", "missing-file", "writable"])
+def test_check_finds_every_kind_of_damage(
     tmp_path: Path, releases: Releases, damage: str
 ) -> None:
     payload, files = make_payload(tmp_path, "1.0")
     staged = releases.stage(payload, "r1", files).path
-    releases.switch("r1")
+    assert releases.check("r1", files) == []
+    target = staged / "etc/defaults.json"
     if damage == "content":
-        (staged / "bin/px").write_text("#!/bin/sh\nexit 1\n")
+        target.chmod(0o644)
+        target.write_text("tampered\n")
+        target.chmod(0o444)
     elif damage == "extra-file":
         (staged / "bin/intruder").write_text("x")
     elif damage == "missing-file":
-        (staged / "etc/defaults.json").unlink()
+        target.unlink()
     else:
-        (staged / "bin/px").chmod(0o644)
-    assert releases.verify("r1", files) is (damage == "exec-bit")
-    result = releases.stage(payload, "r1", files)
-    assert result.changed
-    assert releases.verify("r1", files)
-    assert os.stat(result.path / "bin/px").st_mode & stat.S_IXUSR
-    assert releases.current() == "r1"
-    assert releases.list() == ["r1"]
-    assert temp_leftovers(releases.releases_dir) == []
+        target.chmod(0o666)
+    problems = releases.check("r1", files)
+    assert len(problems) == 1, problems
+    assert not releases.verify("r1", files)
 
 
-def test_corrupt_release_is_replaced_without_rename_exchange(
-    tmp_path: Path, releases: Releases, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Filesystems without RENAME_EXCHANGE get the two-rename fallback."""
-    import pxhostd.payload.staging as staging
-
-    def no_exchange(a: Path, b: Path) -> None:
-        raise HostStateError("cannot exchange: Invalid argument")
-
-    monkeypatch.setattr(staging, "exchange_paths", no_exchange)
+def test_stage_of_a_release_on_disk_reads_nothing(tmp_path: Path, releases: Releases) -> None:
+    """Switching back to a release still on disk never re-hashes it."""
     payload, files = make_payload(tmp_path, "1.0")
-    staged = releases.stage(payload, "r1", files).path
-    (staged / "bin/px").write_text("damaged")
-    assert releases.stage(payload, "r1", files).changed
-    assert releases.verify("r1", files)
-    assert temp_leftovers(releases.releases_dir) == []
+    releases.stage(payload, "r1", files)
+    for rel in files:
+        (payload / rel).unlink()  # reading any of them now would fail
+    again = releases.stage(payload, "r1", files)
+    assert not again.changed
+    assert again.imported == 0
 
 
 def test_a_file_in_the_way_of_a_release_is_replaced(tmp_path: Path, releases: Releases) -> None:
@@ -263,4 +254,83 @@ def test_sweep_removes_what_an_interrupted_removal_leaves(
     os.rename(releases.path("r1"), releases.releases_dir / f"{TEMP_PREFIX}r1.1.dead")
     assert releases.list() == []
     assert len(releases.sweep()) == 1
-    assert list(releases.releases_dir.iterdir()) == []
+    assert [e.name for e in releases.releases_dir.iterdir()] == [".store"]
+
+
+def test_releases_share_objects_and_an_upgrade_imports_only_what_changed(
+    tmp_path: Path, releases: Releases
+) -> None:
+    payload, files = make_payload(tmp_path, "1.0")
+    first = releases.stage(payload, "r1", files)
+    assert (first.files, first.imported) == (3, 3)
+    (payload / "etc/defaults.json").write_text("changed\n")
+    files2 = {**files, "etc/defaults.json": hashlib.sha256(b"changed\n").hexdigest()}
+    second = releases.stage(payload, "r2", files2)
+    assert (second.files, second.imported, second.imported_bytes) == (3, 1, 8)
+    r1, r2 = releases.path("r1"), releases.path("r2")
+    assert os.stat(r1 / "bin/px").st_ino == os.stat(r2 / "bin/px").st_ino
+    assert os.stat(r1 / "bin/px").st_nlink == 3  # two releases and the store
+    assert os.stat(r1 / "etc/defaults.json").st_ino != os.stat(r2 / "etc/defaults.json").st_ino
+    for rel in files:
+        mode = stat.S_IMODE(os.stat(r2 / rel).st_mode)
+        assert mode in (0o444, 0o555), (rel, oct(mode))
+    assert releases.check("r1", files) == [] and releases.check("r2", files2) == []
+
+
+def test_collect_removes_only_what_no_release_links(tmp_path: Path, releases: Releases) -> None:
+    payload, files = make_payload(tmp_path, "1.0")
+    releases.stage(payload, "r1", files)
+    (payload / "etc/defaults.json").write_text("changed\n")
+    files2 = {**files, "etc/defaults.json": hashlib.sha256(b"changed\n").hexdigest()}
+    releases.stage(payload, "r2", files2)
+    releases.switch("r2")
+    assert releases.collect().objects == 0
+    releases.prune(keep=set())
+    result = releases.collect()
+    assert (result.objects, result.bytes) == (1, len(b'{"version": "1.0"}\n'))
+    assert releases.check("r2", files2) == []
+    assert releases.collect().objects == 0
+
+
+def test_a_failed_import_leaves_no_object_and_no_release(
+    tmp_path: Path, releases: Releases
+) -> None:
+    payload, files = make_payload(tmp_path, "1.0")
+    (payload / "share/doc/a/b/README").write_text("tampered\n")
+    with pytest.raises(InvalidPayload) as info:
+        releases.stage(payload, "r1", files)
+    assert hashlib.sha256(b"tampered\n").hexdigest()[:12] not in str(info.value)
+    assert releases.list() == []
+    assert temp_leftovers(releases.releases_dir) == []
+    assert [p for p in releases.store.objects.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize("swap", ["symlink", "fifo"])
+def test_a_file_swapped_between_stat_and_open_is_refused(
+    tmp_path: Path, releases: Releases, monkeypatch: pytest.MonkeyPatch, swap: str
+) -> None:
+    """The race the descriptor-based import closes: lstat says file, open finds a link."""
+    from pxhostd.payload.safeopen import PayloadDir
+
+    payload, files = make_payload(tmp_path, "1.0")
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"root only\n")
+    real_stat = PayloadDir.stat
+
+    def stat_then_swap(self: PayloadDir, rel: str) -> os.stat_result:
+        st = real_stat(self, rel)
+        if rel == "etc/defaults.json":
+            target = payload / rel
+            target.unlink()
+            if swap == "symlink":
+                target.symlink_to(secret)
+            else:
+                os.mkfifo(target)
+        return st
+
+    monkeypatch.setattr(PayloadDir, "stat", stat_then_swap)
+    with pytest.raises(InvalidPayload, match=r"etc/defaults\.json") as info:
+        releases.stage(payload, "r1", files)
+    assert hashlib.sha256(b"root only\n").hexdigest()[:12] not in str(info.value)
+    assert releases.list() == []
+    assert temp_leftovers(releases.releases_dir) == []

@@ -16,6 +16,7 @@ from pxhostd.status.statusfile import (
     DEFAULT_MAX_AGE,
     HEARTBEAT_INTERVAL,
     KEYS,
+    OPTIONAL_KEYS,
     DaemonState,
     Status,
     StatusCorrupt,
@@ -86,6 +87,8 @@ def test_malformed_escapes_are_refused(bad: str) -> None:
         service_state=st.text(),
         last_error=st.text(),
         health_url=st.text(),
+        spec_digest=st.text(),
+        release=st.text(),
         generation=st.integers(min_value=0, max_value=2**63),
         boot_id=st.text(),
         pid=st.integers(min_value=0, max_value=2**22),
@@ -94,8 +97,17 @@ def test_malformed_escapes_are_refused(bad: str) -> None:
 )
 def test_format_parse_round_trip(status: Status) -> None:
     text = format_status(status)
-    assert [line.split("=", 1)[0] for line in text.splitlines()] == list(KEYS)
+    assert [line.split("=", 1)[0] for line in text.splitlines()] == [*KEYS, *OPTIONAL_KEYS]
     assert parse_status(text) == status
+
+
+def test_a_file_without_the_later_keys_still_reads() -> None:
+    """An older daemon's file (no SPEC_DIGEST, RELEASE) is read with both empty."""
+    text = "".join(line + "\n" for line in format_status(sample(spec_digest="sha256:ab",
+                                                                 release="1-x")).splitlines()
+                   if line.split("=", 1)[0] in KEYS)
+    back = parse_status(text)
+    assert (back.spec_digest, back.release, back.ready) == ("", "", True)
 
 
 def test_a_value_cannot_inject_a_line(tmp_path: Path) -> None:
@@ -124,6 +136,8 @@ def test_file_text_is_documented_format(tmp_path: Path) -> None:
         "HEARTBEAT=1700000000.250000\n"
         "LAST_ERROR=RolledBack: v3 did not start\n"
         "HEALTH_URL=http://127.0.0.1:9001/v1/cluster/nodehealth\n"
+        "SPEC_DIGEST=\n"
+        "RELEASE=\n"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,13 @@ from pxhostd.status.probe import (
     probe,
 )
 from pxhostd.status.statusfile import DaemonState, Status, StatusFile, current_boot_id
+from pxhostd.status.submission import (
+    Submission,
+    SubmissionResult,
+    format_submission,
+    parse_submission,
+    write_submission,
+)
 
 BOOT = "boot-a"
 REPO = Path(__file__).resolve().parents[3]
@@ -199,3 +207,70 @@ def test_main_exit_codes_and_one_line(tmp_path: Path, health_server: str) -> Non
     assert probe_mod.main(["--status-file", str(path), "--no-health"]) == 0
     assert probe_mod.main(["--status-file", str(tmp_path / "absent")]) == 9
     assert current_boot_id() == sf.read().boot_id
+
+
+# -- in the pod: the host must run this pod's spec -------------------------------------------
+
+DIGEST = "sha256:" + "a" * 64
+OLD_DIGEST = "sha256:" + "b" * 64
+
+
+def record(tmp_path: Path, result: SubmissionResult = SubmissionResult.DONE,
+           digest: str = DIGEST, release: str = "1.1.0-abc", message: str = "done") -> Path:
+    path = tmp_path / "pod" / "submission"
+    write_submission(path, Submission(result, digest, release, "pod:n:1", message))
+    return path
+
+
+def test_pod_probe_wants_its_own_record(tmp_path: Path) -> None:
+    status = write(tmp_path, spec_digest=DIGEST, release="1.1.0-abc")
+    missing = run(status, check_health=False, submission=tmp_path / "none")
+    assert missing == ProbeResult(False, "this pod has not finished submitting its spec")
+    assert run(status, check_health=False, submission=record(tmp_path)).ok
+
+
+def test_pod_probe_fails_while_the_host_runs_an_older_pods_spec(tmp_path: Path) -> None:
+    """The upgrade case: the old version is READY=1, but it is not what this pod asked for."""
+    status = write(tmp_path, spec_digest=OLD_DIGEST, release="1.0.0-def")
+    result = run(status, check_health=False, submission=record(tmp_path))
+    assert not result.ok and "another spec" in result.reason
+    same_spec = write(tmp_path, spec_digest=DIGEST, release="1.0.0-def")
+    result = run(same_spec, check_health=False, submission=record(tmp_path))
+    assert not result.ok and "release 1.0.0-def" in result.reason
+
+
+def test_pod_probe_fails_after_a_failed_submission(tmp_path: Path) -> None:
+    status = write(tmp_path, spec_digest=OLD_DIGEST, release="1.0.0-def")
+    sub = record(tmp_path, SubmissionResult.FAILED, release="",
+                 message="install: failed: RolledBack: 1.1.0 did not start")
+    result = run(status, check_health=False, submission=sub)
+    assert result == ProbeResult(
+        False, "this pod's submission failed: install: failed: RolledBack: 1.1.0 did not start"
+    )
+
+
+def test_pod_probe_still_needs_ready_and_a_fresh_heartbeat(tmp_path: Path) -> None:
+    sub = record(tmp_path)
+    assert not run(write(tmp_path, ready=False, spec_digest=DIGEST, release="1.1.0-abc"),
+                   check_health=False, submission=sub).ok
+    stale = write(tmp_path, heartbeat=NOW - 60, spec_digest=DIGEST, release="1.1.0-abc")
+    assert "old" in run(stale, check_health=False, submission=sub).reason
+
+
+def test_submission_record_round_trips_and_refuses_garbage(tmp_path: Path) -> None:
+    sub = Submission(SubmissionResult.FAILED, DIGEST, "", "pod:n:1", "a\nREADY=1")
+    assert parse_submission(format_submission(sub)) == sub
+    bad = tmp_path / "bad"
+    bad.write_text("RESULT=maybe\nSPEC_DIGEST=\nRELEASE=\nTXID=\nMESSAGE=\n")
+    status = write(tmp_path, spec_digest=DIGEST)
+    result = run(status, check_health=False, submission=bad)
+    assert not result.ok and "RESULT" in result.reason
+
+
+def test_main_pod_flag_uses_the_record(tmp_path: Path) -> None:
+    status = write(tmp_path, heartbeat=time.time(), boot_id=current_boot_id(),
+                   spec_digest=DIGEST, release="1.1.0-abc")
+    args = ["--status-file", str(status), "--no-health"]
+    assert probe_mod.main([*args, "--submission", str(tmp_path / "none")]) == 9
+    assert probe_mod.main([*args, "--submission", str(record(tmp_path))]) == 0
+    assert probe_mod.main(args) == 0  # on the host: no record is asked for

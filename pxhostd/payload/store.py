@@ -1,0 +1,119 @@
+"""The content-addressed object store that releases are hardlinked from.
+
+Layout, inside the releases directory so that hardlinks never cross a filesystem:
+
+    .store/objects/<first 2 hex>/<other 62 hex>      a file, mode 0444
+    .store/objects/<first 2 hex>/<other 62 hex>.x    the same content, executable, 0555
+    .store/meta/<release-id>.json                    what the no-op needs (PayloadHeader)
+    .store/meta/<release-id>.yaml                    the payload.yaml that release came from
+
+An object is written once, verified while it was read, and never changed: it is read-only,
+root-owned, and the service unit mounts the whole releases directory read-only. A release
+file *is* its object (the same inode), so removing an object's store name never takes a
+byte away from a release; an object whose link count is 1 is referenced by no release and
+is garbage. That makes collection safe at any instant, crash included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from pxhostd.errors import HostStateError
+from pxhostd.hostfs import fsync_dir, sweep_temp_files
+
+STORE_DIR = ".store"
+_HEX = frozenset("0123456789abcdef")
+
+
+def object_name(digest: str, executable: bool) -> str:
+    """`<aa>/<rest>` or `<aa>/<rest>.x`: the store path of one (content, exec bit)."""
+    digest = digest.lower()
+    if len(digest) != 64 or not set(digest) <= _HEX:
+        raise HostStateError(f"not a sha256 digest: {digest[:70]!r}")
+    return f"{digest[:2]}/{digest[2:]}{'.x' if executable else ''}"
+
+
+def object_mode(executable: bool) -> int:
+    return 0o555 if executable else 0o444
+
+
+@dataclass(frozen=True)
+class CollectResult:
+    objects: int
+    bytes: int
+
+
+class ObjectStore:
+    def __init__(self, releases_dir: Path) -> None:
+        self.root = releases_dir / STORE_DIR
+        self.objects = self.root / "objects"
+        self.meta = self.root / "meta"
+
+    def ensure(self) -> None:
+        for d in (self.root, self.objects, self.meta):
+            if not d.is_dir():
+                d.mkdir(mode=0o755, exist_ok=True)
+                fsync_dir(d.parent)
+
+    def path(self, digest: str, executable: bool) -> Path:
+        return self.objects / object_name(digest, executable)
+
+    def link_into(self, digest: str, executable: bool, dst: Path) -> bool:
+        """Hardlink the object to `dst`; False if the store does not hold it (or cannot
+        link it once more: too many links), so the caller imports a copy."""
+        try:
+            os.link(self.path(digest, executable), dst)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if exc.errno == errno.EMLINK:
+                return False
+            raise
+        return True
+
+    def add(self, digest: str, executable: bool, src: Path) -> None:
+        """Give the verified, durable file `src` its store name (a hardlink)."""
+        dst = self.path(digest, executable)
+        dst.parent.mkdir(mode=0o755, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.link(src, dst)
+
+    def collect(self) -> CollectResult:
+        """Remove every object no release links (link count 1); durable per directory."""
+        count = size = 0
+        if not self.objects.is_dir():
+            return CollectResult(0, 0)
+        try:
+            for sub in sorted(self.objects.iterdir()):
+                removed_here = False
+                for entry in os.scandir(sub):
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode) and st.st_nlink <= 1:
+                        os.unlink(entry.path)
+                        count += 1
+                        size += st.st_size
+                        removed_here = True
+                if removed_here:
+                    fsync_dir(sub)
+                with contextlib.suppress(OSError):
+                    sub.rmdir()  # an empty fan-out directory
+        except OSError as exc:
+            raise HostStateError(f"cannot collect {self.objects}: {exc.strerror}") from exc
+        return CollectResult(count, size)
+
+    def forget_meta(self, keep: set[str]) -> None:
+        """Remove the metadata of releases that are no longer on disk."""
+        if not self.meta.is_dir():
+            return
+        sweep_temp_files(self.meta)
+        for entry in self.meta.iterdir():
+            rid = entry.name.rpartition(".")[0]
+            if rid not in keep:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+        fsync_dir(self.meta)
