@@ -2,7 +2,7 @@
 them. The end names what happened (install, upgrade, downgrade, reconfigure, rollback...),
 the versions before -> after, the restart decision and its reason, who asked and the
 txid, at the priority it deserves: a failure at err, a rollback (automatic or asked for)
-at warning, the rest at info.
+or a refused request at warning, the rest at info.
 """
 
 from __future__ import annotations
@@ -65,7 +65,10 @@ def end_line(
         outcome = "done"
     else:
         name = error_name.removeprefix(ERROR_PREFIX) or "Failed"
-        level = logging.WARNING if name == "RolledBack" else logging.ERROR
+        # A rollback restored the previous release; a refused request (nothing installed,
+        # nothing to roll back to) changed nothing: both deserve attention, not an alarm.
+        level = logging.WARNING if name in ("RolledBack", "NotInstalled",
+                                            "NoPreviousRelease") else logging.ERROR
         outcome = f"failed, {name}: {message}"
     text = f"{what}{versions}: {outcome}"
     if success and changed and restarted is not None:

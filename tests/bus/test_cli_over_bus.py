@@ -121,3 +121,30 @@ def test_no_block_then_watch_ends_with_the_operations_exit_code(
             assert code == 2 and "no transaction 'nope'" in err
 
     asyncio.run(body())
+
+
+def test_plan_exit_codes_rollback_and_the_callers_journal_lines(
+    dbus_address: str, state_root: Path, tmp_path: Path, caplog: Any
+) -> None:
+    import logging
+    import os
+
+    spec_file = write_spec(tmp_path, SPEC)
+
+    async def body() -> None:
+        async with running_daemon(dbus_address, state_root):
+            code, _, err = await ctl(dbus_address, "rollback")
+            assert code == 6 and "nothing installed" in err  # the engine's named error
+            code, out, _ = await ctl(dbus_address, "plan", "--spec", spec_file)
+            assert code == 10 and "service: restart (spec changed)" in out
+            with caplog.at_level(logging.INFO, logger="pxhostd"):
+                await ctl(dbus_address, "install", "--spec", spec_file, "--id", "t-9")
+            code, out, _ = await ctl(dbus_address, "install", "--dry-run", "--spec", spec_file)
+            assert code == 0 and out.startswith("nothing to do")
+
+    asyncio.run(body())
+    lines = [r.getMessage() for r in caplog.records if "(txid t-9)" in r.getMessage()]
+    comm = os.path.basename(sys.executable)[:15]  # what /proc/PID/comm of pxhostctl says
+    assert lines[0].startswith(f"install started, requested by uid {os.getuid()} via {comm}, pid ")
+    assert lines[-1].startswith("install: done")
+    assert all("/transaction/" not in line for line in lines)
