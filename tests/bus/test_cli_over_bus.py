@@ -148,3 +148,38 @@ def test_plan_exit_codes_rollback_and_the_callers_journal_lines(
     assert lines[0].startswith(f"install started, requested by uid {os.getuid()} via {comm}, pid ")
     assert lines[-1].startswith("install: done")
     assert all("/transaction/" not in line for line in lines)
+
+
+def test_ctrl_c_says_the_operation_goes_on_and_how_to_follow(
+    dbus_address: str, state_root: Path, tmp_path: Path
+) -> None:
+    import signal
+
+    spec_file = write_spec(tmp_path, SPEC)
+
+    async def body() -> None:
+        async with running_daemon(dbus_address, state_root) as daemon:
+            engine = daemon.engine
+            assert isinstance(engine, FakeEngine)
+            await ctl(dbus_address, "install", "--spec", spec_file)
+            engine.gate = asyncio.Event()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "pxhostd.cli.main", "restart", "--id", "r-int",
+                "--bus-address", dbus_address,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+            assert proc.stderr is not None
+            # Its first progress line shows it follows the transaction; then Ctrl-C.
+            first = await asyncio.wait_for(proc.stderr.readline(), 60)
+            assert b"working on restart" in first
+            proc.send_signal(signal.SIGINT)
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
+            assert proc.returncode == 130
+            assert err.decode().strip() == (
+                "pxhostctl: interrupted; restart goes on in pxhostd as transaction r-int; "
+                "follow it with: pxhostctl watch r-int"
+            )
+            assert daemon.transactions is not None and daemon.transactions.active is not None
+            engine.gate.set()
+
+    asyncio.run(body())

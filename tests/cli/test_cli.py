@@ -204,3 +204,33 @@ def test_probe_keeps_the_cli_exit_code() -> None:
     from pxhostd.status import probe
 
     assert probe.NOT_READY == exitcodes.NOT_READY
+
+
+def test_progress_live_line_ends_clean_and_piped_is_one_line_per_step() -> None:
+    import io
+
+    from pxhostd.cli.output import Progress
+
+    tty = io.StringIO()
+    live = Progress(tty, live=True)
+    live(10, "staging")
+    live.note_status("portworx.service: Initializing storage")
+    live(65, "restarting portworx.service (1.1.0), waiting up to 92s for it to be active")
+    live.tick()
+    live.close()
+    text = tty.getvalue()
+    assert "portworx.service: Initializing storage" in text
+    assert " · 0s" in text  # elapsed time of the step
+    # The end: the last step alone on a cleared line, then a newline; nothing stale after.
+    assert text.endswith(
+        "\r\033[K[ 65%] restarting portworx.service (1.1.0), waiting up to 92s for it to be "
+        "active\n"
+    )
+    pipe = io.StringIO()
+    plain = Progress(pipe, live=False)
+    plain(10, "staging")
+    plain.note_status("ignored when piped")
+    plain(10, "staging")
+    plain(65, "restarting")
+    plain.close()
+    assert pipe.getvalue() == "[ 10%] staging\n[ 65%] restarting\n"
