@@ -87,7 +87,7 @@ def _platform(name: str, value: str) -> str:
 PARAMS: tuple[ParamDef, ...] = (
     ParamDef("platform", "platform", (), "platform", _platform,
              "kubernetes (default: the DaemonSet manifests) or swarm (a compose file for "
-             "docker stack deploy; see docs/swarm.md)", status=Status.NEW, choices=PLATFORMS),
+             "docker stack deploy; see pxhostd-specgen(1))", status=Status.NEW, choices=PLATFORMS),
     ParamDef("cluster", "c", ("cluster",), "cluster", _text,
              f"Portworx cluster name (default {DEFAULT_CLUSTER})"),
     ParamDef("kvdb", "k", ("kvdb",), "kvdb", v.parse_kvdb_urls,

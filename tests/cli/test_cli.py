@@ -234,3 +234,10 @@ def test_progress_live_line_ends_clean_and_piped_is_one_line_per_step() -> None:
     plain(65, "restarting")
     plain.close()
     assert pipe.getvalue() == "[ 10%] staging\n[ 65%] restarting\n"
+
+
+def test_help_texts_point_at_installed_man_pages_not_source_docs() -> None:
+    from pxhostd.cli.completion import command_parsers
+
+    for name, parser in command_parsers().items():
+        assert "docs/" not in parser.format_help(), name
