@@ -72,8 +72,9 @@ def end_line(
         outcome = f"failed, {name}: {message}"
     text = f"{what}{versions}: {outcome}"
     if success and changed and restarted is not None:
-        text += f"; restarted: {reason}" if restarted and reason else (
-            "; restarted" if restarted else f"; not restarted ({reason or 'not needed'})"
+        verb = "started" if details.get("service_action") == "start" else "restarted"
+        text += f"; {verb}: {reason}" if restarted and reason else (
+            f"; {verb}" if restarted else f"; not restarted ({reason or 'not needed'})"
         )
     elif reason and not success:
         text += f"; restart reason: {reason}"

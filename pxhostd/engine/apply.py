@@ -21,7 +21,7 @@ from pxhostd.engine.commit import finish
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.decision import compute_restart_digest, unit_digests
 from pxhostd.engine.holds import Holds
-from pxhostd.engine.plan import action_reasons, restart_reasons
+from pxhostd.engine.plan import action_reasons, restart_reasons, service_action
 from pxhostd.engine.state import AppliedState
 from pxhostd.engine.undo import perform_undo, unit_failure_reason
 from pxhostd.errors import (
@@ -227,6 +227,7 @@ async def apply(
         "version_after": version,
         "release": plan.release_id,
         "reason": "; ".join(action_reasons(plan, holds.stopped)),
+        "service_action": service_action(plan),
     }
     if plan.nothing_to_do:
         return Outcome(

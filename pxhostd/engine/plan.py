@@ -136,7 +136,7 @@ def action_reasons(plan: Plan, held_stopped: bool) -> list[str]:
     if plan.need_restart:
         return list(plan.reasons)
     if plan.need_start:
-        return ["it is not running"]
+        return list(plan.reasons) if plan.previous is None else ["it was not running"]
     if held_stopped:
         return ["kept stopped by `pxhostctl stop` (start or restart lifts it)"]
     if plan.deferred:

@@ -62,7 +62,8 @@ def test_install_noop_env_change_and_pod_mounts(ready_node: Node, tmp_path: Path
     assert "installed 1.0.0" in first.stdout
     # The caller's transaction id is a structured journal field of every record it caused.
     tagged = node.run(["journalctl", "-o", "cat", "PXHOSTD_TXID=first-install-42"]).stdout
-    assert "transaction" in tagged and "started: install" in tagged
+    assert "install started, requested by uid 0 via pxhostctl" in tagged
+    assert "install portworx - -> 1.0.0: done; started: first install" in tagged
     applied = pxhostctl(node, "get-spec").stdout
     assert f"payload: {v1}" in applied and "PX_TEST: one" in applied
     assert node.systemctl("is-enabled", UNIT).stdout.strip() == "enabled"

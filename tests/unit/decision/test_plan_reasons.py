@@ -94,6 +94,11 @@ def test_journal_lines_say_what_happened_at_the_right_priority() -> None:
               "message": "no"}
     assert end_line(operation="restart", success=False, changed=False, **broken,
                     details={})[0] == logging.ERROR
+    level, line = end_line(operation="install", success=True, changed=True, **common,
+                           details={"version_before": None, "version_after": "1.0.0",
+                                    "restarted": True, "reason": "first install",
+                                    "service_action": "start"})
+    assert line.startswith("install portworx - -> 1.0.0: done; started: first install")
     assert start_line("install", "t1", "pxhostd itself") == (
         "install started, requested by pxhostd itself (txid t1)")
 
