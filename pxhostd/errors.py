@@ -44,6 +44,12 @@ class InvalidPayload(InvalidSpec):
     name = "InvalidPayload"
 
 
+class ForeignUnit(InvalidSpec):
+    """A unit of the service's name exists and pxhostd did not write it; nothing was changed."""
+
+    name = "ForeignUnit"
+
+
 class Busy(PxError):
     """Another, different operation is running."""
 

@@ -10,6 +10,7 @@ line says "unknown" rather than fail a transaction.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 
@@ -36,6 +37,16 @@ class Caller:
         return f"{who} via {via}"
 
 
+def _comm(pid: int) -> str:
+    """The program name of a process (a file read: run it off the event loop)."""
+    with (
+        contextlib.suppress(OSError),
+        open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f,
+    ):
+        return f.read().strip()
+    return ""
+
+
 class CallerTracker:
     """Remembers the sender of the Manager call being dispatched right now."""
 
@@ -58,13 +69,7 @@ class CallerTracker:
             return Caller()
         uid = await self._ask("GetConnectionUnixUser", sender)
         pid = await self._ask("GetConnectionUnixProcessID", sender)
-        client = ""
-        if pid is not None:
-            with (
-                contextlib.suppress(OSError),
-                open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f,
-            ):
-                client = f.read().strip()
+        client = await asyncio.to_thread(_comm, pid) if pid is not None else ""
         return Caller(sender, uid, pid, client)
 
     async def _ask(self, member: str, sender: str) -> int | None:

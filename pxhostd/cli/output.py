@@ -54,6 +54,13 @@ def _previous(status: Mapping[str, Any]) -> str:
     return f"{version or UNKNOWN} (release {release or UNKNOWN}; `pxhostctl rollback`)"
 
 
+def _desired(status: Mapping[str, Any]) -> str:
+    source, at = status.get("desired_source"), status.get("desired_at")
+    if not source:
+        return UNKNOWN
+    return f"{source}, {at}" if at else str(source)
+
+
 def _transaction(status: Mapping[str, Any]) -> str:
     txid = status.get("active_txid")
     if txid:
@@ -77,7 +84,7 @@ def status_lines(status: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("payload version", shown(status.get("payload_version"))),
         ("previous", _previous(status)),
         ("holds", _holds(status)),
-        ("desired state", shown(status.get("desired_source"))),
+        ("desired state", _desired(status)),
         ("transaction", _transaction(status)),
         ("last error", shown(status.get("last_error"))),
     ]

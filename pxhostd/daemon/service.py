@@ -27,6 +27,7 @@ from pxhostd.bus.manager import ManagerInterface
 from pxhostd.bus.names import BUS_NAME, NO_TRANSACTION, OBJECT_PATH
 from pxhostd.bus.transactions import Transaction, TransactionManager
 from pxhostd.daemon.notify import Notifier, watchdog_interval
+from pxhostd.daemon.supervise import Backoff
 from pxhostd.engine.api import Engine, Outcome, ProgressFn, Request, new_txid
 from pxhostd.engine.history import History, HistoryEntry, Result
 from pxhostd.errors import ERROR_PREFIX, Busy, Failed, NotInstalled, PxError, RolledBack
@@ -47,6 +48,8 @@ RUNNING_STATE = {
 #: Failures after which the service is as it was before the request: nothing to act on,
 #: or the new release was rolled back and the previous one runs again.
 HARMLESS_ERRORS = (NotInstalled, Busy, RolledBack)
+#: First retry delay of a failed status-file write (doubling up to the heartbeat interval).
+STATUS_RETRY_MIN = 0.5
 
 #: Bound on closing the engine's systemd watches at exit (RemoveMatch calls on the bus).
 CLOSE_TIMEOUT = 5.0
@@ -75,10 +78,15 @@ class Daemon:
         self.transactions: TransactionManager | None = None
         self.engine = engine_factory(self)
         self.history_store = History(self.paths.history_file)
+        #: The history as the bus serves it, newest first: read from the file once at start
+        #: (in a thread), then kept in step with each append, so History() does no I/O.
+        self._history: list[HistoryEntry] = []
         self.status_file = StatusFile(self.paths.status_file)
         self._status_dirty = asyncio.Event()
         self._stop = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
+        #: Non-zero once an essential task died: systemd must restart the daemon.
+        self.exit_code = 0
         # One periodic wake-up serves both the watchdog and the status-file heartbeat.
         self.tick = min(watchdog_interval() or HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL)
 
@@ -105,6 +113,8 @@ class Daemon:
             "previous_release": snap.previous_release,
             "last_error": self.last_error,
             "pid": os.getpid(),
+            "desired_source": snap.desired_source,
+            "desired_at": snap.desired_at,
         }
 
     def get_spec(self) -> dict[str, Any]:
@@ -118,12 +128,12 @@ class Daemon:
         return shown
 
     def history(self, limit: int) -> list[dict[str, Any]]:
-        return [entry.to_json() for entry in self.history_store.read(limit)]
+        return [entry.to_json() for entry in self._history[: max(0, limit)]]
 
     def install_request(self, raw_spec: Any, txid: str) -> Request:
         """Validate at once, so a bad spec is a named error reply, not a failed transaction."""
         spec = spec_from_dict(raw_spec)
-        return Request("install", spec.to_dict(), txid)
+        return Request("install", spec.to_dict(), txid, origin="Install over D-Bus")
 
     async def plan(self, raw_spec: Any) -> dict[str, Any]:
         if self.state in (DaemonState.STARTING, DaemonState.STOPPING):
@@ -182,11 +192,37 @@ class Daemon:
         )
 
     async def _status_writer(self) -> None:
-        """Writes the status file after each change, off the event loop, never out of order."""
+        """The status file's only writer: after each change and at each tick, off the loop.
+
+        A failed write (a full /run) is logged once and retried with backoff; meanwhile the
+        file is removed, so it never claims READY=1 while nobody keeps it current.
+        """
+        backoff = Backoff(STATUS_RETRY_MIN, HEARTBEAT_INTERVAL)
+        failing = False
         while True:
             await self._status_dirty.wait()
             self._status_dirty.clear()
-            await asyncio.to_thread(self.status_file.write, self.file_status())
+            try:
+                await asyncio.to_thread(self.status_file.write, self.file_status())
+            except (PxError, OSError) as exc:
+                if not failing:
+                    log.error("cannot write the status file, retrying: %s", exc)
+                    failing = True
+                await asyncio.to_thread(self._withdraw_status_file)
+                self._status_dirty.set()
+                await asyncio.sleep(backoff.next())
+                continue
+            if failing:
+                log.info("status file %s written again", self.paths.status_file)
+                failing = False
+            backoff.reset()
+
+    def _withdraw_status_file(self) -> None:
+        """Best effort: no file reads as "not ready", a stale READY=1 would lie."""
+        try:
+            self.status_file.remove()
+        except (PxError, OSError) as exc:
+            log.debug("cannot remove the status file either: %s", exc)
 
     def status_line(self) -> str:
         snap = self.engine.snapshot()
@@ -233,6 +269,8 @@ class Daemon:
             # result still says "nothing to do" to every client that asks.
             return
         entry = history_entry(tx)
+        self._history.insert(0, entry)
+        del self._history[self.history_store.max_entries :]
         self._spawn(asyncio.to_thread(self.history_store.append, entry), "history-append")
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -268,17 +306,23 @@ class Daemon:
 
         self.notifier.status("recovering")
         try:
+            self._history = await asyncio.to_thread(
+                self.history_store.read, self.history_store.max_entries
+            )
+        except PxError as exc:
+            log.error("cannot read the history: %s", exc)
+        try:
             await self.engine.start()
         except PxError as exc:
             # Stay up and report: a broken host state must be visible, not a restart loop.
             self.last_error = f"{exc.name}: {exc}"
             log.error("start-up recovery failed: %s", exc)
         self.state = DaemonState.IDLE
-        self._spawn(self._status_writer(), "status-writer")
+        self._spawn(self._status_writer(), "status-writer", essential=True)
         self.publish()
         self.notifier.ready(self.status_line())
         log.info("pxhostd %s ready on %s", __version__, BUS_NAME)
-        self._spawn(self._ticker(), "ticker")
+        self._spawn(self._ticker(), "ticker", essential=True)
         if self.paths.spec_file.exists():
             self._submit_quietly("reconcile")
 
@@ -287,7 +331,7 @@ class Daemon:
         )
         stop = asyncio.ensure_future(self._stop.wait())
         done, _ = await asyncio.wait({disconnected, stop}, return_when=asyncio.FIRST_COMPLETED)
-        code = 0
+        code = self.exit_code
         if disconnected in done:
             log.error("lost the bus connection; exiting so systemd restarts pxhostd")
             code = 1
@@ -322,22 +366,36 @@ class Daemon:
             self.bus.disconnect()
         log.info("pxhostd stopped")
 
-    def _spawn(self, coro: Any, name: str) -> None:
+    def _spawn(self, coro: Any, name: str, *, essential: bool = False) -> None:
+        """Run a background task; if an essential one ends, the daemon exits non-zero so
+        that systemd restarts it (a daemon without its ticker or status writer lies)."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._background.add(task)
 
         def _done(t: asyncio.Task[Any]) -> None:
             self._background.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                log.error("background task %s died", name, exc_info=t.exception())
+            if t.cancelled() and not essential:
+                return
+            error = None if t.cancelled() else t.exception()
+            if error is not None:
+                log.error("background task %s died", name, exc_info=error)
+            if essential and not self._stop.is_set():
+                log.critical("essential task %s ended; exiting so systemd restarts pxhostd",
+                             name)
+                self.exit_code = 1
+                self.request_stop()
 
         task.add_done_callback(_done)
 
     async def _ticker(self) -> None:
-        """The only periodic wake-up: watchdog ping and status-file heartbeat together."""
+        """The only periodic wake-up: watchdog ping, and a heartbeat through the writer.
+
+        Nothing here can fail on the host's disks: the watchdog keeps being fed while the
+        status writer retries a full /run.
+        """
         while True:
             self.notifier.watchdog()
-            await asyncio.to_thread(self.status_file.beat)
+            self._status_dirty.set()
             await asyncio.sleep(self.tick)
 
     def _spawn_reload(self) -> None:

@@ -33,6 +33,8 @@ class Request:
     operation: str
     params: Mapping[str, Any] = field(default_factory=dict)
     txid: str = ""
+    #: Who asked, for the record of where the desired state came from (not part of `key`).
+    origin: str = ""
 
     @property
     def key(self) -> str:
@@ -72,6 +74,9 @@ class EngineSnapshot:
     #: What `pxhostctl rollback` would return to ("" when there is none).
     previous_version: str = ""
     previous_release: str = ""
+    #: Where the desired state came from and when it was submitted (docs/spec-format.md).
+    desired_source: str = ""
+    desired_at: str = ""
 
 
 class Engine(Protocol):

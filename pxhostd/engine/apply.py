@@ -10,23 +10,27 @@ after the commit point, finished) by `recovery` at the next start.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pxhostd.engine import failpoints as fp
 from pxhostd.engine import journal as jn
 from pxhostd.engine.api import Outcome, ProgressFn
 from pxhostd.engine.commit import finish
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.decision import compute_restart_digest, unit_digests
 from pxhostd.engine.holds import Holds
+from pxhostd.engine.ownership import check_unit_ownership
 from pxhostd.engine.plan import action_reasons, restart_reasons, service_action
-from pxhostd.engine.state import AppliedState
+from pxhostd.engine.state import AppliedState, DesiredSource
 from pxhostd.engine.undo import perform_undo, unit_failure_reason
 from pxhostd.errors import (
     Failed,
+    HostStateError,
     InvalidSpec,
+    PxError,
     RolledBack,
     SystemdError,
     Timeout,
@@ -70,10 +74,12 @@ class Plan:
     need_stage: bool
     need_restart: bool
     need_start: bool
-    #: Why the running service must restart (`plan.restart_reasons`); empty: it need not.
-    reasons: tuple[str, ...] = ()
+    #: Where the desired state comes from (the previous one's when a reconcile keeps it).
+    source: DesiredSource
     #: Units changed only by a pxhostd upgrade: they apply at the service's next restart.
     deferred: bool = False
+    #: Why the running service must restart (`plan.restart_reasons`); empty: it need not.
+    reasons: tuple[str, ...] = ()
 
     @property
     def unit_changes(self) -> dict[str, str | None]:
@@ -90,7 +96,15 @@ class Plan:
             unit_digests=unit_digests(self.units),
             enabled=True,
             version=self.header.version,
+            source=self.source.what,
+            source_at=self.source.at,
+            file_digest=self.source.file_digest,
         )
+
+    @property
+    def source_changed(self) -> bool:
+        """The spec file was applied with new bytes but the same spec: record its digest."""
+        return self.previous is not None and self.previous.file_digest != self.source.file_digest
 
     @property
     def nothing_to_do(self) -> bool:
@@ -129,12 +143,29 @@ def _read_payload(releases: Releases, spec: Spec) -> tuple[PayloadHeader, bytes,
     return manifest.header, data, manifest.files
 
 
-async def make_plan(ctx: HostContext, spec: Spec, holds: Holds) -> Plan:
+def resolve_source(previous: AppliedState | None, source: DesiredSource | None) -> DesiredSource:
+    """The source to record: the new one, else the previous desired state's own."""
+    keep_digest = previous.file_digest if previous else ""
+    if source is None:
+        if previous is None:
+            return DesiredSource("reconcile", file_digest=keep_digest)
+        return DesiredSource(previous.source, previous.source_at, keep_digest)
+    if source.file_digest:
+        return source
+    # A desired state from Install keeps the file's digest: the unchanged file is not
+    # applied again over it at the next start (docs/spec-format.md).
+    return DesiredSource(source.what, source.at, keep_digest)
+
+
+async def make_plan(
+    ctx: HostContext, spec: Spec, holds: Holds, source: DesiredSource | None = None
+) -> Plan:
     header, manifest_bytes, files = await in_thread(_read_payload, ctx.releases, spec)
     rid = Releases.release_id(header.version, header.digest)
     root = str(ctx.paths.current_link)
-    units = render_units(spec, header, root, ctx.paths)
-    digest = compute_restart_digest(spec, header, root, ctx.paths)
+    # Rendering reads the templates: off the event loop like every other host read.
+    units = await in_thread(render_units, spec, header, root, ctx.paths)
+    digest = await in_thread(compute_restart_digest, spec, header, root, ctx.paths)
     previous = await in_thread(ctx.applied.load)
     if previous is not None and previous.spec.get("service") != spec.service:
         raise InvalidSpec(
@@ -142,16 +173,20 @@ async def make_plan(ctx: HostContext, spec: Spec, holds: Holds) -> Plan:
             f"installing under the name {spec.service!r}"
         )
     stale = tuple(sorted(n for n in (previous.unit_digests if previous else {}) if n not in units))
-    live = {n: ctx.read_unit(n) for n in (*units, *stale)}
+    live = {n: await in_thread(ctx.read_unit, n) for n in (*units, *stale)}
     for name, text in units.items():
         # A unit already live as rendered was checked before; the env file is no unit.
         if is_unit_file(name) and live.get(name) != text:
             await in_thread(verify_unit_text, name, text, root)
-    current = ctx.releases.current()
+    current = await in_thread(ctx.releases.current)
     state = await ctx.systemd.unit_state(spec.unit_name)
     enabled = state.unit_file_state in ("enabled", "enabled-runtime") or holds.disabled
+    if state.active_state in ("activating", "deactivating"):
+        # At boot systemd may still be starting the service: wait for its own job, never
+        # queue a second start (or a restart) on top of it.
+        state = await ctx.systemd.wait_settled(spec.unit_name, ctx.settings.activation_timeout)
     active = state.active_state in ("active", "reloading")
-    need_stage = current != rid or not ctx.releases.exists(rid)
+    need_stage = current != rid or not await in_thread(ctx.releases.exists, rid)
     # Same spec, same payload, different units: the change comes from upgrading pxhostd
     # itself (a new template). Written and reloaded, it takes effect at the service's next
     # restart; a package upgrade must not restart storage on every node at once.
@@ -168,7 +203,7 @@ async def make_plan(ctx: HostContext, spec: Spec, holds: Holds) -> Plan:
         version=header.version,
         restart_digest=digest,
         need_stage=need_stage,
-        config_present=ctx.paths.pwx_config_file.exists(),
+        config_present=await in_thread(ctx.paths.pwx_config_file.exists),
         units_only_from_pxhostd=only_pxhostd,
     )
     restart_wanted = bool(reasons)
@@ -191,6 +226,7 @@ async def make_plan(ctx: HostContext, spec: Spec, holds: Holds) -> Plan:
         need_start=not active and not holds.stopped,
         reasons=reasons,
         deferred=only_pxhostd and active,
+        source=resolve_source(previous, source),
     )
 
 
@@ -215,10 +251,11 @@ def _snapshots(plan: Plan) -> tuple[jn.Snapshot, jn.Snapshot]:
 
 
 async def apply(
-    ctx: HostContext, spec: Spec, txid: str, progress: ProgressFn, holds: Holds
+    ctx: HostContext, spec: Spec, txid: str, progress: ProgressFn, holds: Holds,
+    source: DesiredSource | None = None,
 ) -> Outcome:
     progress(5, "reading the payload manifest")
-    plan = await make_plan(ctx, spec, holds)
+    plan = await make_plan(ctx, spec, holds, source)
     name = spec.unit_name
     version = plan.header.version
     before_version = plan.previous.version if plan.previous else None
@@ -230,73 +267,48 @@ async def apply(
         "service_action": service_action(plan),
     }
     if plan.nothing_to_do:
+        if plan.source_changed:
+            # The same desired state from a new spec-file text: record its digest only.
+            await in_thread(ctx.applied.save, plan.applied)
         return Outcome(
             False,
             f"nothing to do: {name} runs {version} as specified",
             {**details, "restarted": False},
         )
-
-    # The import happens before the journal opens and before anything stops: a bad payload
-    # fails here with nothing to undo; what a crash mid-import leaves is a temp tree that
-    # start-up sweeps, or a release no `current` names, which the next collection prunes.
-    preexisting = ctx.releases.exists(plan.release_id)
+    # Everything that can be checked is checked before the journal opens: the units' names
+    # are pxhostd's to take, and the import (which verifies every file and fails on a full
+    # disk) happens before anything stops. A bad payload fails here with nothing to undo;
+    # what a crash mid-import leaves is a temp tree that start-up sweeps, or a release no
+    # `current` names, which the next collection prunes.
+    await check_unit_ownership(ctx, plan.units, plan.previous)
+    preexisting = await in_thread(ctx.releases.exists, plan.release_id)
     if plan.need_stage:
         progress(15, f"importing release {plan.release_id}")
-        staged = await in_thread(_import, ctx.releases, spec, plan)
+        try:
+            staged = await in_thread(_import, ctx.releases, spec, plan)
+        except OSError as exc:
+            raise HostStateError(
+                f"cannot import release {plan.release_id}: {_describe(exc)}; nothing changed"
+            ) from exc
         details.update(files_imported=staged.imported, bytes_imported=staged.imported_bytes)
     before, target = _snapshots(plan)
-    record = ctx.journal.begin(plan.operation, txid, before, target)
-    if plan.need_stage:
-        record.step(jn.STEP_STAGE, release=plan.release_id, preexisting=preexisting)
-        ctx.failpoints.hit(fp.AFTER_STAGE)
-    changes = plan.unit_changes
-    if changes:
-        progress(40, f"writing {', '.join(sorted(changes))}")
-        record.step(jn.STEP_WRITE_UNITS, names=sorted(changes))
-        for unit, text in changes.items():
-            await in_thread(ctx.write_unit, unit, text)
-        ctx.failpoints.hit(fp.AFTER_UNIT_WRITE)
-        record.step(jn.STEP_DAEMON_RELOAD)
-        await ctx.systemd.daemon_reload(ctx.settings.reload_timeout)
-        ctx.failpoints.hit(fp.AFTER_DAEMON_RELOAD)
-    if not plan.enabled:
-        unit_files = sorted(filter(is_unit_file, plan.units))
-        progress(50, f"enabling {', '.join(unit_files)}")
-        record.step(jn.STEP_ENABLE)
-        await ctx.systemd.enable_unit_files(unit_files)
-        ctx.failpoints.hit(fp.AFTER_ENABLE)
-    if plan.need_stage:
-        progress(55, f"switching to release {plan.release_id}")
-        record.step(jn.STEP_SWITCH, release=plan.release_id)
-        await in_thread(ctx.releases.switch, plan.release_id)
-        ctx.failpoints.hit(fp.AFTER_SWITCH)
-    restarted = False
-    if plan.need_restart or plan.need_start:
-        verb = "restarting" if plan.need_restart else "starting"
-        wait = ctx.settings.activation_timeout + ctx.settings.settle_seconds
-        progress(65, f"{verb} {name} ({version}), waiting up to {wait:g}s for it to be active")
-        record.step(jn.STEP_RESTART, restart=plan.need_restart)
-        try:
-            await _activate(ctx, name, restart=plan.need_restart)
-        except (SystemdError, Timeout) as exc:
-            reason = await unit_failure_reason(ctx, name, exc)
-            progress(80, f"{version} failed to start; rolling back")
-            record.begin_rollback(reason)
-            await perform_undo(ctx, record, _rollback_actions(record))
-            record.done()
-            ctx.want_collect(None)  # the objects only the removed release had
-            if plan.previous is None:
-                raise Failed(
-                    f"install of {version} failed, nothing left installed: {reason}"
-                ) from exc
-            raise RolledBack(
-                f"{version} did not become active ({reason}); rolled back to {before_version}",
-                details={**details, "version_after": before_version},
-            ) from exc
-        restarted = True
-        ctx.failpoints.hit(fp.AFTER_RESTART)
+    record = await ctx.journal.begin(
+        plan.operation, txid, before, target,
+        intent={
+            "release": plan.release_id, "version": version, "service": spec.service,
+            "imported": plan.need_stage, "preexisting": preexisting,
+        },
+    )
+    try:
+        restarted = await _run_steps(ctx, plan, record, progress, preexisting)
+    except asyncio.CancelledError:
+        raise  # shutdown: the journal stays; the next start recovers it
+    except BaseException as exc:
+        if record.committed:
+            raise  # recovery before the next operation finishes it (roll forward)
+        raise await _roll_back(ctx, plan, record, exc, progress, details) from exc
     progress(90, "recording the applied state")
-    record.commit()
+    await record.commit()
     await finish(ctx, record)
     verbs = {jn.OP_INSTALL: "installed", jn.OP_UPGRADE: upgrade_verb(before_version, version)}
     said = verbs.get(plan.operation, "reconfigured")
@@ -324,6 +336,46 @@ def upgrade_verb(before: str | None, after: str) -> str:
     return "downgraded to" if older else "upgraded to"
 
 
+async def _run_steps(
+    ctx: HostContext, plan: Plan, record: jn.JournalRecord, progress: ProgressFn,
+    preexisting: bool,
+) -> bool:
+    """Every journaled step before the commit point; True if the service was (re)started."""
+    spec = plan.spec
+    if plan.need_stage:
+        async with record.doing(jn.STEP_STAGE, release=plan.release_id, preexisting=preexisting):
+            pass  # imported before the journal opened; journaled so a rollback removes it
+    changes = plan.unit_changes
+    if changes:
+        progress(40, f"writing {', '.join(sorted(changes))}")
+        async with record.doing(jn.STEP_WRITE_UNITS, names=sorted(changes)):
+            for unit, text in changes.items():
+                await in_thread(ctx.write_unit, unit, text)
+        async with record.doing(jn.STEP_DAEMON_RELOAD):
+            await ctx.systemd.daemon_reload(ctx.settings.reload_timeout)
+    if not plan.enabled:
+        unit_files = sorted(filter(is_unit_file, plan.units))
+        progress(50, f"enabling {', '.join(unit_files)}")
+        async with record.doing(jn.STEP_ENABLE):
+            await ctx.systemd.enable_unit_files(unit_files)
+    if plan.need_stage:
+        progress(55, f"switching to release {plan.release_id}")
+        async with record.doing(jn.STEP_SWITCH, release=plan.release_id):
+            await in_thread(ctx.releases.switch, plan.release_id)
+    if not (plan.need_restart or plan.need_start):
+        return False
+    verb = "restarting" if plan.need_restart else "starting"
+    wait = ctx.settings.activation_timeout + ctx.settings.settle_seconds
+    progress(65, f"{verb} {spec.unit_name} ({plan.header.version}), waiting up to {wait:g}s "
+                 "for it to be active")
+    async with record.doing(jn.STEP_RESTART, restart=plan.need_restart):
+        try:
+            await _activate(ctx, spec.unit_name, restart=plan.need_restart)
+        except (SystemdError, Timeout) as exc:
+            raise _StartFailed(await unit_failure_reason(ctx, spec.unit_name, exc)) from exc
+    return True
+
+
 def _import(releases: Releases, spec: Spec, plan: Plan) -> StageResult:
     files = plan.files
     if files is None and not releases.exists(plan.release_id):
@@ -332,9 +384,62 @@ def _import(releases: Releases, spec: Spec, plan: Plan) -> StageResult:
     return releases.stage(Path(spec.payload), plan.release_id, files or (), meta)
 
 
-def _rollback_actions(record: jn.JournalRecord) -> tuple[jn.Undo, ...]:
-    plan = jn.plan_recovery(record)
-    return plan.undo
+class _StartFailed(Exception):
+    """The new release did not become active; carries the unit's own last words."""
+
+
+async def _roll_back(
+    ctx: HostContext,
+    plan: Plan,
+    record: jn.JournalRecord,
+    exc: BaseException,
+    progress: ProgressFn,
+    details: Mapping[str, object],
+) -> PxError:
+    """Undo what the failed operation did and close its journal; the error to raise."""
+    version = plan.header.version
+    before_version = plan.previous.version if plan.previous else None
+    reason = str(exc) if isinstance(exc, (PxError, _StartFailed)) else _describe(exc)
+    progress(80, f"{plan.operation} of {version} failed; rolling back")
+    log.warning("%s %s failed, rolling back: %s", plan.operation, record.txid, reason)
+    try:
+        await record.begin_rollback(reason)
+        await perform_undo(ctx, record, jn.plan_recovery(record).undo)
+        await record.done()
+        ctx.want_collect(None)  # the objects only the removed release had
+    except asyncio.CancelledError:
+        raise
+    except Exception as undo_exc:
+        log.error("rollback of %s failed: %s", record.txid, undo_exc)
+        return HostStateError(
+            f"{plan.operation} of {version} failed ({reason}), and so did its rollback "
+            f"({_describe(undo_exc)}); the journal is kept and the rollback is retried "
+            "before the next operation"
+        )
+    restored = (
+        "nothing left installed"
+        if plan.previous is None
+        else f"{plan.spec.unit_name} still runs {before_version}"
+    )
+    if isinstance(exc, _StartFailed):
+        if plan.previous is None:
+            return Failed(f"install of {version} failed, nothing left installed: {reason}")
+        return RolledBack(
+            f"{version} did not become active ({reason}); rolled back to {before_version}",
+            details={**details, "version_after": before_version},
+        )
+    message = f"{plan.operation} of {version} failed and was rolled back ({restored}): {reason}"
+    if isinstance(exc, PxError):
+        return type(exc)(message, details={**exc.details, **details,
+                                           "version_after": before_version})
+    return HostStateError(message, details={**details, "version_after": before_version})
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 async def _activate(ctx: HostContext, name: str, *, restart: bool) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 
-from pxhostd.engine import failpoints as fp
 from pxhostd.engine import journal as jn
 from pxhostd.engine.api import new_txid
 from pxhostd.engine.context import HostContext, in_thread
@@ -24,22 +23,21 @@ async def collect(ctx: HostContext, keep: frozenset[str] | None) -> None:
     """Prune releases not in `keep` (None: prune none), then collect unreferenced objects."""
     current = await in_thread(ctx.releases.current)
     side = jn.Snapshot(release=current)
-    record = await in_thread(ctx.journal.begin, jn.OP_COLLECT, new_txid(), side, side)
+    record = await ctx.journal.begin(jn.OP_COLLECT, new_txid(), side, side)
     await run_collect_steps(ctx, record, keep)
-    await in_thread(record.done)
+    await record.done()
 
 
 async def run_collect_steps(
     ctx: HostContext, record: jn.JournalRecord, keep: frozenset[str] | None
 ) -> None:
     if keep is not None:
-        await in_thread(lambda: record.step(jn.STEP_PRUNE, keep=sorted(keep)))
-        removed = await in_thread(ctx.releases.prune, keep)
+        async with record.doing(jn.STEP_PRUNE, keep=sorted(keep)):
+            removed = await in_thread(ctx.releases.prune, keep)
         if removed:
             log.info("pruned releases %s", ", ".join(removed))
-        ctx.failpoints.hit(fp.AFTER_PRUNE)
-    await in_thread(record.step, jn.STEP_COLLECT)
-    result = await in_thread(ctx.releases.collect)
+    async with record.doing(jn.STEP_COLLECT):
+        result = await in_thread(ctx.releases.collect)
     if result.objects:
         log.info("collected %d unreferenced objects (%d bytes)", result.objects, result.bytes)
 

@@ -6,7 +6,6 @@ the daemon reaches READY=1 sooner.
 
 from __future__ import annotations
 
-from pxhostd.engine import failpoints as fp
 from pxhostd.engine import journal as jn
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.state import AppliedState
@@ -16,10 +15,9 @@ async def finish(ctx: HostContext, record: jn.JournalRecord) -> None:
     """The steps after the commit point; idempotent, so recovery can re-run them."""
     applied = record.target.applied
     if applied is not None:
-        record.step(jn.STEP_SAVE_APPLIED)
-        await in_thread(ctx.applied.save, AppliedState.from_json(dict(applied)))
-        ctx.failpoints.hit(fp.AFTER_SAVE_APPLIED)
-    record.done()
+        async with record.doing(jn.STEP_SAVE_APPLIED):
+            await in_thread(ctx.applied.save, AppliedState.from_json(dict(applied)))
+    await record.done()
     # Pruning the oldest release and collecting its objects wait until the operation has
     # reported success (`collect`), out of the downtime window.
     ctx.want_collect(frozenset(r for r in (record.target.release, record.before.release) if r))

@@ -14,7 +14,7 @@ from pxhostd.engine.failpoints import Failpoints
 from pxhostd.engine.journal import Journal
 from pxhostd.engine.settings import EngineSettings
 from pxhostd.engine.state import AppliedStateStore
-from pxhostd.errors import Busy
+from pxhostd.errors import Busy, HostStateError
 from pxhostd.hostfs import atomic_write, host_lock, remove_file
 from pxhostd.paths import Paths
 from pxhostd.payload.staging import Releases
@@ -62,10 +62,13 @@ class HostContext:
         return self.paths.unit_dir / name
 
     def read_unit(self, name: str) -> str | None:
+        """A managed file's text (undecodable bytes replaced), None if absent."""
         try:
-            return self.unit_path(name).read_text()
+            return self.unit_path(name).read_bytes().decode("utf-8", "replace")
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise HostStateError(f"cannot read {self.unit_path(name)}: {exc.strerror}") from exc
 
     def write_unit(self, name: str, text: str | None) -> bool:
         """Write or remove one managed file: a unit (0644) or the environment file (0600)."""

@@ -41,6 +41,7 @@ AFTER_STOP = "after-stop"
 AFTER_DISABLE = "after-disable"
 AFTER_UNIT_REMOVE = "after-unit-remove"
 MID_RELEASE_REMOVE = "mid-release-remove"
+AFTER_FORGET = "after-forget"
 
 #: Every failpoint the code may hit, in the order an apply / uninstall reaches them.
 KNOWN_FAILPOINTS: tuple[str, ...] = (
@@ -62,7 +63,26 @@ KNOWN_FAILPOINTS: tuple[str, ...] = (
     AFTER_DISABLE,
     AFTER_UNIT_REMOVE,
     MID_RELEASE_REMOVE,
+    AFTER_FORGET,
 )
+
+
+#: Failpoints declared elsewhere (a journaled step's own, see `engine.journal.declare_step`).
+_REGISTERED: list[str] = []
+
+
+def register(name: str) -> str:
+    """Make `name` a known failpoint (idempotent); returns it."""
+    if name not in KNOWN_FAILPOINTS and name not in _REGISTERED:
+        if name != name.lower() or any(ch in name for ch in " ,="):
+            raise ValueError(f"malformed failpoint name {name!r}")
+        _REGISTERED.append(name)
+    return name
+
+
+def known_failpoints() -> tuple[str, ...]:
+    """Every failpoint the code may hit: the built-in ones and the registered ones."""
+    return (*KNOWN_FAILPOINTS, *_REGISTERED)
 
 
 class UnknownFailpoint(Failed):
@@ -72,9 +92,9 @@ class UnknownFailpoint(Failed):
 def _parse_item(item: str) -> tuple[str, int]:
     name, sep, count_text = item.partition("=")
     name = name.strip()
-    if name not in KNOWN_FAILPOINTS:
+    if name not in known_failpoints():
         raise UnknownFailpoint(
-            f"unknown failpoint {name!r}; known: {', '.join(KNOWN_FAILPOINTS)}"
+            f"unknown failpoint {name!r}; known: {', '.join(known_failpoints())}"
         )
     if not sep:
         return name, 1
@@ -118,8 +138,8 @@ class Failpoints:
 
     def hit(self, name: str) -> None:
         """Crash here if `name` is armed and this is its Nth hit; otherwise return at once."""
-        if name not in KNOWN_FAILPOINTS:
-            raise ValueError(f"failpoint {name!r} is not in KNOWN_FAILPOINTS")
+        if name not in known_failpoints():
+            raise ValueError(f"failpoint {name!r} is not in KNOWN_FAILPOINTS nor registered")
         crash_on = self._crash_on.get(name)
         if crash_on is None:
             return

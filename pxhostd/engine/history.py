@@ -142,9 +142,12 @@ class History:
         atomic_write(self.path, b"".join(ln + b"\n" for ln in kept), mode=STATE_FILE_MODE)
 
     def read(self, limit: int = 50) -> list[HistoryEntry]:
-        """Up to `limit` entries, newest first; lines that do not parse are skipped."""
-        with self._lock:
-            lines = self._raw_lines()
+        """Up to `limit` entries, newest first; lines that do not parse are skipped.
+
+        Takes no lock: an append is one write of a whole line and a trim an atomic rename,
+        so a reader sees a whole file version and never waits on an append's fsync.
+        """
+        lines = self._raw_lines()
         entries: list[HistoryEntry] = []
         for number, raw in enumerate(reversed(lines)):
             if len(entries) >= limit:

@@ -11,20 +11,35 @@ docs/crash-safety.md for the rule per step.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pxhostd.engine.failpoints import (
     AFTER_COMMIT,
+    AFTER_DAEMON_RELOAD,
+    AFTER_DISABLE,
+    AFTER_ENABLE,
+    AFTER_FORGET,
     AFTER_JOURNAL_BEGIN,
+    AFTER_PRUNE,
+    AFTER_RESTART,
     AFTER_ROLLBACK_BEGIN,
+    AFTER_SAVE_APPLIED,
+    AFTER_STAGE,
+    AFTER_STOP,
+    AFTER_SWITCH,
+    AFTER_UNIT_REMOVE,
+    AFTER_UNIT_WRITE,
     BEFORE_JOURNAL_DONE,
     DISABLED,
     Failpoints,
 )
+from pxhostd.engine.failpoints import register as register_failpoint
 from pxhostd.engine.state import (
     STATE_FILE_MODE,
     CorruptStateFile,
@@ -49,52 +64,107 @@ OP_COLLECT = "collect"
 APPLY_OPS = frozenset({OP_INSTALL, OP_UPGRADE, OP_RECONFIGURE, OP_RESTART, OP_ROLLBACK})
 REMOVE_OPS = frozenset({OP_UNINSTALL})
 COLLECT_OPS = frozenset({OP_COLLECT})
+ALL_OPS = APPLY_OPS | REMOVE_OPS | COLLECT_OPS
 
-# Steps of an apply operation (recorded before each is done).
-STEP_STAGE = "stage"
-STEP_WRITE_UNITS = "write-units"
-STEP_DAEMON_RELOAD = "daemon-reload"
-STEP_ENABLE = "enable"
-STEP_SWITCH = "switch"
-STEP_RESTART = "restart"  # start on first install, restart otherwise
-STEP_COMMIT = "commit"  # the new state is live and verified
-STEP_SAVE_APPLIED = "save-applied"
-STEP_PRUNE = "prune"
-STEP_ROLLBACK = "rollback"  # the engine gave up on `target` and restores `before`
-# Steps of an uninstall.
-STEP_STOP = "stop"
-STEP_DISABLE = "disable"
-STEP_REMOVE_UNITS = "remove-units"
-STEP_REMOVE_RELEASES = "remove-releases"
-STEP_FORGET = "forget"
-# Steps of a collection (the prune above, then the store's garbage).
-STEP_COLLECT = "collect-objects"
+class Undo(enum.StrEnum):
+    """One restore action of a rollback; the engine performs them in this order."""
 
-APPLY_STEPS: tuple[str, ...] = (
-    STEP_STAGE,
-    STEP_WRITE_UNITS,
-    STEP_DAEMON_RELOAD,
-    STEP_ENABLE,
-    STEP_SWITCH,
-    STEP_RESTART,
-    STEP_COMMIT,
-    STEP_SAVE_APPLIED,
-    STEP_PRUNE,
-    STEP_ROLLBACK,
+    SWITCH_BACK = "switch-back"  # point `current` at before.release (or drop the link)
+    RESTORE_UNITS = "restore-units"  # write before.units (remove those that are None)
+    DAEMON_RELOAD = "daemon-reload"  # systemd must re-read the restored unit files
+    RESTORE_ENABLEMENT = "restore-enablement"  # enable/disable as before.enabled
+    RESTART_PREVIOUS = "restart-previous"  # bring the service to before.active again
+    REMOVE_STAGED = "remove-staged"  # remove target.release (new, not before's)
+
+
+#: Kinds of operation: which steps each may record.
+APPLY = "apply"
+REMOVE = "remove"
+COLLECT = "collect"
+
+
+@dataclass(frozen=True)
+class StepDef:
+    """A journaled step, declared once: which operations take it, what undoes it, and the
+    failpoint hit right after its work (so a crash test can stop there)."""
+
+    name: str
+    kinds: frozenset[str]
+    undo: tuple[Undo, ...] = ()
+    failpoint: str | None = None
+
+
+#: Every step, in the order an operation of its kind takes them.
+STEPS: dict[str, StepDef] = {}
+
+
+def declare_step(
+    name: str, *kinds: str, undo: tuple[Undo, ...] = (), failpoint: str | None = None
+) -> str:
+    """Declare a journaled step; returns its name (the STEP_* constant).
+
+    This is the only edit a new step needs besides the code that does its work inside
+    `async with record.doing(STEP_X, ...)`: the step list of its operations, the undo plan
+    of a rollback, the journal's validation and the failpoint all derive from here.
+    """
+    if name in STEPS:
+        raise ValueError(f"step {name!r} is declared twice")
+    if not kinds or not set(kinds) <= {APPLY, REMOVE, COLLECT}:
+        raise ValueError(f"step {name!r}: kinds must be among {APPLY!r}, {REMOVE!r}, "
+                         f"{COLLECT!r}")
+    if failpoint is not None:
+        register_failpoint(failpoint)
+    STEPS[name] = StepDef(name, frozenset(kinds), undo, failpoint)
+    return name
+
+
+# Apply steps (recorded before each is done), then uninstall steps.
+STEP_STAGE = declare_step("stage", APPLY, undo=(Undo.REMOVE_STAGED,), failpoint=AFTER_STAGE)
+STEP_WRITE_UNITS = declare_step(
+    "write-units", APPLY, undo=(Undo.RESTORE_UNITS, Undo.DAEMON_RELOAD),
+    failpoint=AFTER_UNIT_WRITE,
 )
-#: What a committed apply still has to finish (each step idempotent).
+STEP_DAEMON_RELOAD = declare_step(
+    "daemon-reload", APPLY, REMOVE, undo=(Undo.DAEMON_RELOAD,), failpoint=AFTER_DAEMON_RELOAD
+)
+STEP_ENABLE = declare_step(
+    "enable", APPLY, undo=(Undo.RESTORE_ENABLEMENT,), failpoint=AFTER_ENABLE
+)
+STEP_SWITCH = declare_step("switch", APPLY, undo=(Undo.SWITCH_BACK,), failpoint=AFTER_SWITCH)
+#: Start on first install, restart otherwise.
+STEP_RESTART = declare_step(
+    "restart", APPLY, undo=(Undo.RESTART_PREVIOUS,), failpoint=AFTER_RESTART
+)
+#: The new state is live and verified: from here recovery rolls forward.
+STEP_COMMIT = declare_step("commit", APPLY, failpoint=AFTER_COMMIT)
+STEP_SAVE_APPLIED = declare_step("save-applied", APPLY, failpoint=AFTER_SAVE_APPLIED)
+#: The engine gave up on `target` and restores `before`.
+STEP_ROLLBACK = declare_step("rollback", APPLY, failpoint=AFTER_ROLLBACK_BEGIN)
+STEP_STOP = declare_step("stop", REMOVE, failpoint=AFTER_STOP)
+STEP_DISABLE = declare_step("disable", REMOVE, failpoint=AFTER_DISABLE)
+STEP_REMOVE_UNITS = declare_step("remove-units", REMOVE, failpoint=AFTER_UNIT_REMOVE)
+STEP_REMOVE_RELEASES = declare_step("remove-releases", REMOVE)
+STEP_FORGET = declare_step("forget", REMOVE, failpoint=AFTER_FORGET)
+# A collection (after an operation reported): prune old releases, then the store's garbage.
+STEP_PRUNE = declare_step("prune", COLLECT, failpoint=AFTER_PRUNE)
+STEP_COLLECT = declare_step("collect-objects", COLLECT)
+
+
+def steps_of(kind: str) -> tuple[str, ...]:
+    return tuple(d.name for d in STEPS.values() if kind in d.kinds)
+
+
+#: Apply steps a committed operation still has to finish (each idempotent).
 APPLY_FINISH_STEPS: tuple[str, ...] = (STEP_SAVE_APPLIED,)
+APPLY_STEPS = steps_of(APPLY)
+UNINSTALL_STEPS = steps_of(REMOVE)
 #: A collection always rolls forward: removing what no release needs is idempotent.
-COLLECT_STEPS: tuple[str, ...] = (STEP_PRUNE, STEP_COLLECT)
-UNINSTALL_STEPS: tuple[str, ...] = (
-    STEP_STOP,
-    STEP_DISABLE,
-    STEP_REMOVE_UNITS,
-    STEP_DAEMON_RELOAD,
-    STEP_REMOVE_RELEASES,
-    STEP_FORGET,
-)
-KNOWN_STEPS = frozenset(APPLY_STEPS) | frozenset(UNINSTALL_STEPS) | frozenset(COLLECT_STEPS)
+COLLECT_STEPS = steps_of(COLLECT)
+
+
+def _kind(op: str) -> str:
+    return REMOVE if op in REMOVE_OPS else COLLECT if op in COLLECT_OPS else APPLY
+
 
 #: The file a corrupt journal is moved to, for the administrator to inspect.
 QUARANTINE_SUFFIX = ".corrupt"
@@ -162,7 +232,11 @@ class Step:
 
 
 class JournalRecord:
-    """The operation in flight, bound to its journal file; every change is persisted first."""
+    """The operation in flight, bound to its journal file; every change is persisted first.
+
+    Writes (an fsync'd atomic replace each) run in a worker thread: the event loop, and so
+    the bus, stays live while an operation journals.
+    """
 
     def __init__(
         self,
@@ -173,6 +247,7 @@ class JournalRecord:
         before: Snapshot,
         target: Snapshot,
         steps: list[Step],
+        intent: dict[str, Any] | None = None,
     ) -> None:
         self._journal = journal
         self.op = op
@@ -180,12 +255,19 @@ class JournalRecord:
         self.started = started
         self.before = before
         self.target = target
+        #: What was asked, recorded at the start (e.g. an uninstall's `wipe`), so recovery
+        #: completes or undoes exactly that.
+        self.intent: dict[str, Any] = dict(intent or {})
         self._steps = steps
         self._closed = False
 
     @property
     def steps(self) -> tuple[Step, ...]:
         return tuple(self._steps)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def reached(self, name: str) -> bool:
         """True if the step was recorded (so it may have been done, wholly or partly)."""
@@ -207,40 +289,45 @@ class JournalRecord:
     def rolling_back(self) -> bool:
         return self.reached(STEP_ROLLBACK)
 
-    def step(self, name: str, **data: Any) -> None:
+    async def step(self, name: str, **data: Any) -> None:
         """Persist "about to do step `name`" (with JSON-able `data`) before doing it."""
         if self._closed:
             raise HostStateError(f"journal of {self.txid} is closed; cannot record {name}")
-        allowed = (
-            UNINSTALL_STEPS if self.op in REMOVE_OPS
-            else COLLECT_STEPS if self.op in COLLECT_OPS
-            else APPLY_STEPS
-        )
-        if name not in allowed:
+        known = STEPS.get(name)
+        if known is None or _kind(self.op) not in known.kinds:
             raise ValueError(f"{name!r} is not a step of a {self.op} operation")
         if name == STEP_COMMIT and self.rolling_back:
             raise HostStateError(f"{self.txid}: cannot commit an operation that rolls back")
         self._steps.append(Step(name, self._journal.clock(), dict(data)))
         try:
-            self._journal.write(self)
+            await asyncio.to_thread(self._journal.write, self)
         except BaseException:
             self._steps.pop()
             raise
 
-    def commit(self) -> None:
+    @contextlib.asynccontextmanager
+    async def doing(self, name: str, **data: Any) -> AsyncIterator[None]:
+        """Journal step `name`, run the body, then hit the step's failpoint."""
+        await self.step(name, **data)
+        yield
+        failpoint = STEPS[name].failpoint
+        if failpoint is not None:
+            self._journal.failpoints.hit(failpoint)
+
+    async def commit(self) -> None:
         """Mark the commit point: from here on recovery rolls forward."""
-        self.step(STEP_COMMIT)
-        self._journal.failpoints.hit(AFTER_COMMIT)
+        async with self.doing(STEP_COMMIT):
+            pass
 
-    def begin_rollback(self, reason: str) -> None:
+    async def begin_rollback(self, reason: str) -> None:
         """Mark that `target` failed and `before` is being restored (recovery continues it)."""
-        self.step(STEP_ROLLBACK, reason=reason)
-        self._journal.failpoints.hit(AFTER_ROLLBACK_BEGIN)
+        async with self.doing(STEP_ROLLBACK, reason=reason):
+            pass
 
-    def done(self) -> None:
+    async def done(self) -> None:
         """The operation ended (success, failure or rollback): remove the journal durably."""
         self._journal.failpoints.hit(BEFORE_JOURNAL_DONE)
-        self._journal.discard()
+        await asyncio.to_thread(self._journal.discard)
         self._closed = True
 
     def to_json(self) -> dict[str, Any]:
@@ -249,6 +336,7 @@ class JournalRecord:
             "op": self.op,
             "txid": self.txid,
             "started": self.started,
+            "intent": dict(self.intent),
             "before": self.before.to_json(),
             "target": self.target.to_json(),
             "steps": [{"name": s.name, "at": s.at, "data": s.data} for s in self._steps],
@@ -268,18 +356,30 @@ class Journal:
         self.failpoints = failpoints
         self.clock = clock
 
-    def begin(self, op: str, txid: str, before: Snapshot, target: Snapshot) -> JournalRecord:
+    async def begin(
+        self,
+        op: str,
+        txid: str,
+        before: Snapshot,
+        target: Snapshot,
+        intent: dict[str, Any] | None = None,
+    ) -> JournalRecord:
         """Start journaling an operation; refuses while an interrupted one is unrecovered."""
-        if op not in APPLY_OPS | REMOVE_OPS | COLLECT_OPS:
+        if op not in ALL_OPS:
             raise ValueError(f"unknown operation {op!r}")
-        if self.path.exists():
+        if await asyncio.to_thread(self.path.exists):
             raise HostStateError(
-                f"an interrupted operation is journaled in {self.path}; recover it first"
+                f"an interrupted operation is journaled in {self.path}; it is recovered "
+                "before the next operation"
             )
-        record = JournalRecord(self, op, txid, self.clock(), before, target, [])
-        self.write(record)
+        record = JournalRecord(self, op, txid, self.clock(), before, target, [], intent)
+        await asyncio.to_thread(self.write, record)
         self.failpoints.hit(AFTER_JOURNAL_BEGIN)
         return record
+
+    def pending(self) -> bool:
+        """True if a journal file is there (an operation was interrupted or is running)."""
+        return self.path.exists()
 
     def write(self, record: JournalRecord) -> None:
         """Replace the journal file with `record` (atomic, durable)."""
@@ -296,10 +396,13 @@ class Journal:
             return None
         where = str(self.path)
         op, txid, started = doc.get("op"), doc.get("txid"), doc.get("started")
-        if op not in APPLY_OPS | REMOVE_OPS | COLLECT_OPS:
+        if op not in ALL_OPS:
             raise CorruptStateFile(f"operation journal {where}: unknown operation {op!r}")
         if not isinstance(txid, str) or not isinstance(started, str):
             raise CorruptStateFile(f"operation journal {where}: 'txid'/'started' malformed")
+        intent = doc.get("intent", {})
+        if not isinstance(intent, dict):
+            raise CorruptStateFile(f"operation journal {where}: 'intent' is malformed")
         raw_steps = doc.get("steps")
         if not isinstance(raw_steps, list):
             raise CorruptStateFile(f"operation journal {where}: 'steps' is malformed")
@@ -307,7 +410,7 @@ class Journal:
         for raw in raw_steps:
             if (
                 not isinstance(raw, dict)
-                or raw.get("name") not in KNOWN_STEPS
+                or raw.get("name") not in STEPS
                 or not isinstance(raw.get("at"), str)
                 or not isinstance(raw.get("data"), dict)
             ):
@@ -315,7 +418,7 @@ class Journal:
             steps.append(Step(raw["name"], raw["at"], raw["data"]))
         before = Snapshot.from_json(doc.get("before"), where)
         target = Snapshot.from_json(doc.get("target"), where)
-        return JournalRecord(self, op, txid, started, before, target, steps)
+        return JournalRecord(self, op, txid, started, before, target, steps, intent)
 
     def discard(self) -> bool:
         """Remove the journal durably (after recovery); False if there was none."""
@@ -345,26 +448,6 @@ class RecoveryAction(enum.StrEnum):
     ROLL_FORWARD = "roll-forward"  # finish towards `target` (the remaining steps)
 
 
-class Undo(enum.StrEnum):
-    """One restore action of a rollback; the engine performs them in `Recovery.undo` order."""
-
-    SWITCH_BACK = "switch-back"  # point `current` at before.release (or drop the link)
-    RESTORE_UNITS = "restore-units"  # write before.units (remove those that are None)
-    DAEMON_RELOAD = "daemon-reload"  # systemd must re-read the restored unit files
-    RESTORE_ENABLEMENT = "restore-enablement"  # enable/disable as before.enabled
-    RESTART_PREVIOUS = "restart-previous"  # bring the service to before.active again
-    REMOVE_STAGED = "remove-staged"  # remove target.release (new, not before's)
-
-
-#: Which reached step needs which undo actions.
-_UNDO_FOR_STEP: dict[str, tuple[Undo, ...]] = {
-    STEP_SWITCH: (Undo.SWITCH_BACK,),
-    STEP_WRITE_UNITS: (Undo.RESTORE_UNITS, Undo.DAEMON_RELOAD),
-    STEP_DAEMON_RELOAD: (Undo.DAEMON_RELOAD,),
-    STEP_ENABLE: (Undo.RESTORE_ENABLEMENT,),
-    STEP_RESTART: (Undo.RESTART_PREVIOUS,),
-    STEP_STAGE: (Undo.REMOVE_STAGED,),
-}
 _UNDO_ORDER: tuple[Undo, ...] = tuple(Undo)
 
 
@@ -381,15 +464,18 @@ class Recovery:
 
 def _undo_for(record: JournalRecord) -> tuple[Undo, ...]:
     wanted: set[Undo] = set()
+    if record.intent.get("imported") is True:
+        wanted.add(Undo.REMOVE_STAGED)  # imported just before the journal opened
     for step in record.steps:
         if step.name == STEP_ROLLBACK:
             break
-        wanted.update(_UNDO_FOR_STEP.get(step.name, ()))
+        wanted.update(STEPS[step.name].undo)
     stage = record.step_data(STEP_STAGE)
     if Undo.REMOVE_STAGED in wanted and (
         record.target.release is None
         or record.target.release == record.before.release
         or (stage is not None and stage.get("preexisting") is True)
+        or record.intent.get("preexisting") is True
     ):
         wanted.discard(Undo.REMOVE_STAGED)  # never delete a release that was there before
     return tuple(u for u in _UNDO_ORDER if u in wanted)
@@ -432,7 +518,8 @@ def plan_recovery(record: JournalRecord | None) -> Recovery:
         )
     if not record.steps:
         return Recovery(
-            RecoveryAction.DISCARD, record, f"{what} was interrupted before its first step"
+            RecoveryAction.DISCARD, record, f"{what} was interrupted before its first step",
+            undo=_undo_for(record),
         )
     return Recovery(
         RecoveryAction.ROLL_BACK,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import os
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ from pxhostd.engine.failpoints import FAILPOINTS_ENV, Failpoints
 from pxhostd.engine.holds import Holds, HoldStore
 from pxhostd.engine.rollback import PREVIOUS_FILE, PreviousStore, rollback_target
 from pxhostd.engine.settings import load_settings
-from pxhostd.engine.state import AppliedState
+from pxhostd.engine.state import AppliedState, DesiredSource
 from pxhostd.engine.uninstall import managed_files, uninstall
 from pxhostd.engine.verify import verify_releases
 from pxhostd.errors import InvalidOptions, NotInstalled
@@ -42,6 +43,14 @@ log = logging.getLogger(__name__)
 
 #: A one-shot failpoint list: read and deleted at start, so a crash test cannot loop.
 FAILPOINTS_FILE = "failpoints"
+
+
+def spec_file_digest(path: Path) -> str | None:
+    """sha256 of the spec file's bytes, None if there is no file."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 def load_failpoints(state_dir: Path) -> Failpoints:
@@ -87,6 +96,12 @@ class HostEngine:
         await self._collected()
         try:
             async with ctx.locked():
+                if await in_thread(ctx.journal.pending):
+                    # An operation whose rollback failed, or one the pod side left: finish
+                    # it first, so one failure never blocks the next request.
+                    progress(2, "recovering an interrupted operation")
+                    note = await recovery.recover(ctx)
+                    log.warning("recovered before %s: %s", request.operation, note)
                 return await self._dispatch(ctx, request, progress)
         finally:
             await self._refresh()
@@ -155,7 +170,9 @@ class HostEngine:
             before = await in_thread(ctx.applied.load)
             if op == "install":
                 spec = spec_from_dict(dict(request.params))
-                outcome = await apply(ctx, spec, request.txid, progress, self.holds.load())
+                source = DesiredSource(request.origin or "Install over D-Bus")
+                holds = await in_thread(self.holds.load)
+                outcome = await apply(ctx, spec, request.txid, progress, holds, source)
             elif op == "rollback":
                 outcome = await self._rollback(ctx, request, progress)
             else:
@@ -177,24 +194,30 @@ class HostEngine:
     async def _reconcile(self, ctx: HostContext, request: Request, progress: ProgressFn) -> Outcome:
         from pxhostd.engine.apply import apply
 
-        if self.paths.spec_file.exists():
+        holds = await in_thread(self.holds.load)
+        applied = await in_thread(ctx.applied.load)
+        file_digest = await in_thread(spec_file_digest, self.paths.spec_file)
+        if file_digest is not None and (applied is None or applied.file_digest != file_digest):
+            # The file changed since it was last applied: it is a new desired state.
             spec = await in_thread(load_spec, self.paths.spec_file)
-        else:
-            applied = await in_thread(ctx.applied.load)
-            if applied is None:
-                return Outcome(False, f"nothing to do: no spec in {self.paths.spec_file}")
-            spec = spec_from_dict(applied.spec)
-        return await apply(ctx, spec, request.txid, progress, self.holds.load())
+            source = DesiredSource(f"spec file {self.paths.spec_file}", file_digest=file_digest)
+            return await apply(ctx, spec, request.txid, progress, holds, source)
+        if applied is None:
+            return Outcome(False, f"nothing to do: no spec in {self.paths.spec_file}")
+        # Keep the host at the desired state it already has; only drift is repaired.
+        return await apply(ctx, spec_from_dict(applied.spec), request.txid, progress, holds)
 
     async def _rollback(self, ctx: HostContext, request: Request, progress: ProgressFn) -> Outcome:
         from pxhostd.engine.apply import apply
 
         progress(2, "finding the previous release")
         previous, spec = await in_thread(rollback_target, self.previous, ctx.releases)
-        outcome = await apply(ctx, spec, request.txid, progress, self.holds.load())
+        source = DesiredSource(f"rollback to {previous.version} ({request.origin or 'Rollback'})")
+        holds = await in_thread(self.holds.load)
+        outcome = await apply(ctx, spec, request.txid, progress, holds, source)
         current = outcome.details.get("version_before")
         message = f"{spec.unit_name} rolled back to {previous.version} (from {current})"
-        if self.paths.spec_file.exists():
+        if await in_thread(self.paths.spec_file.exists):
             message += (
                 f"; {self.paths.spec_file} is unchanged: edit it, or the next change of it "
                 "applies it again"
@@ -209,7 +232,7 @@ class HostEngine:
         ctx = self._ctx()
         if raw_spec:
             spec = spec_from_dict(dict(raw_spec))
-        elif self.paths.spec_file.exists():
+        elif await in_thread(self.paths.spec_file.exists):
             spec = await in_thread(load_spec, self.paths.spec_file)
         else:
             applied = await in_thread(ctx.applied.load)
@@ -314,6 +337,8 @@ class HostEngine:
             release=applied.release_id,
             health_url=health,
             spec=applied.spec,
+            desired_source=applied.source,
+            desired_at=applied.source_at or applied.applied_at,
         )
 
     async def _watch_service(self, service: str | None) -> None:

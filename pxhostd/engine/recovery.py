@@ -1,8 +1,9 @@
-"""Start-up recovery: finish or roll back the operation a crash interrupted.
+"""Recovery: finish or roll back the operation a crash (or a failed rollback) left journaled.
 
-Runs before the daemon sends READY=1. The decision comes from `journal.plan_recovery`
-(pure, unit-tested); this module carries it out with the same undo and finish code the
-live paths use.
+Runs at start, before the daemon sends READY=1, and again before any operation that finds a
+journal: nothing ever waits for a manual step. The decision comes from
+`journal.plan_recovery` (pure, unit-tested); this module carries it out with the same undo,
+finish and uninstall code the live paths use.
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.state import CorruptStateFile
 from pxhostd.engine.undo import perform_undo
 from pxhostd.engine.uninstall import run_uninstall_steps
+from pxhostd.errors import HostStateError, PxError
 from pxhostd.hostfs import sweep_temp_files
 
 log = logging.getLogger(__name__)
 
 
 async def recover(ctx: HostContext) -> str | None:
-    """Bring the host to a consistent state; return a one-line note of what was done."""
+    """Bring the host to a consistent state; return a one-line note of what was done.
+
+    Raises HostStateError when the recovery itself fails; the journal then stays, and the
+    next call (the next operation, or the next start) tries again.
+    """
     note: str | None = None
     try:
         record = await in_thread(ctx.journal.load)
@@ -33,29 +39,37 @@ async def recover(ctx: HostContext) -> str | None:
         note = f"corrupt journal moved aside to {moved}"
     plan = jn.plan_recovery(record)
     if plan.record is not None:
-        rec = plan.record
         log.warning("recovery: %s", plan.reason)
-        if plan.action is jn.RecoveryAction.DISCARD:
-            rec.done()
-        elif plan.action is jn.RecoveryAction.ROLL_BACK:
-            if not rec.rolling_back:
-                rec.begin_rollback("interrupted: pxhostd restarted mid-operation")
-            await perform_undo(ctx, rec, plan.undo)
-            rec.done()
-            ctx.want_collect(None)
-        elif rec.op in jn.COLLECT_OPS:
-            await run_collect_steps(ctx, rec, recorded_keep(rec))
-            rec.done()
-        elif rec.op in jn.REMOVE_OPS:
-            forget = rec.step_data(jn.STEP_FORGET) or {}
-            units = sorted(rec.target.units or rec.before.units)
-            await run_uninstall_steps(
-                ctx, rec, units, bool(forget.get("wipe", False)), lambda p, m: None
-            )
-            rec.done()
-        else:
-            await finish(ctx, rec)
+        try:
+            await _carry_out(ctx, plan)
+        except PxError as exc:
+            raise HostStateError(f"recovery failed ({plan.reason}): {exc}") from exc
+        except OSError as exc:
+            raise HostStateError(f"recovery failed ({plan.reason}): {exc.strerror}") from exc
         note = plan.reason
     for directory in (ctx.paths.unit_dir, ctx.paths.releases_dir, ctx.paths.state_dir):
         await in_thread(sweep_temp_files, directory)
     return note
+
+
+async def _carry_out(ctx: HostContext, plan: jn.Recovery) -> None:
+    rec = plan.record
+    assert rec is not None
+    if plan.action is jn.RecoveryAction.DISCARD:
+        await perform_undo(ctx, rec, plan.undo)  # at most a release imported for it
+        await rec.done()
+        ctx.want_collect(None)
+    elif plan.action is jn.RecoveryAction.ROLL_BACK:
+        if not rec.rolling_back:
+            await rec.begin_rollback("interrupted: pxhostd restarted mid-operation")
+        await perform_undo(ctx, rec, plan.undo)
+        await rec.done()
+        ctx.want_collect(None)
+    elif rec.op in jn.COLLECT_OPS:
+        await run_collect_steps(ctx, rec, recorded_keep(rec))
+        await rec.done()
+    elif rec.op in jn.REMOVE_OPS:
+        await run_uninstall_steps(ctx, rec, lambda _p, _m: None)
+        await rec.done()
+    else:
+        await finish(ctx, rec)

@@ -65,6 +65,24 @@ def _field(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], path: P
     return value
 
 
+def _optional(doc: dict[str, Any], key: str, path: Path) -> str:
+    value = doc.get(key, "")
+    if not isinstance(value, str):
+        raise CorruptStateFile(f"applied state {path}: field {key!r} is malformed")
+    return value
+
+
+@dataclass(frozen=True)
+class DesiredSource:
+    """Who made a spec the desired state, and when."""
+
+    #: For people: "spec file /etc/pxhostd/spec.yaml" or "Install over D-Bus".
+    what: str
+    at: str = field(default_factory=utc_now)
+    #: sha256 of the spec file's bytes when the spec came from the file; "" otherwise.
+    file_digest: str = ""
+
+
 @dataclass(frozen=True)
 class AppliedState:
     """The host as pxhostd last left it after a successful operation."""
@@ -87,6 +105,13 @@ class AppliedState:
     txid: str = ""
     #: When it was applied (utc_now()).
     applied_at: str = field(default_factory=utc_now)
+    #: Where this desired state came from ("spec file /etc/pxhostd/spec.yaml", "Install
+    #: over D-Bus") and when it was submitted; kept by reconciles that do not replace it.
+    source: str = ""
+    source_at: str = ""
+    #: sha256 of the spec file's bytes when it was last applied from the file: the file is
+    #: a new desired state only when its content differs from this (docs/spec-format.md).
+    file_digest: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +125,9 @@ class AppliedState:
             "version": self.version,
             "txid": self.txid,
             "applied_at": self.applied_at,
+            "source": self.source,
+            "source_at": self.source_at,
+            "file_digest": self.file_digest,
         }
 
     @classmethod
@@ -117,6 +145,10 @@ class AppliedState:
             version=_field(doc, "version", str, path),
             txid=_field(doc, "txid", str, path),
             applied_at=_field(doc, "applied_at", str, path),
+            # Absent in state files of older pxhostd versions.
+            source=_optional(doc, "source", path),
+            source_at=_optional(doc, "source_at", path),
+            file_digest=_optional(doc, "file_digest", path),
         )
 
 

@@ -33,7 +33,10 @@ async def perform_undo(
     for action in actions:
         log.info("rollback of %s: %s", record.txid, action.value)
         if action is jn.Undo.SWITCH_BACK:
-            if before.release and ctx.releases.exists(before.release):
+            kept = bool(before.release) and await in_thread(
+                ctx.releases.exists, str(before.release)
+            )
+            if before.release and kept:
                 await in_thread(ctx.releases.switch, before.release)
             else:
                 await in_thread(ctx.releases.unlink_current)
@@ -43,13 +46,13 @@ async def perform_undo(
         elif action is jn.Undo.DAEMON_RELOAD:
             await ctx.systemd.daemon_reload(ctx.settings.reload_timeout)
         elif action is jn.Undo.RESTORE_ENABLEMENT:
-            present = [n for n in touched if is_unit_file(n) and ctx.read_unit(n) is not None]
+            present = [n for n in touched if is_unit_file(n) and await _present(ctx, n)]
             if before.enabled and present:
                 await ctx.systemd.enable_unit_files(present)
             else:
                 await disable_units(ctx, touched)
         elif action is jn.Undo.RESTART_PREVIOUS and unit is not None:
-            if before.active and ctx.read_unit(unit) is not None:
+            if before.active and await _present(ctx, unit):
                 await ctx.systemd.restart_and_verify(unit, ctx.settings.activation_timeout)
             else:
                 await stop(ctx, unit)
@@ -58,7 +61,7 @@ async def perform_undo(
             action is jn.Undo.REMOVE_STAGED
             and target.release
             and target.release != before.release
-            and ctx.releases.current() != target.release
+            and await in_thread(ctx.releases.current) != target.release
         ):
             await in_thread(ctx.releases.remove, target.release)
     await in_thread(ctx.releases.sweep)
@@ -79,12 +82,20 @@ async def reset_failed(ctx: HostContext, unit: str) -> None:
 async def disable_units(ctx: HostContext, names: list[str]) -> None:
     """Disable through systemd; for unit files already gone, drop the dangling wants links."""
     units = [n for n in names if is_unit_file(n)]
-    present = [n for n in units if ctx.read_unit(n) is not None]
+    present = [n for n in units if await _present(ctx, n)]
     if present:
         await ctx.systemd.disable_unit_files(present)
+    await in_thread(_drop_wants_links, ctx, units)
+
+
+def _drop_wants_links(ctx: HostContext, units: list[str]) -> None:
     for name in units:
         for link in ctx.paths.unit_dir.glob(f"*.wants/{name}"):
-            await in_thread(remove_file, link)
+            remove_file(link)
+
+
+async def _present(ctx: HostContext, name: str) -> bool:
+    return await in_thread(ctx.read_unit, name) is not None
 
 
 async def unit_failure_reason(ctx: HostContext, unit: str, exc: PxError) -> str:

@@ -30,7 +30,10 @@ MAX_EXEC_ARG_LEN = 4096
 MAX_URL = 2048
 
 MANIFEST_KEYS = ("name", "version", "exec", "notify", "health", "files", "reboot_unit",
-                 "reboot_exec")
+                 "reboot_exec", "drain")
+#: `drain`: whether an upgrade to this payload disrupts the pods using its volumes, so the
+#: pod drains the node first (docs/pod.md). `never` is the default.
+DRAIN_VALUES = ("never", "on-upgrade")
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _HEX = frozenset("0123456789abcdef")
 
@@ -98,6 +101,7 @@ class Manifest:
     reboot_unit: bool = False
     #: Program relative to the payload root plus arguments, run by the reboot unit.
     reboot_exec: tuple[str, ...] = ()
+    drain: str = "never"
     digest: str = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -122,6 +126,8 @@ class Manifest:
             out["health"] = self.health
         if self.reboot_exec:
             out["reboot_exec"] = list(self.reboot_exec)
+        if self.drain != "never":  # left out at its default: old digests stay the same
+            out["drain"] = self.drain
         return out
 
 
@@ -222,6 +228,10 @@ def manifest_from_dict(data: object) -> Manifest:
     elif reboot_unit:
         raise E("payload.yaml reboot_exec: missing (reboot_unit: true needs a program to run)")
     health = data.get("health")
+    drain = rules.require_str("payload.yaml drain", data.get("drain", "never"), E)
+    if drain not in DRAIN_VALUES:
+        raise E(f"payload.yaml drain: {rules.show(drain)} must be one of "
+                f"{', '.join(DRAIN_VALUES)}")
     return Manifest(
         name=rules.check_token("payload.yaml name", data["name"], E),
         version=rules.check_token("payload.yaml version", data["version"], E),
@@ -231,6 +241,7 @@ def manifest_from_dict(data: object) -> Manifest:
         files=tuple(sorted(files.items())),
         reboot_unit=reboot_unit,
         reboot_exec=reboot_exec,
+        drain=drain,
     )
 
 

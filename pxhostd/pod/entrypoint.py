@@ -11,11 +11,18 @@ In order, changing nothing until the checks pass:
    and started;
 6. the image's payload is placed on the host (unless --payload names one there);
 7. the spec built from this pod's arguments, environment and mounts is submitted over
-   D-Bus; the transaction's progress goes to stdout, its result in one line, and the
+   D-Bus (with a drain around it when the upgrade is disruptive, pxhostd.kube); the
+   transaction's progress goes to stdout, its result in one line, and the
    submission record (spec digest, release, result) that the readiness probe compares
    with the status file is written in the pod;
-8. then it stays up until SIGTERM/SIGINT, and exits 0 within a second or two, leaving the
+8. then it stays up (following its Node's px/service and px/enabled labels) until
+   SIGTERM/SIGINT, and exits 0 within a second or two, leaving the
    storage service running: the only D-Bus action on the way out is closing the connection.
+
+`pxhostd-pod --host-access=bus` (Docker Swarm, pxhostd.pod.busaccess) leaves out 0, 2, 4
+and 5: only the bus socket, /opt/pwx and /run/pxhostd are needed, the host's pxhostd comes
+from its package and must be at least as new as the pod, Docker secrets join the
+environment, and the spec gets no mounts from the container.
 
 `pxhostd-pod --uninstall [--wipe]` is the explicit uninstall (the old px/enabled=remove).
 Exit codes: 0 done or stopped, 1 failed (the reason is the last line, also written to
@@ -41,8 +48,11 @@ from dbus_fast import BusType
 from pxhostd import __version__
 from pxhostd.bus.client import PxClient, raise_for_result
 from pxhostd.errors import InvalidSpec, NotInstalled, PxError
+from pxhostd.kube.errors import DrainTimeout, KubeApiError
+from pxhostd.kube.podside import KubeSide
 from pxhostd.log import setup_logging
 from pxhostd.paths import Paths
+from pxhostd.payload.manifest import MANIFEST_NAME, Manifest, parse_manifest_yaml
 from pxhostd.pod import busaccess, hostinstall, hostpayload, hostprep, specbuild, submit
 from pxhostd.pod.busaccess import HostAccess
 from pxhostd.pod.dockersecrets import SECRETS_DIR
@@ -114,6 +124,7 @@ class Pod:
         self.host = Host(settings.host_mnt_ns)
         self.health: HealthServer | None = None
         self.client: PxClient | None = None
+        self.kube: KubeSide | None = None
         self.stop = asyncio.Event()
 
     # -- the run ---------------------------------------------------------------------------
@@ -146,6 +157,9 @@ class Pod:
             remove_handlers()
 
     async def close(self) -> None:
+        if self.kube is not None:
+            self.kube.close()
+            self.kube = None
         if self.client is not None:
             self.client.close()  # no call: just the connection
             self.client = None
@@ -208,6 +222,56 @@ class Pod:
         txid = self.txid()
         if self.client is None:
             self.client = await self.connect()
+        self.kube = KubeSide.create(
+            os.environ.get("PXHOSTD_NODE_NAME"), say, drain_all=self.options.drain_all,
+            drain_timeout=self.options.drain_timeout,
+        )
+        code = await self.drained_submit(spec, payload, digest, txid)
+        if code:
+            return code
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        say(f"{PROG}: serving {self.options.endpoint[0]}:{self.options.endpoint[1]}/health;"
+            " readiness comes from the status file")
+        if self.kube is None:
+            await self.stop.wait()
+            return 0
+        labels = asyncio.create_task(self.kube.serve_labels(self.connect), name="labels")
+        try:
+            await self.stop.wait()
+        finally:
+            labels.cancel()
+        return 0
+
+    async def drained_submit(self, spec: dict[str, object], payload: str, digest: str,
+                             txid: str) -> int:
+        """`submit_spec`, with the node drained around it when the upgrade is disruptive
+        (pxhostd.kube); a drain that fails submits nothing and leaves the service as it was."""
+        assert self.client is not None
+        if self.kube is None:
+            return await self.submit_spec(spec, digest, txid)
+        try:
+            drained = await self.kube.before_install(
+                self.client, await self.payload_manifest(payload))
+        except (DrainTimeout, KubeApiError) as exc:
+            line = submit.error_line("install", exc)
+            say(line)
+            self.record(SubmissionResult.FAILED, digest, txid, line)
+            return 0
+        try:
+            return await self.submit_spec(spec, digest, txid)
+        finally:
+            await self.kube.after_install(drained)
+
+    async def payload_manifest(self, payload: str) -> Manifest:
+        """The manifest of the payload about to be submitted, read on the host."""
+        out = await self.host.run(["cat", f"{payload.rstrip('/')}/{MANIFEST_NAME}"])
+        return parse_manifest_yaml(out.stdout)
+
+    async def submit_spec(self, spec: dict[str, object], digest: str, txid: str) -> int:
+        """Submit and report; 1 only when the spec itself is refused."""
+        assert self.client is not None
         try:
             result = await submit.install(self.client, spec, txid, say)
         except InvalidSpec as exc:
@@ -234,12 +298,6 @@ class Pod:
                 details = result.get("details") or {}
                 release = str(details.get("release") or "") if isinstance(details, dict) else ""
                 self.record(SubmissionResult.DONE, digest, txid, line, release)
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-        say(f"{PROG}: serving {self.options.endpoint[0]}:{self.options.endpoint[1]}/health;"
-            " readiness comes from the status file")
-        await self.stop.wait()
         return 0
 
     async def prepare_host(self) -> None:

@@ -84,6 +84,10 @@ class PodOptions:
     uninstall: bool = False
     wipe: bool = False
     debug: bool = False
+    #: Drain before a disruptive upgrade: every pod with Portworx volumes, not only
+    #: controller-managed ones (px-oci-mon's --drain-all); and the drain's time bound.
+    drain_all: bool = False
+    drain_timeout: float = 600.0
     #: `--host-access`: nsenter (the DaemonSet pod, default) or bus (Docker Swarm).
     host_access: HostAccess = HostAccess.NSENTER
     #: Everything that is not the pod's own: the storage service's arguments.
@@ -107,14 +111,17 @@ OWN_OPTIONS: Mapping[str, bool] = {
     "--uninstall": False,
     "--wipe": False,
     "--debug": False,
+    "--drain-all": False,
+    "--drain-timeout": True,
     "--host-access": True,
     # px-oci-mon's, accepted for old DaemonSets and ignored (see docs/pod.md):
     "--sync": False,  # pxhostd never moves a payload under a running service
-    "--drain-all": False,  # draining is not the pod's job any more
     "--log": True,  # the pod logs to stdout (kubectl logs); the daemon to the journal
     "-x": True,  # `-x kubernetes`: the scheduler the monitor ran under
 }
-_IGNORED = frozenset({"--sync", "--drain-all", "--log", "-x"})
+_IGNORED = frozenset({"--sync", "--log", "-x"})
+#: Longest drain the pod accepts (seconds).
+MAX_DRAIN_TIMEOUT = 86400.0
 
 
 def split_own_options(argv: Sequence[str]) -> tuple[dict[str, str | bool], list[str], list[str]]:
@@ -160,11 +167,16 @@ def parse_pod_args(argv: Sequence[str]) -> PodOptions:
     uninstall = bool(own.get("--uninstall", False))
     if wipe and not uninstall:
         raise UsageError("--wipe only goes with --uninstall")
+    drain_timeout = PodOptions.drain_timeout
+    if "--drain-timeout" in own:
+        drain_timeout = parse_drain_timeout(str(own["--drain-timeout"]))
     try:
         host_access = parse_host_access(str(own.get("--host-access", HostAccess.NSENTER.value)))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return PodOptions(
+        drain_all=bool(own.get("--drain-all", False)),
+        drain_timeout=drain_timeout,
         host_access=host_access,
         endpoint=endpoint,
         payload=payload,
@@ -175,6 +187,17 @@ def parse_pod_args(argv: Sequence[str]) -> PodOptions:
         args=tuple(rest),
         ignored=tuple(ignored),
     )
+
+
+def parse_drain_timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= MAX_DRAIN_TIMEOUT:
+        raise UsageError(f"--drain-timeout: {text!r} must be seconds, more than 0 and at most "
+                         f"{MAX_DRAIN_TIMEOUT:g}")
+    return value
 
 
 # -- environment ---------------------------------------------------------------------------
@@ -349,8 +372,13 @@ def argparse_help() -> str:
     parser.add_argument("--wipe", action="store_true",
                         help="with --uninstall: also remove /etc/pwx")
     parser.add_argument("--debug", action="store_true", help="debug logging")
+    parser.add_argument("--drain-all", action="store_true",
+                        help="a drain before a disruptive upgrade evicts every pod with "
+                        "Portworx volumes, not only controller-managed ones")
+    parser.add_argument("--drain-timeout", metavar="SECONDS",
+                        help="bound on such a drain (default 600)")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--help", action="store_true", help="this text")
     return parser.format_help() + (
-        "\nAccepted and ignored (px-oci-mon): --sync, --drain-all, --log FILE, -x SCHEDULER\n"
+        "\nAccepted and ignored (px-oci-mon): --sync, --log FILE, -x SCHEDULER\n"
     )

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pxhostd.errors import InvalidSpec
+from pxhostd.render.names import reserved_reason
 from pxhostd.spec import rules
 from pxhostd.spec.model import DEFAULT_SERVICE, MOUNT_OPTION_ORDER, Mount, Spec
 from pxhostd.spec.yamlio import parse_yaml_document, read_text_file
@@ -136,8 +137,9 @@ def spec_from_dict(data: object) -> Spec:
     service = rules.check_unit_stem(
         "spec.service", data.get("service", DEFAULT_SERVICE), InvalidSpec
     )
-    if service in RESERVED_SERVICES or service.startswith("pxhostd"):
-        raise InvalidSpec(f"spec.service: {service!r} is reserved")
+    reserved = reserved_reason(service)
+    if service in RESERVED_SERVICES or reserved:
+        raise InvalidSpec(f"spec.service: {service!r} is reserved: {reserved or 'pxhostd uses it'}")
     # An empty YAML key (`env:`) is null: the same as leaving the key out.
     args, env, mounts = (data.get(k) for k in ("args", "env", "mounts"))
     return Spec(

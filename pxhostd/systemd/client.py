@@ -178,6 +178,10 @@ class Systemd:
         """Require the unit to stay `active` for `settle` seconds in a row (bounded)."""
         return await verify.wait_stable(self, name, settle, timeout)
 
+    async def wait_settled(self, name: str, timeout: float = c.JOB_TIMEOUT) -> UnitState:
+        """The unit's state once it is no longer activating/deactivating (bounded)."""
+        return await verify.wait_settled(self, name, timeout)
+
     async def unit_call(self, name: str, path: str, member: str) -> None:
         """A no-argument method on a unit object (Ref, Unref), bounded."""
         what = f"{member} {name}"

@@ -121,3 +121,16 @@ async def _settle(systemd: Systemd, watch: UnitWatch, settle: float) -> None:
                 await watch.wait_for(left_active)
         except TimeoutError:
             return
+
+
+async def wait_settled(systemd: Systemd, name: str, timeout: float) -> UnitState:
+    """Wait until the unit is neither activating nor deactivating (a job systemd itself
+    runs, e.g. at boot), so a decision is made on where it ends, not on the way there."""
+    moving = (ActiveState.ACTIVATING, ActiveState.DEACTIVATING)
+    async with await systemd.watch_unit(name) as watch:
+        try:
+            async with bounded(timeout, f"waiting for {name} to finish its state change"):
+                await watch.wait_for(lambda a: a.active_state not in moving)
+        except Timeout as exc:
+            raise Timeout(f"{exc}: {await systemd.state_hint(name)}") from exc
+    return await systemd.unit_state(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -78,7 +79,8 @@ def test_object_kinds_and_order() -> None:
     kinds = [d["kind"] for d in docs_for(FULL)]
     assert kinds == ["Namespace", "ServiceAccount", "Secret", "ClusterRole",
                      "ClusterRoleBinding", "Service", "DaemonSet"]
-    assert [d["kind"] for d in docs_for([])] == ["ServiceAccount", "Service", "DaemonSet"]
+    assert [d["kind"] for d in docs_for([])] == ["ServiceAccount", "ClusterRole",
+                                                 "ClusterRoleBinding", "Service", "DaemonSet"]
 
 
 def test_a_namespace_of_our_own_comes_with_the_manifest() -> None:
@@ -87,9 +89,9 @@ def test_a_namespace_of_our_own_comes_with_the_manifest() -> None:
     assert ns["metadata"]["name"] == "portworx"
     # A privileged hostPID pod must be admitted there (Pod Security Admission).
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
-    assert {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"} == {
-        "portworx"
-    }
+    cluster_scoped = ("Namespace", "ClusterRole", "ClusterRoleBinding")
+    assert {d["metadata"].get("namespace") for d in docs if d["kind"] not in cluster_scoped
+            } == {"portworx"}
     assert by_kind(docs_for([]), "Namespace") == []  # kube-system always exists
 
 
@@ -221,19 +223,37 @@ def test_secrets_live_only_in_the_secret() -> None:
     }
 
 
+POD_GRANTS = {
+    ("", "nodes", "get"), ("", "nodes", "watch"), ("", "nodes", "patch"),
+    ("", "pods", "list"), ("", "persistentvolumeclaims", "get"),
+    ("", "persistentvolumes", "get"), ("", "pods/eviction", "create"),
+}
+
+
+def grants(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {(r["apiGroups"][0], res, verb)
+            for r in role["rules"] for res in r["resources"] for verb in r["verbs"]}
+
+
 def test_rbac_is_only_what_the_pod_uses() -> None:
-    """The pod makes no Kubernetes API call (it talks to pxhostd over the system bus)."""
+    """The drain and node-label calls (tests/kube/test_kube_rbac.py holds them together
+    with the code's calls); everything else goes over the system bus."""
     docs = docs_for([])
-    assert by_kind(docs, "ClusterRole") == [] and by_kind(docs, "ClusterRoleBinding") == []
+    role = one(docs, "ClusterRole")
+    assert grants(role) == POD_GRANTS
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
 
 
 def test_openshift_adds_only_the_privileged_scc() -> None:
     docs = docs_for([("osft", "true")])
     role = one(docs, "ClusterRole")
-    assert role["rules"] == [{
+    assert grants(role) == POD_GRANTS | {("security.openshift.io", "securitycontextconstraints",
+                                          "use")}
+    assert role["rules"][-1] == {
         "apiGroups": ["security.openshift.io"], "resources": ["securitycontextconstraints"],
         "verbs": ["use"], "resourceNames": ["privileged"],
-    }]
+    }
     binding = one(docs, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [

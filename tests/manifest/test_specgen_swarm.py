@@ -117,7 +117,7 @@ def test_one_global_service_on_the_host_network_with_three_binds() -> None:
     update = svc["deploy"]["update_config"]
     assert (update["parallelism"], update["order"], update["failure_action"]) == (
         1, "stop-first", "rollback")
-    assert update["monitor"] == "60s"
+    assert update["monitor"] == "30s"
     assert svc["deploy"]["rollback_config"]["order"] == "stop-first"
     assert "secrets" not in svc and "secrets" not in doc
     assert "privileged" not in text and "docker.sock" not in text

@@ -3,9 +3,10 @@
 from .errors import NodeBootError, NodeCommandError, NodeError, NodeRootError, UnitFailed
 from .node import NODE_DROP_DIR, Node
 from .polling import WaitTimeout, wait_for
-from .root import REPO_ROOT, build_node_root
+from .root import DOCKER_NSPAWN_ARGS, REPO_ROOT, build_node_root
 
 __all__ = [
+    "DOCKER_NSPAWN_ARGS",
     "NODE_DROP_DIR",
     "REPO_ROOT",
     "Node",

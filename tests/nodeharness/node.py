@@ -77,6 +77,7 @@ class Node:
         scratch_parent: Path | None = None,
         unified_cgroup: bool = False,
         scratch_binds: Sequence[str] = (),
+        nspawn_args: Sequence[str] = (),
     ) -> None:
         """`unified_cgroup`: boot with cgroup2 inside (what podman needs on a hybrid-cgroup
         machine). `scratch_binds`: node paths that get a fresh directory of the scratch
@@ -85,6 +86,8 @@ class Node:
         self.root = Path(root)
         self.unified_cgroup = unified_cgroup
         self.scratch_binds = tuple(scratch_binds)
+        #: Extra systemd-nspawn options (a Docker node: DOCKER_NSPAWN_ARGS).
+        self.nspawn_args = tuple(nspawn_args)
         self.name = name or f"pxnode-{secrets.token_hex(4)}"
         self.log_dir = log_dir or default_log_dir()
         self.console_log = self.log_dir / f"{self.name}.console.log"
@@ -403,6 +406,7 @@ class Node:
             source = self.scratch / f"bind-{i}"
             source.mkdir(exist_ok=True)
             argv.append(f"--bind={source}:{node_path}")
+        argv.extend(self.nspawn_args)
         env = dict(os.environ)
         if self.unified_cgroup:
             env["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"] = "1"

@@ -9,6 +9,9 @@ from .errors import NodeRootError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-node-root"
+#: How a node of the `docker` variant boots on these machines (docs/testing.md, "Docker
+#: nodes"): runc needs every capability the machine has and a session keyring.
+DOCKER_NSPAWN_ARGS = ("--capability=all", "--system-call-filter=@keyring")
 
 
 def build_node_root(variant: str | None = None) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pxhostd.kube.api import CALLS
 from pxhostd.log import is_secret_name
 from pxhostd.manifest.model import names as n
 from pxhostd.manifest.params import DEFAULT_NAMESPACE, ManifestParams
@@ -40,13 +41,25 @@ def _rule(group: str, resources: list[str], verbs: list[str], **extra: list[str]
     return {"apiGroups": [group], "resources": resources, "verbs": verbs, **extra}
 
 
+def pod_api_rules() -> list[Obj]:
+    """Exactly the permissions of the pod's Kubernetes calls (pxhostd.kube.api.CALLS):
+    its own node (get, watch its labels, patch: cordon, relabel, annotate), the pods on it
+    (list, by field selector), the claims and volumes they mount (get), and Evictions
+    (create, so PodDisruptionBudgets are honoured)."""
+    verbs: dict[tuple[str, str], list[str]] = {}
+    for perm in CALLS.values():
+        verbs.setdefault((perm.group, perm.resource), []).append(perm.verb)
+    return [_rule(group, [resource], sorted(v)) for (group, resource), v in verbs.items()]
+
+
 def api_rules(p: ManifestParams) -> list[Obj]:
     """Only what the pod does with the API (see docs/manifest-generator.md, RBAC).
 
-    The pod itself makes no Kubernetes API call: it talks to the host's pxhostd over the
-    system bus. A feature that calls the API adds its rule here, with the call it serves.
+    Everything else goes to the host's pxhostd over the system bus; the API calls are the
+    drain before a disruptive upgrade and node-label control (pxhostd/kube/api.py), whose
+    table the rules are built from, so a call and its rule cannot drift apart.
     """
-    rules: list[Obj] = []
+    rules = pod_api_rules()
     if p.openshift:
         rules.append(
             _rule("security.openshift.io", ["securitycontextconstraints"], ["use"],

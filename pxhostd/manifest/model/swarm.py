@@ -43,11 +43,13 @@ BIND_PATHS = ("/run/dbus/system_bus_socket", "/opt/pwx", "/run/pxhostd")
 #: The task's health: the host runs this task's own submitted spec (`probe --pod`), so a
 #: task whose install failed or was rolled back is unhealthy and an update rolls back.
 HEALTH_TEST = ("pxhostctl", "probe", "--pod")
-#: Seconds. Swarm kills a task that turns unhealthy; the first install of a large payload
-#: may take a while, so failures in the start period do not count.
-HEALTH = {"interval": "10s", "timeout": "5s", "retries": 3, "start_period": "120s"}
+#: Swarm kills a task that turns unhealthy (it has no "unready"), and only then does an
+#: update with a broken payload fail and roll back, so the checks are frequent. Killing a
+#: task during a long first install is harmless: the install is pxhostd's transaction, it
+#: goes on, and the next task waits for it and finds its spec applied.
+HEALTH = {"interval": "5s", "timeout": "5s", "retries": 3, "start_period": "30s"}
 #: After each node's task is updated Swarm watches it this long before the next node.
-MONITOR = "60s"
+MONITOR = "30s"
 #: The pod exits 0 within 2 s of SIGTERM; storage is not touched.
 STOP_GRACE = "10s"
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -12,6 +15,13 @@ from pxhostd.engine import journal as j
 from pxhostd.engine.journal import Journal, RecoveryAction, Snapshot, Undo, plan_recovery
 from pxhostd.engine.state import CorruptStateFile
 from pxhostd.errors import HostStateError
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
 
 REBOOT = "portworx-reboot.service"
 BEFORE = Snapshot(release="1.0-a", units={"portworx.service": "old", REBOOT: None},
@@ -26,8 +36,8 @@ def journal(tmp_path: Path) -> Journal:
 
 
 def test_begin_step_load_roundtrip(journal: Journal) -> None:
-    rec = journal.begin(j.OP_UPGRADE, "tx1", BEFORE, TARGET)
-    rec.step(j.STEP_STAGE, release="2.0-b", preexisting=False)
+    rec = run(journal.begin(j.OP_UPGRADE, "tx1", BEFORE, TARGET))
+    run(rec.step(j.STEP_STAGE, release="2.0-b", preexisting=False))
     loaded = journal.load()
     assert loaded is not None
     assert (loaded.op, loaded.txid, loaded.started) == ("upgrade", "tx1", rec.started)
@@ -38,47 +48,47 @@ def test_begin_step_load_roundtrip(journal: Journal) -> None:
 
 
 def test_each_step_is_on_disk_before_step_returns(journal: Journal) -> None:
-    rec = journal.begin(j.OP_INSTALL, "tx1", Snapshot(), TARGET)
+    rec = run(journal.begin(j.OP_INSTALL, "tx1", Snapshot(), TARGET))
     for name in (j.STEP_STAGE, j.STEP_WRITE_UNITS, j.STEP_DAEMON_RELOAD):
-        rec.step(name)
+        run(rec.step(name))
         on_disk = json.loads(journal.path.read_text())
         assert on_disk["steps"][-1]["name"] == name
         assert on_disk["schema"] == j.JOURNAL_SCHEMA
 
 
 def test_done_removes_the_journal_and_closes_the_record(journal: Journal) -> None:
-    rec = journal.begin(j.OP_INSTALL, "tx1", Snapshot(), TARGET)
-    rec.done()
+    rec = run(journal.begin(j.OP_INSTALL, "tx1", Snapshot(), TARGET))
+    run(rec.done())
     assert not journal.path.exists()
     assert journal.load() is None
     with pytest.raises(HostStateError, match="closed"):
-        rec.step(j.STEP_STAGE)
+        run(rec.step(j.STEP_STAGE))
 
 
 def test_begin_refuses_while_an_interrupted_operation_is_unrecovered(journal: Journal) -> None:
-    journal.begin(j.OP_INSTALL, "tx1", Snapshot(), TARGET)
-    with pytest.raises(HostStateError, match="recover it first"):
-        journal.begin(j.OP_UPGRADE, "tx2", BEFORE, TARGET)
+    run(journal.begin(j.OP_INSTALL, "tx1", Snapshot(), TARGET))
+    with pytest.raises(HostStateError, match="recovered before the next operation"):
+        run(journal.begin(j.OP_UPGRADE, "tx2", BEFORE, TARGET))
     loaded = journal.load()
     assert loaded is not None and loaded.txid == "tx1"
 
 
 def test_unknown_operation_and_foreign_steps_are_refused(journal: Journal) -> None:
     with pytest.raises(ValueError, match="unknown operation"):
-        journal.begin("upgrde", "tx1", BEFORE, TARGET)
-    rec = journal.begin(j.OP_UPGRADE, "tx1", BEFORE, TARGET)
+        run(journal.begin("upgrde", "tx1", BEFORE, TARGET))
+    rec = run(journal.begin(j.OP_UPGRADE, "tx1", BEFORE, TARGET))
     with pytest.raises(ValueError, match="not a step of a upgrade"):
-        rec.step(j.STEP_STOP)
+        run(rec.step(j.STEP_STOP))
     with pytest.raises(ValueError, match="not a step"):
-        rec.step("stagee")
+        run(rec.step("stagee"))
 
 
 def test_cannot_commit_after_rollback_began(journal: Journal) -> None:
-    rec = journal.begin(j.OP_UPGRADE, "tx1", BEFORE, TARGET)
-    rec.step(j.STEP_SWITCH)
-    rec.begin_rollback("not active")
+    rec = run(journal.begin(j.OP_UPGRADE, "tx1", BEFORE, TARGET))
+    run(rec.step(j.STEP_SWITCH))
+    run(rec.begin_rollback("not active"))
     with pytest.raises(HostStateError, match="rolls back"):
-        rec.commit()
+        run(rec.commit())
 
 
 @pytest.mark.parametrize("text", [
@@ -116,14 +126,14 @@ def test_quarantine_moves_a_corrupt_journal_aside(journal: Journal) -> None:
 
 
 def record_with(journal: Journal, op: str, *steps: str, **stage_data: object) -> j.JournalRecord:
-    rec = journal.begin(op, "tx", BEFORE, TARGET)
+    rec = run(journal.begin(op, "tx", BEFORE, TARGET))
     for name in steps:
         if name == j.STEP_STAGE:
-            rec.step(name, **stage_data)
+            run(rec.step(name, **stage_data))
         elif name == j.STEP_ROLLBACK:
-            rec.begin_rollback("failed to start")
+            run(rec.begin_rollback("failed to start"))
         else:
-            rec.step(name)
+            run(rec.step(name))
     loaded = journal.load()  # plan from what is on disk, as after a crash
     assert loaded is not None
     return loaded
@@ -170,12 +180,12 @@ def test_a_release_that_existed_before_is_never_removed(journal: Journal) -> Non
 
 
 def test_same_release_before_and_after_is_never_removed(journal: Journal) -> None:
-    rec = journal.begin(j.OP_RECONFIGURE, "tx", BEFORE, Snapshot(release=BEFORE.release))
-    rec.step(j.STEP_STAGE, preexisting=False)
+    rec = run(journal.begin(j.OP_RECONFIGURE, "tx", BEFORE, Snapshot(release=BEFORE.release)))
+    run(rec.step(j.STEP_STAGE, preexisting=False))
     assert Undo.REMOVE_STAGED not in plan_recovery(rec).undo
 
 
-@pytest.mark.parametrize("extra", [(), (j.STEP_SAVE_APPLIED,), (j.STEP_SAVE_APPLIED, j.STEP_PRUNE)])
+@pytest.mark.parametrize("extra", [(), (j.STEP_SAVE_APPLIED,)])
 def test_after_commit_rolls_forward(journal: Journal, extra: tuple[str, ...]) -> None:
     steps = (j.STEP_STAGE, j.STEP_SWITCH, j.STEP_RESTART, j.STEP_COMMIT, *extra)
     plan = plan_recovery(record_with(journal, j.OP_INSTALL, *steps, preexisting=False))
@@ -193,14 +203,15 @@ def test_an_interrupted_rollback_is_continued_with_its_reason(journal: Journal) 
     assert "failed to start" in plan.reason
 
 
-@pytest.mark.parametrize("steps", [(), (j.STEP_STOP,), j.UNINSTALL_STEPS])
+@pytest.mark.parametrize("steps", [(), (j.STEP_STOP,), j.steps_of(j.REMOVE)])
 def test_uninstall_always_rolls_forward(journal: Journal, steps: tuple[str, ...]) -> None:
-    rec = journal.begin(j.OP_UNINSTALL, "tx", BEFORE, Snapshot(units={"portworx.service": None}))
+    target = Snapshot(units={"portworx.service": None})
+    rec = run(journal.begin(j.OP_UNINSTALL, "tx", BEFORE, target))
     for name in steps:
-        rec.step(name)
+        run(rec.step(name))
     plan = plan_recovery(rec)
     assert plan.action is RecoveryAction.ROLL_FORWARD
-    assert plan.remaining == j.UNINSTALL_STEPS
+    assert plan.remaining == j.steps_of(j.REMOVE)
 
 
 @pytest.mark.parametrize("steps", [(), (j.STEP_PRUNE,), (j.STEP_PRUNE, j.STEP_COLLECT)])
@@ -213,6 +224,6 @@ def test_an_interrupted_collection_always_rolls_forward(
 
 
 def test_a_collection_records_only_its_own_steps(journal: Journal) -> None:
-    rec = journal.begin(j.OP_COLLECT, "tx", BEFORE, BEFORE)
+    rec = run(journal.begin(j.OP_COLLECT, "tx", BEFORE, BEFORE))
     with pytest.raises(ValueError, match="not a step of a collect operation"):
-        rec.step(j.STEP_SWITCH)
+        run(rec.step(j.STEP_SWITCH))
