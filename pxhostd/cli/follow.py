@@ -101,7 +101,9 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     if code != exitcodes.OK:
-        print(f"pxhostctl: {result.get('message') or result.get('error')}", file=sys.stderr)
+        # One line naming the error (com.portworx.pxhostd1.Error.<name>), as pxhostctl(1) says.
+        print(f"pxhostctl: {result.get('error') or 'Failed'}: {result.get('message')}",
+              file=sys.stderr)
     elif not args.json:
         print(result.get("message") or "done")
     return code

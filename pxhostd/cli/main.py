@@ -368,7 +368,7 @@ def _main(argv: list[str]) -> int:
         sys.stdout.flush()
         return code
     except PxError as exc:
-        print(f"pxhostctl: {exc}", file=sys.stderr)
+        print(f"pxhostctl: {exc.name}: {exc}", file=sys.stderr)
         return exitcodes.for_error(exc)
     except KeyboardInterrupt:
         args.following.interrupted()

@@ -119,6 +119,7 @@ def test_no_block_then_watch_ends_with_the_operations_exit_code(
             assert code == 1 and json.loads(out)["result"] == "failed"
             code, _, err = await ctl(dbus_address, "watch", "nope")
             assert code == 2 and "no transaction 'nope'" in err
+            assert err.startswith("pxhostctl: InvalidOptions: ")  # the error's own name
 
     asyncio.run(body())
 

@@ -345,7 +345,7 @@ def test_every_command_through_pxhostctl(ready_node: Node, tmp_path: Path) -> No
     restart = pxhostctl(node, "restart", check=False)
     assert restart.returncode == 6, restart.stderr  # NotInstalled
     assert restart.stderr.strip().splitlines()[-1] == (
-        "pxhostctl: cannot restart: nothing is installed"
+        "pxhostctl: NotInstalled: cannot restart: nothing is installed"
     )
 
     out = pxhostctl(node, "install", "--spec", spec_file, "--id", "ctl-install").stdout
