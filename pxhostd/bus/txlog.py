@@ -54,7 +54,7 @@ def end_line(
     message: str,
     details: Mapping[str, Any],
 ) -> tuple[int, str]:
-    what = _what(operation, details)
+    what = _what(operation, details) if changed or not success else operation
     versions = _versions(service, details)
     restarted = details.get("restarted")
     reason = details.get("reason")

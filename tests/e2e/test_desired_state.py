@@ -99,7 +99,7 @@ def test_one_desired_state_survives_restart_reinstall_reload_and_reboot(
     node.wait_active(UNIT, timeout=120)
     # The start-up reconcile has run (a no-op: it leaves no transaction in the history).
     wait_for(lambda: node.journal("pxhostd.service", this_boot=True),
-             lambda text: any(line.startswith("reconcile") and "(txid " in line
+             lambda text: any(": reconcile" in line and "(txid " in line
                               and " started, " not in line for line in text.splitlines()),
              timeout=120,
              what="the start-up reconcile after the reboot")
