@@ -85,7 +85,9 @@ def current_release(node: Node) -> str:
 
 def releases(node: Node) -> list[str]:
     out = node.run(["ls", "-A", RELEASES], check=False).stdout.split()
-    return sorted(r for r in out if r != "current")
+    # Like Releases.list(): `current` and dot entries (the object store, temp files) are no
+    # releases.
+    return sorted(r for r in out if r != "current" and not r.startswith("."))
 
 
 def temp_files(node: Node) -> list[str]:
