@@ -14,6 +14,7 @@ from typing import Any
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio.message_bus import MessageBus
 
+from pxhostd.bus.connection import PxMessageBus
 from pxhostd.bus.names import (
     BUS_NAME,
     MANAGER_INTERFACE,
@@ -22,7 +23,6 @@ from pxhostd.bus.names import (
     TRANSACTION_PATH_PREFIX,
 )
 from pxhostd.bus.variants import to_vardict, unwrap
-from pxhostd.bus.wire import wire
 from pxhostd.errors import DaemonUnavailable, Timeout, error_from_dbus_name
 
 PROPERTIES = "org.freedesktop.DBus.Properties"
@@ -41,10 +41,7 @@ class PxClient:
         cls, bus_address: str | None = None, bus_type: BusType = BusType.SYSTEM
     ) -> PxClient:
         try:
-            if bus_address:
-                bus = MessageBus(bus_address=bus_address)
-            else:
-                bus = MessageBus(bus_type=bus_type)
+            bus = PxMessageBus(bus_address, bus_type, per_caller_views=False)
             await asyncio.wait_for(bus.connect(), CALL_TIMEOUT)
         except (TimeoutError, OSError) as exc:
             raise DaemonUnavailable(f"cannot connect to the D-Bus bus: {exc}") from exc
@@ -78,7 +75,7 @@ class PxClient:
             interface=interface,
             member=member,
             signature=signature,
-            body=wire(body or []),
+            body=body or [],
         )
         try:
             reply = await asyncio.wait_for(self.bus.call(msg), CALL_TIMEOUT)

@@ -15,9 +15,9 @@ from pxhostd.bus.errormap import dbus_errors
 from pxhostd.bus.names import MANAGER_INTERFACE, NO_TRANSACTION
 from pxhostd.bus.transactions import options_txid
 from pxhostd.bus.variants import to_vardict, unwrap
-from pxhostd.bus.wire import wire
 from pxhostd.engine.api import Request
 from pxhostd.errors import InvalidOptions
+from pxhostd.redact import public_text
 
 #: Options every mutating method accepts, with their expected Python type after unwrap.
 COMMON_OPTIONS: dict[str, type] = {"id": str}
@@ -73,12 +73,17 @@ class ManagerInterface(ServiceInterface):
         }
 
     def update(self, **changes: Any) -> None:
-        """Set properties; emit PropertiesChanged for the ones that really changed."""
-        changed = {k: v for k, v in changes.items() if self._props.get(k) != v}
+        """Set properties; emit PropertiesChanged for the ones that really changed.
+
+        Properties and their signals reach everyone, so they hold the public view only
+        (`pxhostd.redact.public_text`); root reads the full text from Status().
+        """
+        public = {k: public_text(v) if isinstance(v, str) else v for k, v in changes.items()}
+        changed = {k: v for k, v in public.items() if self._props.get(k) != v}
         if not changed:
             return
         self._props.update(changed)
-        self.emit_properties_changed(wire(changed))
+        self.emit_properties_changed(changed)
 
     def prop(self, name: str) -> Any:
         return self._props[name]
@@ -180,24 +185,24 @@ class ManagerInterface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def Version(self) -> "s":
-        return wire(str(self._props["Version"]))
+        return str(self._props["Version"])
 
     @dbus_property(access=PropertyAccess.READ)
     def PayloadVersion(self) -> "s":
-        return wire(str(self._props["PayloadVersion"]))
+        return str(self._props["PayloadVersion"])
 
     @dbus_property(access=PropertyAccess.READ)
     def State(self) -> "s":
-        return wire(str(self._props["State"]))
+        return str(self._props["State"])
 
     @dbus_property(access=PropertyAccess.READ)
     def ServiceState(self) -> "s":
-        return wire(str(self._props["ServiceState"]))
+        return str(self._props["ServiceState"])
 
     @dbus_property(access=PropertyAccess.READ)
     def ActiveTransaction(self) -> "o":
-        return wire(str(self._props["ActiveTransaction"]))
+        return str(self._props["ActiveTransaction"])
 
     @dbus_property(access=PropertyAccess.READ)
     def LastError(self) -> "s":
-        return wire(str(self._props["LastError"]))
+        return str(self._props["LastError"])

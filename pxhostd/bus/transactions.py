@@ -27,10 +27,10 @@ from pxhostd.bus import txlog
 from pxhostd.bus.caller import CallerTracker
 from pxhostd.bus.names import TRANSACTION_INTERFACE, TRANSACTION_PATH_PREFIX
 from pxhostd.bus.variants import to_vardict
-from pxhostd.bus.wire import wire
 from pxhostd.engine.api import Outcome, ProgressFn, Request, new_txid
 from pxhostd.errors import Busy, PxError
 from pxhostd.log import current_txid
+from pxhostd.redact import public_text
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class TransactionInterface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def Id(self) -> "s":
-        return wire(self._tx.request.txid)
+        return self._tx.request.txid
 
     @dbus_property(access=PropertyAccess.READ)
     def Operation(self) -> "s":
@@ -65,7 +65,7 @@ class TransactionInterface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def Message(self) -> "s":
-        return wire(self._tx.message)
+        return public_text(self._tx.message)
 
     @dbus_property(access=PropertyAccess.READ)
     def Finished(self) -> "b":
@@ -85,7 +85,7 @@ class TransactionInterface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def ErrorMessage(self) -> "s":
-        return wire(self._tx.error_message)
+        return public_text(self._tx.error_message)
 
     @method()
     def GetResult(self) -> "a{sv}":
@@ -93,11 +93,11 @@ class TransactionInterface(ServiceInterface):
 
     @signal(name="Progress")
     def progress_signal(self) -> "us":
-        return [self._tx.percent, wire(self._tx.message)]
+        return [self._tx.percent, public_text(self._tx.message)]
 
     @signal(name="Finished")
     def finished_signal(self) -> "bss":
-        return [self._tx.success, self._tx.error_name, wire(self._tx.error_message)]
+        return [self._tx.success, self._tx.error_name, public_text(self._tx.error_message)]
 
 
 class Transaction:
@@ -143,7 +143,9 @@ class Transaction:
     def set_progress(self, percent: int, message: str) -> None:
         self.percent = max(0, min(100, int(percent)))
         self.message = message.replace("\n", " ")[:500]
-        self.interface.emit_properties_changed({"Percent": self.percent, "Message": self.message})
+        self.interface.emit_properties_changed(
+            {"Percent": self.percent, "Message": public_text(self.message)}
+        )
         self.interface.progress_signal()
 
     def finish(self, *, outcome: Outcome | None, error: PxError | None) -> None:
@@ -162,17 +164,15 @@ class Transaction:
             self.message = f"failed: {self.error_message}"
             self.details = dict(getattr(error, "details", {}) or {})
         self.interface.emit_properties_changed(
-            wire(
-                {
-                    "Percent": self.percent,
-                    "Message": self.message,
-                    "Finished": True,
-                    "Success": self.success,
-                    "Changed": self.changed,
-                    "ErrorName": self.error_name,
-                    "ErrorMessage": self.error_message,
-                }
-            )
+            {
+                "Percent": self.percent,
+                "Message": public_text(self.message),
+                "Finished": True,
+                "Success": self.success,
+                "Changed": self.changed,
+                "ErrorName": self.error_name,
+                "ErrorMessage": public_text(self.error_message),
+            }
         )
         self.interface.finished_signal()
         if not self.done.done():

@@ -82,6 +82,7 @@ def status_lines(status: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("unit status", shown(status.get("status_text"))),
         ("payload", _payload(status)),
         ("payload version", shown(status.get("payload_version"))),
+        ("pending", shown(status.get("unit_change_pending"))),
         ("previous", _previous(status)),
         ("holds", _holds(status)),
         ("desired state", _desired(status)),

@@ -23,6 +23,7 @@ from dbus_fast import BusType, NameFlag, RequestNameReply
 from dbus_fast.aio.message_bus import MessageBus
 
 from pxhostd import __version__
+from pxhostd.bus.connection import PxMessageBus
 from pxhostd.bus.manager import ManagerInterface
 from pxhostd.bus.names import BUS_NAME, NO_TRANSACTION, OBJECT_PATH
 from pxhostd.bus.transactions import Transaction, TransactionManager
@@ -31,8 +32,8 @@ from pxhostd.daemon.supervise import Backoff
 from pxhostd.engine.api import Engine, Outcome, ProgressFn, Request, new_txid
 from pxhostd.engine.history import History, HistoryEntry, Result
 from pxhostd.errors import ERROR_PREFIX, Busy, Failed, NotInstalled, PxError, RolledBack
-from pxhostd.log import redact_env
 from pxhostd.paths import Paths
+from pxhostd.redact import public_text
 from pxhostd.spec.digest import applied_spec_digest
 from pxhostd.spec.validate import spec_from_dict
 from pxhostd.status.statusfile import HEARTBEAT_INTERVAL, DaemonState, Status, StatusFile
@@ -105,6 +106,7 @@ class Daemon:
             "payload_version": snap.payload_version,
             "release": snap.release,
             "health_url": snap.health_url,
+            "unit_change_pending": snap.unit_change_pending,
             "active_transaction": active.path if active else NO_TRANSACTION,
             "active_txid": active.request.txid if active else "",
             "held_stopped": snap.held_stopped,
@@ -118,14 +120,12 @@ class Daemon:
         }
 
     def get_spec(self) -> dict[str, Any]:
-        """The applied spec, secrets shown as <redacted>: anyone on the bus may call this."""
+        """The applied spec, whole: a non-root caller gets the bus's public view of it
+        (env names only, secret arguments redacted; `pxhostd.bus.connection`)."""
         spec = self.engine.snapshot().spec
         if spec is None:
             raise NotInstalled("no spec has been applied yet")
-        shown = dict(spec)
-        if isinstance(shown.get("env"), dict):
-            shown["env"] = redact_env(sorted(shown["env"].items()))
-        return shown
+        return dict(spec)
 
     def history(self, limit: int) -> list[dict[str, Any]]:
         return [entry.to_json() for entry in self._history[: max(0, limit)]]
@@ -164,7 +164,8 @@ class Daemon:
             ServiceState=self.service_state,
             LastError=self.last_error,
         )
-        self.notifier.status(self.status_line())
+        # systemd's status line is world-readable (`systemctl status`): the public view.
+        self.notifier.status(public_text(self.status_line()))
         self._status_dirty.set()
 
     def file_status(self) -> Status:
@@ -179,13 +180,14 @@ class Daemon:
             and self.service_state.startswith("active/")
             and self.state in (DaemonState.IDLE, DaemonState.FAILED)
         )
+        # The file is world-readable: the public view only (no journal lines, no secrets).
         return Status(
             ready=ready,
-            status=self.status_line(),
+            status=public_text(self.status_line()),
             state=self.state,
             version=snap.payload_version,
             service_state=self.service_state,
-            last_error=self.last_error,
+            last_error=public_text(self.last_error),
             health_url=snap.health_url,
             spec_digest=applied_spec_digest(snap.spec),
             release=snap.release,
@@ -275,13 +277,8 @@ class Daemon:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def _connect(self) -> MessageBus:
-        if self.options.bus_address:
-            bus = MessageBus(bus_address=self.options.bus_address)
-        else:
-            bus = MessageBus(bus_type=self.options.bus_type)
-        await bus.connect()
-        return bus
+    async def _connect(self) -> PxMessageBus:
+        return await PxMessageBus(self.options.bus_address, self.options.bus_type).connect()
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -320,7 +317,7 @@ class Daemon:
         self.state = DaemonState.IDLE
         self._spawn(self._status_writer(), "status-writer", essential=True)
         self.publish()
-        self.notifier.ready(self.status_line())
+        self.notifier.ready(public_text(self.status_line()))
         log.info("pxhostd %s ready on %s", __version__, BUS_NAME)
         self._spawn(self._ticker(), "ticker", essential=True)
         if self.paths.spec_file.exists():
@@ -402,7 +399,7 @@ class Daemon:
         self.notifier.reloading()
         self.engine.reload_config()
         self._submit_quietly("reconcile")
-        self.notifier.ready(self.status_line())
+        self.notifier.ready(public_text(self.status_line()))
 
     def _submit_quietly(self, operation: str) -> None:
         try:

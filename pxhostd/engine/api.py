@@ -74,6 +74,8 @@ class EngineSnapshot:
     #: What `pxhostctl rollback` would return to ("" when there is none).
     previous_version: str = ""
     previous_release: str = ""
+    #: Non-empty while a unit change waits for the service's next restart (why, in words).
+    unit_change_pending: str = ""
     #: Where the desired state came from and when it was submitted (docs/spec-format.md).
     desired_source: str = ""
     desired_at: str = ""

@@ -23,6 +23,7 @@ from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.decision import compute_restart_digest, unit_digests
 from pxhostd.engine.holds import Holds
 from pxhostd.engine.ownership import check_unit_ownership
+from pxhostd.engine.pending import record_pending
 from pxhostd.engine.plan import action_reasons, restart_reasons, service_action
 from pxhostd.engine.state import AppliedState, DesiredSource
 from pxhostd.engine.undo import perform_undo, unit_failure_reason
@@ -291,6 +292,12 @@ async def apply(
                 f"cannot import release {plan.release_id}: {_describe(exc)}; nothing changed"
             ) from exc
         details.update(files_imported=staged.imported, bytes_imported=staged.imported_bytes)
+        if staged.changed:
+            log.info("imported release %s: %d of %d files new (%d bytes read and written), "
+                     "the rest linked from the store", plan.release_id, staged.imported,
+                     staged.files, staged.imported_bytes)
+        else:
+            log.info("release %s is on disk: switching to it, nothing read", plan.release_id)
     before, target = _snapshots(plan)
     record = await ctx.journal.begin(
         plan.operation, txid, before, target,
@@ -319,6 +326,7 @@ async def apply(
     else:
         suffix = " (no restart needed)"
     if plan.deferred:
+        await record_pending(ctx, name)
         suffix = (f" (the unit change from the pxhostd upgrade takes effect at the next "
                   f"restart of {name})")
         details["unit_change_pending"] = True

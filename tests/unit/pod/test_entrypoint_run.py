@@ -45,6 +45,8 @@ RUNNER = textwrap.dedent(
         host_payloads=Path(cfg["shared"]) / "payloads",
         bus_address=cfg["bus"],
         termination_log=Path(cfg["termlog"]),
+        submission=Path(cfg["run"]) / "pod" / "submission",
+        daemon_wait=cfg.get("daemon_wait", 120.0),
     )
     sys.exit(main(sys.argv[2:], settings))
     """
@@ -97,7 +99,8 @@ def pod(tmp_path: Path) -> Iterator[StartPod]:
     procs: list[subprocess.Popen[str]] = []
 
     def start(
-        *args: str, required: tuple[str, ...] = (), host: dict[str, str] | None = None
+        *args: str, required: tuple[str, ...] = (), host: dict[str, str] | None = None,
+        daemon_wait: float = 120.0,
     ) -> PodProcess:
         for name, text in (host or {}).items():
             (state / name).write_text(text)
@@ -106,7 +109,7 @@ def pod(tmp_path: Path) -> Iterator[StartPod]:
             "run": str(tmp_path / "run"), "packages": str(tmp_path / "image" / "packages"),
             "payload": str(payload), "shared": str(tmp_path / "shared"),
             "bus": f"unix:path={tmp_path / 'no-bus-here'}",
-            "termlog": str(tmp_path / "termination-log"),
+            "termlog": str(tmp_path / "termination-log"), "daemon_wait": daemon_wait,
         }
         env = {"PATH": f"{bindir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
                "PX_TEST": "one"}
@@ -200,3 +203,15 @@ def test_bad_machine_id_stops_before_any_change(pod: StartPod) -> None:
 def test_usage_error_exits_2(pod: StartPod) -> None:
     code, _out, err = pod("--wipe").finish()
     assert code == 2 and "--wipe only goes with --uninstall" in err
+
+
+def test_a_record_of_an_earlier_run_never_counts(pod: StartPod, tmp_path: Path) -> None:
+    """The record is removed at start: until this run's submission ends there is none, so
+    `pxhostctl probe --pod` says not ready (here no daemon ever answers: exit 1)."""
+    record = tmp_path / "run" / "pod" / "submission"
+    record.parent.mkdir(parents=True)
+    record.write_text("RESULT=done\nSPEC_DIGEST=x\nRELEASE=\nTXID=\nMESSAGE=old run\n")
+    code, out, err = pod("-c", "px", daemon_wait=0.5).finish()
+    assert code == 1 and "error: DaemonUnavailable" in err.splitlines()[-1]
+    assert "spec: args ['-c', 'px']" in out  # it got as far as building the spec
+    assert not record.exists()
