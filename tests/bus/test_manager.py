@@ -182,7 +182,8 @@ def test_non_ascii_text_travels_both_ways(dbus_address: str, state_root: Path) -
         async with running_daemon(dbus_address, state_root) as daemon:
             client = await PxClient.connect(dbus_address)
             spec = {**SPEC, "args": ["-c", "café-☃"], "env": {"NAMÉ": "ü"}}
-            result = await client.wait(await client.install({**spec, "env": {"A": "ü"}}), timeout=10)
+            path = await client.install({**spec, "env": {"A": "ü"}})
+            result = await client.wait(path, timeout=10)
             assert result["success"] is True
             assert (await client.get_spec())["args"] == ["-c", "café-☃"]
             assert isinstance(daemon.engine, FakeEngine)
