@@ -20,6 +20,7 @@ from pxhostd.bus.names import (
     MANAGER_INTERFACE,
     OBJECT_PATH,
     TRANSACTION_INTERFACE,
+    TRANSACTION_PATH_PREFIX,
 )
 from pxhostd.bus.variants import to_vardict, unwrap
 from pxhostd.errors import DaemonUnavailable, Timeout, error_from_dbus_name
@@ -146,6 +147,35 @@ class PxClient:
         """Start, Stop, Restart, Enable, Disable or Reconcile."""
         (path,) = await self.call(operation, "a{sv}", [_options(txid)])
         return str(path)
+
+    async def plan(self, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What Install(spec) would change, and why; an empty spec: the desired state."""
+        (result,) = await self.call("Plan", "a{sv}a{sv}", [to_vardict(spec or {}), {}])
+        out: dict[str, Any] = unwrap(result)
+        return out
+
+    async def rollback(self, txid: str | None = None) -> str:
+        (path,) = await self.call("Rollback", "a{sv}", [_options(txid)])
+        return str(path)
+
+    async def transaction_paths(self) -> list[str]:
+        """Object paths of the transactions pxhostd still exports (running or recent)."""
+        import xml.etree.ElementTree as ET
+
+        (xml,) = await self.call(
+            "Introspect",
+            path=TRANSACTION_PATH_PREFIX,
+            interface="org.freedesktop.DBus.Introspectable",
+        )
+        try:
+            root = ET.fromstring(str(xml))
+        except ET.ParseError:
+            return []
+        return [
+            f"{TRANSACTION_PATH_PREFIX}/{node.get('name')}"
+            for node in root.findall("node")
+            if node.get("name")
+        ]
 
     async def uninstall(self, wipe: bool = False, txid: str | None = None) -> str:
         options = _options(txid)

@@ -23,6 +23,8 @@ from pxhostd.redact import public_text
 COMMON_OPTIONS: dict[str, type] = {"id": str}
 UNINSTALL_OPTIONS: dict[str, type] = {**COMMON_OPTIONS, "wipe": bool}
 INSTALL_OPTIONS: dict[str, type] = {**COMMON_OPTIONS}
+#: Plan takes no options yet; the argument keeps the signature open for them.
+PLAN_OPTIONS: dict[str, type] = {}
 
 #: History(limit) is capped so one call cannot ask for an unbounded reply.
 HISTORY_MAX = 1000
@@ -36,6 +38,7 @@ class ManagerBackend(Protocol):
     def history(self, limit: int) -> list[dict[str, Any]]: ...
     def submit(self, request: Request) -> str: ...
     def install_request(self, raw_spec: Any, txid: str) -> Request: ...
+    async def plan(self, raw_spec: Mapping[str, Any] | None) -> dict[str, Any]: ...
 
 
 def check_options(raw: Mapping[str, Any], allowed: Mapping[str, type]) -> dict[str, Any]:
@@ -112,6 +115,23 @@ class ManagerInterface(ServiceInterface):
         raw_spec = {str(k): unwrap(v) for k, v in spec.items()}
         request = self._backend.install_request(raw_spec, options_txid(opts))
         return self._backend.submit(request)
+
+    @method()
+    @dbus_errors
+    async def Plan(self, spec: "a{sv}", options: "a{sv}") -> "a{sv}":
+        """What Install(spec) would change and why (empty spec: the desired state).
+
+        Root only (bus policy): it reads the payload and runs systemd-analyze verify.
+        """
+        check_options(options, PLAN_OPTIONS)
+        raw_spec = {str(k): unwrap(v) for k, v in spec.items()}
+        return to_vardict(await self._backend.plan(raw_spec or None))
+
+    @method()
+    @dbus_errors
+    def Rollback(self, options: "a{sv}") -> "o":
+        """Back to the previous kept release and its spec, as a transaction."""
+        return self._simple("rollback", options)
 
     def _simple(self, operation: str, options: Mapping[str, Variant]) -> str:
         opts = check_options(options, COMMON_OPTIONS)

@@ -31,7 +31,7 @@ from pxhostd.daemon.notify import Notifier, watchdog_interval
 from pxhostd.daemon.supervise import Backoff
 from pxhostd.engine.api import Engine, Outcome, ProgressFn, Request, new_txid
 from pxhostd.engine.history import History, HistoryEntry, Result
-from pxhostd.errors import ERROR_PREFIX, Failed, NotInstalled, PxError
+from pxhostd.errors import ERROR_PREFIX, Busy, Failed, NotInstalled, PxError, RolledBack
 from pxhostd.paths import Paths
 from pxhostd.redact import public_text
 from pxhostd.spec.digest import applied_spec_digest
@@ -40,6 +40,15 @@ from pxhostd.status.statusfile import HEARTBEAT_INTERVAL, DaemonState, Status, S
 
 log = logging.getLogger(__name__)
 
+#: STATE while an operation runs (the rest: installing).
+RUNNING_STATE = {
+    "uninstall": DaemonState.UNINSTALLING,
+    **dict.fromkeys(("start", "stop", "restart", "enable", "disable"), DaemonState.BUSY),
+}
+
+#: Failures after which the service is as it was before the request: nothing to act on,
+#: or the new release was rolled back and the previous one runs again.
+HARMLESS_ERRORS = (NotInstalled, Busy, RolledBack)
 #: First retry delay of a failed status-file write (doubling up to the heartbeat interval).
 STATUS_RETRY_MIN = 0.5
 
@@ -99,6 +108,11 @@ class Daemon:
             "health_url": snap.health_url,
             "unit_change_pending": snap.unit_change_pending,
             "active_transaction": active.path if active else NO_TRANSACTION,
+            "active_txid": active.request.txid if active else "",
+            "held_stopped": snap.held_stopped,
+            "held_disabled": snap.held_disabled,
+            "previous_version": snap.previous_version,
+            "previous_release": snap.previous_release,
             "last_error": self.last_error,
             "pid": os.getpid(),
             "desired_source": snap.desired_source,
@@ -121,13 +135,18 @@ class Daemon:
         spec = spec_from_dict(raw_spec)
         return Request("install", spec.to_dict(), txid, origin="Install over D-Bus")
 
-    def submit(self, request: Request) -> str:
+    async def plan(self, raw_spec: Any) -> dict[str, Any]:
+        if self.state in (DaemonState.STARTING, DaemonState.STOPPING):
+            raise Failed(f"the daemon is {self.state}; try again shortly")
+        return await self.engine.plan(raw_spec)
+
+    def submit(self, request: Request, *, internal: bool = False) -> str:
         if self.transactions is None or self.state in (
             DaemonState.STARTING,
             DaemonState.STOPPING,
         ):
             raise Failed(f"the daemon is {self.state}; try again shortly")
-        return self.transactions.submit(request).path
+        return self.transactions.submit(request, internal=internal).path
 
     # -- state publication -------------------------------------------------------------
 
@@ -221,15 +240,17 @@ class Daemon:
     # -- transactions ------------------------------------------------------------------
 
     async def _run_request(self, request: Request, progress: ProgressFn) -> Outcome:
-        uninstalling = request.operation == "uninstall"
-        self.state = DaemonState.UNINSTALLING if uninstalling else DaemonState.INSTALLING
+        self.state = RUNNING_STATE.get(request.operation, DaemonState.INSTALLING)
         self.publish()
         failed = False
         try:
             outcome = await self.engine.run(request, progress)
         except PxError as exc:
             self.last_error = f"{exc.name}: {exc}"
-            failed = True
+            # STATE=failed only while something is broken: a refused request (nothing
+            # installed) or a rollback that restored the previous release leaves the
+            # service as it was; LAST_ERROR still says what happened.
+            failed = not isinstance(exc, HARMLESS_ERRORS)
             raise
         else:
             self.last_error = ""
@@ -278,6 +299,7 @@ class Daemon:
             on_active_changed=self._active_changed,
             on_finished=self._finished,
         )
+        self.transactions.service_name = lambda: self.engine.snapshot().service
 
         self.notifier.status("recovering")
         try:
@@ -381,7 +403,7 @@ class Daemon:
 
     def _submit_quietly(self, operation: str) -> None:
         try:
-            self.submit(Request(operation, {}, new_txid()))
+            self.submit(Request(operation, {}, new_txid()), internal=True)
         except PxError as exc:
             log.warning("could not start %s: %s", operation, exc)
 

@@ -331,8 +331,8 @@ def test_service_state_follows_systemd_behind_pxhostds_back(
 # -- the same through pxhostctl -----------------------------------------------------------
 
 
-def ctl_json(node: Node, *args: str) -> Any:
-    return json.loads(pxhostctl(node, *args, "--json").stdout)
+def ctl_json(node: Node, *args: str, check: bool = True) -> Any:
+    return json.loads(pxhostctl(node, *args, "--json", check=check).stdout)
 
 
 def test_every_command_through_pxhostctl(ready_node: Node, tmp_path: Path) -> None:
@@ -345,7 +345,7 @@ def test_every_command_through_pxhostctl(ready_node: Node, tmp_path: Path) -> No
     restart = pxhostctl(node, "restart", check=False)
     assert restart.returncode == 6, restart.stderr  # NotInstalled
     assert restart.stderr.strip().splitlines()[-1] == (
-        "pxhostctl: cannot restart: nothing is installed"
+        "pxhostctl: NotInstalled: cannot restart: nothing is installed"
     )
 
     out = pxhostctl(node, "install", "--spec", spec_file, "--id", "ctl-install").stdout
@@ -355,7 +355,7 @@ def test_every_command_through_pxhostctl(ready_node: Node, tmp_path: Path) -> No
     assert status["service_state"] == "active/running"
     assert bprop(node, "PayloadVersion") == "1.0.0"
     again = ctl_json(node, "install", "--spec", spec_file)
-    assert again["success"] is True and again["changed"] is False
+    assert again["result"] == "nothing-to-do", again
     assert "nothing to do" in pxhostctl(node, "install", "--spec", spec_file).stdout
 
     for command, fact, expected in (
@@ -365,18 +365,18 @@ def test_every_command_through_pxhostctl(ready_node: Node, tmp_path: Path) -> No
         ("enable", is_enabled, "enabled"),
     ):
         result = ctl_json(node, command, "--id", f"ctl-{command}")
-        assert result["success"] is True and result["operation"] == command, result
+        assert result["result"] == "success" and result["operation"] == command, result
         assert fact(node) == expected, command
     before = invocation(node)
-    assert ctl_json(node, "restart")["success"] is True
+    assert ctl_json(node, "restart")["result"] == "success"
     assert invocation(node) != before
 
-    # --no-block: the path at once; any client reads the result from it.
+    # --no-block: the id at once; `watch` follows it (any client reads the result).
     node.write_file("/etc/pxhostd/spec.yaml", f"payload: {v1}\nenv: {{PX_TEST: ctl}}\n")
-    path = pxhostctl(node, "reconcile", "--no-block", "--id", "ctl-reconcile").stdout.strip()
-    assert path.startswith(OBJ + "/transaction/")
-    result = wait_finished(node, path)
-    assert result["id"] == "ctl-reconcile" and result["changed"] is True, result
+    txid = pxhostctl(node, "reconcile", "--no-block", "--id", "ctl-reconcile").stdout.strip()
+    assert txid == "ctl-reconcile"
+    result = ctl_json(node, "watch", txid)
+    assert result["txid"] == "ctl-reconcile" and result["result"] == "success", result
     assert 'PX_TEST="ctl"' in node.read_file(ENV_FILE)
     node.run(["rm", "/etc/pxhostd/spec.yaml"])
 
@@ -385,6 +385,8 @@ def test_every_command_through_pxhostctl(ready_node: Node, tmp_path: Path) -> No
     assert history[-2]["txid"] == "ctl-install"
     assert (history[-1]["operation"], history[-1]["error"]) == ("restart", "NotInstalled")
     lines = pxhostctl(node, "history").stdout.splitlines()
+    assert lines[0].split()[:3] == ["FINISHED", "OPERATION", "RESULT"]
+    lines = lines[1:]
     assert len(lines) == len(history)
     assert lines[0].startswith(history[0]["finished"]) and "ctl-reconcile" in lines[0]
     assert "install" in lines[-2] and "ctl-install" in lines[-2]
@@ -395,7 +397,7 @@ def test_every_command_through_pxhostctl(ready_node: Node, tmp_path: Path) -> No
     out = pxhostctl(node, "uninstall", "--wipe").stdout
     assert "uninstalled" in out
     assert not node.exists(UNIT_FILE) and not node.exists("/etc/pwx")
-    assert ctl_json(node, "status")["installed"] is False
+    assert ctl_json(node, "status", check=False)["installed"] is False
 
 
 def ctl_history_id(entry: dict[str, Any]) -> str:
@@ -446,10 +448,10 @@ def test_identical_requests_join_a_different_one_is_busy_late_clients_read(
     wait_for(lambda: node.exists("/run/ab.done"), bool, timeout=120, what="both clients")
     results = [json.loads(node.read_file(f"/run/{c}.json")) for c in "ab"]
     for result in results:
-        assert result["path"] == active and result["success"] is True, result
-        assert result["details"]["version_after"] == "1.0.0"
+        assert result["result"] == "success", result
+        assert result["version_after"] == "1.0.0"
     assert results[0] == results[1]
-    assert results[0]["id"] in ("client-a", "client-b")
+    assert results[0]["txid"] in ("client-a", "client-b")
     (history,) = bcall(node, "History", "u", "0")
     assert [e["operation"] for e in history] == ["install"], "one transaction, not two"
 
@@ -457,7 +459,7 @@ def test_identical_requests_join_a_different_one_is_busy_late_clients_read(
     for user in (None, USER):
         props = tx_props(node, active, user=user)
         assert props["Finished"] is True and props["Success"] is True, props
-        assert props["Id"] == results[0]["id"] and props["Operation"] == "install"
+        assert props["Id"] == results[0]["txid"] and props["Operation"] == "install"
         (late,) = bcall(node, "GetResult", path=active, iface=TXI, user=user)
         assert late["path"] == active and late["success"] is True
         assert late["message"] == results[0]["message"]

@@ -43,7 +43,10 @@ def spec_of(payload: str, **extra: object) -> dict[str, object]:
 
 def finished_transactions(node: Node) -> int:
     out = node.run(["journalctl", "-u", "pxhostd", "-o", "cat", "--no-pager"]).stdout
-    return sum(1 for line in out.splitlines() if " finished: " in line)
+    # A transaction's end line ("<what>: done|nothing to do|failed...; requested by ...
+    # (txid T)"); its start line says "started, requested by".
+    return sum(1 for line in out.splitlines()
+               if line.endswith(")") and "; requested by " in line and "(txid " in line)
 
 
 def after_reconcile(node: Node, seen: int, action: list[str]) -> None:
@@ -102,7 +105,9 @@ def test_one_desired_state_survives_restart_reinstall_reload_and_reboot(
     node.wait_active(UNIT, timeout=120)
     # The start-up reconcile has run (a no-op: it leaves no transaction in the history).
     wait_for(lambda: node.journal("pxhostd.service", this_boot=True),
-             lambda text: " finished: " in text, timeout=120,
+             lambda text: any(": reconcile" in line and "(txid " in line
+                              and " started, " not in line for line in text.splitlines()),
+             timeout=120,
              what="the start-up reconcile after the reboot")
     assert_consistent(node, "2.0.0")
     starts = [line for line in node.run(
