@@ -62,6 +62,12 @@ class NotInstalled(PxError):
     name = "NotInstalled"
 
 
+class NoPreviousRelease(NotInstalled):
+    """Rollback: no earlier release (and its spec) is kept to go back to."""
+
+    name = "NoPreviousRelease"
+
+
 class NothingToDo(PxError):
     """The host already matches the request."""
 

@@ -42,8 +42,10 @@ def redact_env(env: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 class JournalFormatter(logging.Formatter):
+    """The message alone: the logger's name is a field (LOGGER=), not the line's start."""
+
     def __init__(self, with_prefix: bool) -> None:
-        super().__init__("%(name)s: %(message)s")
+        super().__init__("%(message)s")
         self.with_prefix = with_prefix
 
     def format(self, record: logging.LogRecord) -> str:
@@ -98,7 +100,7 @@ class JournalHandler(logging.Handler):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self.fallback = logging.StreamHandler(sys.stderr)
         self.fallback.setFormatter(JournalFormatter(with_prefix=True))
-        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        self.setFormatter(logging.Formatter("%(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

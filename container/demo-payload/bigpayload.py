@@ -55,7 +55,8 @@ def content(rel: str, args: argparse.Namespace) -> bytes:
     data = bytearray(rng.randbytes(args.large_size if large else
                                    rng.randint(args.min_size, args.max_size)))
     if is_changed(rel, args.change):
-        data[:16] = hashlib.sha256(b"changed").digest()[:16]  # 16 bytes differ
+        # 16 bytes differ, and differently per version: each version's change is new.
+        data[:16] = hashlib.sha256(f"changed:{args.version}".encode()).digest()[:16]
     return bytes(data)
 
 

@@ -14,14 +14,15 @@ from typing import Any
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio.message_bus import MessageBus
 
+from pxhostd.bus.connection import PxMessageBus
 from pxhostd.bus.names import (
     BUS_NAME,
     MANAGER_INTERFACE,
     OBJECT_PATH,
     TRANSACTION_INTERFACE,
+    TRANSACTION_PATH_PREFIX,
 )
 from pxhostd.bus.variants import to_vardict, unwrap
-from pxhostd.bus.wire import wire
 from pxhostd.errors import DaemonUnavailable, Timeout, error_from_dbus_name
 
 PROPERTIES = "org.freedesktop.DBus.Properties"
@@ -40,10 +41,7 @@ class PxClient:
         cls, bus_address: str | None = None, bus_type: BusType = BusType.SYSTEM
     ) -> PxClient:
         try:
-            if bus_address:
-                bus = MessageBus(bus_address=bus_address)
-            else:
-                bus = MessageBus(bus_type=bus_type)
+            bus = PxMessageBus(bus_address, bus_type, per_caller_views=False)
             await asyncio.wait_for(bus.connect(), CALL_TIMEOUT)
         except (TimeoutError, OSError) as exc:
             raise DaemonUnavailable(f"cannot connect to the D-Bus bus: {exc}") from exc
@@ -77,7 +75,7 @@ class PxClient:
             interface=interface,
             member=member,
             signature=signature,
-            body=wire(body or []),
+            body=body or [],
         )
         try:
             reply = await asyncio.wait_for(self.bus.call(msg), CALL_TIMEOUT)
@@ -149,6 +147,35 @@ class PxClient:
         """Start, Stop, Restart, Enable, Disable or Reconcile."""
         (path,) = await self.call(operation, "a{sv}", [_options(txid)])
         return str(path)
+
+    async def plan(self, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What Install(spec) would change, and why; an empty spec: the desired state."""
+        (result,) = await self.call("Plan", "a{sv}a{sv}", [to_vardict(spec or {}), {}])
+        out: dict[str, Any] = unwrap(result)
+        return out
+
+    async def rollback(self, txid: str | None = None) -> str:
+        (path,) = await self.call("Rollback", "a{sv}", [_options(txid)])
+        return str(path)
+
+    async def transaction_paths(self) -> list[str]:
+        """Object paths of the transactions pxhostd still exports (running or recent)."""
+        import xml.etree.ElementTree as ET
+
+        (xml,) = await self.call(
+            "Introspect",
+            path=TRANSACTION_PATH_PREFIX,
+            interface="org.freedesktop.DBus.Introspectable",
+        )
+        try:
+            root = ET.fromstring(str(xml))
+        except ET.ParseError:
+            return []
+        return [
+            f"{TRANSACTION_PATH_PREFIX}/{node.get('name')}"
+            for node in root.findall("node")
+            if node.get("name")
+        ]
 
     async def uninstall(self, wipe: bool = False, txid: str | None = None) -> str:
         options = _options(txid)

@@ -10,9 +10,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from dbus_fast import DBusError, Message, MessageType
+from dbus_fast import DBusError
 
-from pxhostd.bus.wire import wire
 from pxhostd.errors import ERROR_PREFIX, PxError
 
 log = logging.getLogger(__name__)
@@ -20,29 +19,11 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class WireDBusError(DBusError):
-    """A DBusError whose reply carries its text through `wire` (non-ASCII safe).
-
-    dbus-fast 1.84's own `Message.new_error` insists on an exact `str`, so the reply is
-    built here instead.
-    """
-
-    def _as_message(self, msg: Message) -> Message:
-        return Message(
-            message_type=MessageType.ERROR,
-            reply_serial=msg.serial,
-            destination=msg.sender,
-            error_name=self.type,
-            signature="s",
-            body=[wire(str(self.text))],
-        )
-
-
 def to_dbus_error(exc: BaseException) -> DBusError:
     if isinstance(exc, DBusError):
         return exc
     if isinstance(exc, PxError):
-        return WireDBusError(exc.dbus_name, str(exc) or exc.name)
+        return DBusError(exc.dbus_name, str(exc) or exc.name)
     log.error("internal error while serving a D-Bus call", exc_info=exc)
     return DBusError(ERROR_PREFIX + "Failed", f"internal error ({type(exc).__name__})")
 

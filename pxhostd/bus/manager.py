@@ -15,14 +15,16 @@ from pxhostd.bus.errormap import dbus_errors
 from pxhostd.bus.names import MANAGER_INTERFACE, NO_TRANSACTION
 from pxhostd.bus.transactions import options_txid
 from pxhostd.bus.variants import to_vardict, unwrap
-from pxhostd.bus.wire import wire
 from pxhostd.engine.api import Request
 from pxhostd.errors import InvalidOptions
+from pxhostd.redact import public_text
 
 #: Options every mutating method accepts, with their expected Python type after unwrap.
 COMMON_OPTIONS: dict[str, type] = {"id": str}
 UNINSTALL_OPTIONS: dict[str, type] = {**COMMON_OPTIONS, "wipe": bool}
 INSTALL_OPTIONS: dict[str, type] = {**COMMON_OPTIONS}
+#: Plan takes no options yet; the argument keeps the signature open for them.
+PLAN_OPTIONS: dict[str, type] = {}
 
 #: History(limit) is capped so one call cannot ask for an unbounded reply.
 HISTORY_MAX = 1000
@@ -36,6 +38,7 @@ class ManagerBackend(Protocol):
     def history(self, limit: int) -> list[dict[str, Any]]: ...
     def submit(self, request: Request) -> str: ...
     def install_request(self, raw_spec: Any, txid: str) -> Request: ...
+    async def plan(self, raw_spec: Mapping[str, Any] | None) -> dict[str, Any]: ...
 
 
 def check_options(raw: Mapping[str, Any], allowed: Mapping[str, type]) -> dict[str, Any]:
@@ -70,12 +73,17 @@ class ManagerInterface(ServiceInterface):
         }
 
     def update(self, **changes: Any) -> None:
-        """Set properties; emit PropertiesChanged for the ones that really changed."""
-        changed = {k: v for k, v in changes.items() if self._props.get(k) != v}
+        """Set properties; emit PropertiesChanged for the ones that really changed.
+
+        Properties and their signals reach everyone, so they hold the public view only
+        (`pxhostd.redact.public_text`); root reads the full text from Status().
+        """
+        public = {k: public_text(v) if isinstance(v, str) else v for k, v in changes.items()}
+        changed = {k: v for k, v in public.items() if self._props.get(k) != v}
         if not changed:
             return
         self._props.update(changed)
-        self.emit_properties_changed(wire(changed))
+        self.emit_properties_changed(changed)
 
     def prop(self, name: str) -> Any:
         return self._props[name]
@@ -107,6 +115,23 @@ class ManagerInterface(ServiceInterface):
         raw_spec = {str(k): unwrap(v) for k, v in spec.items()}
         request = self._backend.install_request(raw_spec, options_txid(opts))
         return self._backend.submit(request)
+
+    @method()
+    @dbus_errors
+    async def Plan(self, spec: "a{sv}", options: "a{sv}") -> "a{sv}":
+        """What Install(spec) would change and why (empty spec: the desired state).
+
+        Root only (bus policy): it reads the payload and runs systemd-analyze verify.
+        """
+        check_options(options, PLAN_OPTIONS)
+        raw_spec = {str(k): unwrap(v) for k, v in spec.items()}
+        return to_vardict(await self._backend.plan(raw_spec or None))
+
+    @method()
+    @dbus_errors
+    def Rollback(self, options: "a{sv}") -> "o":
+        """Back to the previous kept release and its spec, as a transaction."""
+        return self._simple("rollback", options)
 
     def _simple(self, operation: str, options: Mapping[str, Variant]) -> str:
         opts = check_options(options, COMMON_OPTIONS)
@@ -160,24 +185,24 @@ class ManagerInterface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def Version(self) -> "s":
-        return wire(str(self._props["Version"]))
+        return str(self._props["Version"])
 
     @dbus_property(access=PropertyAccess.READ)
     def PayloadVersion(self) -> "s":
-        return wire(str(self._props["PayloadVersion"]))
+        return str(self._props["PayloadVersion"])
 
     @dbus_property(access=PropertyAccess.READ)
     def State(self) -> "s":
-        return wire(str(self._props["State"]))
+        return str(self._props["State"])
 
     @dbus_property(access=PropertyAccess.READ)
     def ServiceState(self) -> "s":
-        return wire(str(self._props["ServiceState"]))
+        return str(self._props["ServiceState"])
 
     @dbus_property(access=PropertyAccess.READ)
     def ActiveTransaction(self) -> "o":
-        return wire(str(self._props["ActiveTransaction"]))
+        return str(self._props["ActiveTransaction"])
 
     @dbus_property(access=PropertyAccess.READ)
     def LastError(self) -> "s":
-        return wire(str(self._props["LastError"]))
+        return str(self._props["LastError"])

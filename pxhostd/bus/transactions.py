@@ -1,17 +1,20 @@
 """Transaction objects: one per long operation, as rpm-ostree does it.
 
 Every mutating call returns the object path of a transaction at
-`/com/portworx/pxhostd1/transaction/N`. Its properties carry progress and, once finished, the
-result; the `Finished` signal announces the end. Finished transactions stay exported for a
-while (RETENTION_SECONDS, at most RETAIN_MAX) so a client that attaches late still reads the
-result. Only one transaction runs at a time: an identical request (same operation and
-parameters) joins the running one; a different one gets `Error.Busy` naming what runs.
+`/com/portworx/pxhostd1/transaction/i<instance>_N` (unique per daemon instance). Its
+properties carry progress and, once finished, the result; the `Finished` signal announces
+the end. Finished transactions stay exported for a while (RETENTION_SECONDS, at most
+RETAIN_MAX) so a client that attaches late still reads the result. Only one transaction
+runs at a time: an identical request (same operation and parameters) joins the running
+one; a different one gets `Error.Busy` naming what runs. Each logs one journal line at its
+start and one at its end (`txlog`), naming the caller and the txid.
 """
 
 import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -20,12 +23,14 @@ from dbus_fast import PropertyAccess, Variant
 from dbus_fast.aio.message_bus import MessageBus
 from dbus_fast.service import ServiceInterface, dbus_property, method, signal
 
+from pxhostd.bus import txlog
+from pxhostd.bus.caller import CallerTracker
 from pxhostd.bus.names import TRANSACTION_INTERFACE, TRANSACTION_PATH_PREFIX
 from pxhostd.bus.variants import to_vardict
-from pxhostd.bus.wire import wire
 from pxhostd.engine.api import Outcome, ProgressFn, Request, new_txid
 from pxhostd.errors import Busy, PxError
 from pxhostd.log import current_txid
+from pxhostd.redact import public_text
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +53,7 @@ class TransactionInterface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def Id(self) -> "s":
-        return wire(self._tx.request.txid)
+        return self._tx.request.txid
 
     @dbus_property(access=PropertyAccess.READ)
     def Operation(self) -> "s":
@@ -60,7 +65,7 @@ class TransactionInterface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def Message(self) -> "s":
-        return wire(self._tx.message)
+        return public_text(self._tx.message)
 
     @dbus_property(access=PropertyAccess.READ)
     def Finished(self) -> "b":
@@ -80,7 +85,7 @@ class TransactionInterface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def ErrorMessage(self) -> "s":
-        return wire(self._tx.error_message)
+        return public_text(self._tx.error_message)
 
     @method()
     def GetResult(self) -> "a{sv}":
@@ -88,20 +93,23 @@ class TransactionInterface(ServiceInterface):
 
     @signal(name="Progress")
     def progress_signal(self) -> "us":
-        return [self._tx.percent, wire(self._tx.message)]
+        return [self._tx.percent, public_text(self._tx.message)]
 
     @signal(name="Finished")
     def finished_signal(self) -> "bss":
-        return [self._tx.success, self._tx.error_name, wire(self._tx.error_message)]
+        return [self._tx.success, self._tx.error_name, public_text(self._tx.error_message)]
 
 
 class Transaction:
     """One operation's life: running, then finished with a result."""
 
-    def __init__(self, number: int, request: Request) -> None:
+    def __init__(self, number: int, request: Request, instance: str = "", sender: str = "") -> None:
         self.number = number
         self.request = request
-        self.path = f"{TRANSACTION_PATH_PREFIX}/{number}"
+        # Unique per daemon instance, so a path seen before a restart never names another
+        # transaction after it (operators read the txid; the path is for programs).
+        self.path = f"{TRANSACTION_PATH_PREFIX}/{instance}{number}"
+        self.sender = sender
         self.percent = 0
         self.message = "queued"
         self.finished = False
@@ -135,7 +143,9 @@ class Transaction:
     def set_progress(self, percent: int, message: str) -> None:
         self.percent = max(0, min(100, int(percent)))
         self.message = message.replace("\n", " ")[:500]
-        self.interface.emit_properties_changed({"Percent": self.percent, "Message": self.message})
+        self.interface.emit_properties_changed(
+            {"Percent": self.percent, "Message": public_text(self.message)}
+        )
         self.interface.progress_signal()
 
     def finish(self, *, outcome: Outcome | None, error: PxError | None) -> None:
@@ -154,17 +164,15 @@ class Transaction:
             self.message = f"failed: {self.error_message}"
             self.details = dict(getattr(error, "details", {}) or {})
         self.interface.emit_properties_changed(
-            wire(
-                {
-                    "Percent": self.percent,
-                    "Message": self.message,
-                    "Finished": True,
-                    "Success": self.success,
-                    "Changed": self.changed,
-                    "ErrorName": self.error_name,
-                    "ErrorMessage": self.error_message,
-                }
-            )
+            {
+                "Percent": self.percent,
+                "Message": public_text(self.message),
+                "Finished": True,
+                "Success": self.success,
+                "Changed": self.changed,
+                "ErrorName": self.error_name,
+                "ErrorMessage": public_text(self.error_message),
+            }
         )
         self.interface.finished_signal()
         if not self.done.done():
@@ -186,7 +194,11 @@ class TransactionManager:
         self._runner = runner
         self._on_active_changed = on_active_changed
         self._on_finished = on_finished
+        #: The managed service's name, for the journal lines (set by the daemon).
+        self.service_name: Callable[[], str] | None = None
         self._counter = 0
+        self._instance = f"i{uuid.uuid4().hex[:12]}_"
+        self._callers = CallerTracker(bus)
         self._active: Transaction | None = None
         self._retained: deque[Transaction] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -195,19 +207,25 @@ class TransactionManager:
     def active(self) -> Transaction | None:
         return self._active
 
-    def submit(self, request: Request) -> Transaction:
-        """Start `request`, join an identical running one, or raise Busy."""
+    def submit(self, request: Request, *, internal: bool = False) -> Transaction:
+        """Start `request`, join an identical running one, or raise Busy.
+
+        `internal`: pxhostd asks itself (start-up reconcile, SIGHUP), not a bus caller.
+        """
+        sender = "" if internal else self._callers.take()
         if self._active is not None:
             if self._active.request.key == request.key:
-                log.info("request %s joins running transaction %s", request.txid, self._active.path)
+                log.info("request %s joins running transaction %s", request.txid,
+                         self._active.request.txid)
                 return self._active
             running = self._active
             raise Busy(
-                f"busy: {running.request.operation} is running as {running.path} "
-                f"(id {running.request.txid})"
+                f"busy: {running.request.operation} is running as transaction "
+                f"{running.request.txid} ({running.path}); follow it with: "
+                f"pxhostctl watch {running.request.txid}"
             )
         self._counter += 1
-        tx = Transaction(self._counter, request)
+        tx = Transaction(self._counter, request, self._instance, sender)
         self._bus.export(tx.path, tx.interface)
         self._active = tx
         self._on_active_changed(tx.path)
@@ -218,11 +236,8 @@ class TransactionManager:
 
     async def _run(self, tx: Transaction) -> None:
         current_txid.set(tx.request.txid)  # this task's context: every record carries it
-        log.info(
-            "transaction %s started: %s",
-            tx.path,
-            tx.request.operation,
-        )
+        caller = str(await self._callers.describe(tx.sender))
+        log.info("%s", txlog.start_line(tx.request.operation, tx.request.txid, caller))
         outcome: Outcome | None = None
         error: PxError | None = None
         try:
@@ -233,7 +248,7 @@ class TransactionManager:
             error = PxError("cancelled: the daemon is stopping")
             raise
         except Exception as exc:  # the runner's bug must not kill the daemon
-            log.exception("transaction %s crashed", tx.path)
+            log.exception("transaction %s crashed", tx.request.txid)
             error = PxError(f"internal error ({type(exc).__name__}: {exc})")
         finally:
             tx.finish(outcome=outcome, error=error)
@@ -243,12 +258,22 @@ class TransactionManager:
             try:
                 self._on_finished(tx)
             except Exception:
-                log.exception("recording transaction %s failed", tx.path)
-            log.info(
-                "transaction %s finished: %s",
-                tx.path,
-                "ok" if tx.success else tx.error_name,
+                log.exception("recording transaction %s failed", tx.request.txid)
+            level, line = txlog.end_line(
+                operation=tx.request.operation,
+                txid=tx.request.txid,
+                caller=caller,
+                service=str(tx.details.get("service") or self._service_name()),
+                success=tx.success,
+                changed=tx.changed,
+                error_name=tx.error_name,
+                message=tx.error_message,
+                details=tx.details,
             )
+            log.log(level, "%s", line)
+
+    def _service_name(self) -> str:
+        return self.service_name() if self.service_name is not None else "service"
 
     def _retain(self, tx: Transaction) -> None:
         self._retained.append(tx)

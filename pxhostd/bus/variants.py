@@ -12,8 +12,6 @@ from typing import Any
 
 from dbus_fast import Variant
 
-from pxhostd.bus.wire import wire
-
 
 def unwrap(value: Any) -> Any:
     """Recursively replace Variants by their values; bytes stay bytes."""
@@ -58,19 +56,17 @@ def _convert(value: Any, signature: str) -> Any:
     if signature == "av":
         return [to_variant(v) for v in value]
     if signature == "as":
-        return wire(list(value))
+        return list(value)
     if signature == "a{ss}":
-        return wire(dict(value))
-    return wire(value)
+        return dict(value)
+    return value
 
 
 def to_variant(value: Any) -> Variant:
-    # Containers of variants are built by to_vardict/to_variant, which wire their own
-    # strings; only the leaves need `wire` here (no second pass over nested variants).
     signature = _signature(value)
     return Variant(signature, _convert(value, signature))
 
 
 def to_vardict(values: Mapping[str, Any]) -> dict[str, Variant]:
     """A dict of plain values as a{sv}; None values are left out (D-Bus has no null)."""
-    return {wire(str(k)): to_variant(v) for k, v in values.items() if v is not None}
+    return {str(k): to_variant(v) for k, v in values.items() if v is not None}

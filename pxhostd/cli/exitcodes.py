@@ -13,7 +13,9 @@ BUSY = 5  # another operation runs
 NOT_INSTALLED = 6  # nothing installed to act on
 ROLLED_BACK = 7  # an upgrade failed and the previous release was restored
 TIMEOUT = 8  # a bounded wait ran out
-NOT_READY = 9  # probe: the service is not ready
+NOT_READY = 9  # probe: not ready; status: the service is not running as specified
+CHANGES = 10  # plan / install --dry-run: applying the spec would change the host
+INTERRUPTED = 130  # Ctrl-C while following (the operation goes on in pxhostd)
 
 TABLE: list[tuple[type[errors.PxError], int]] = [
     (errors.InvalidSpec, USAGE),
@@ -26,17 +28,28 @@ TABLE: list[tuple[type[errors.PxError], int]] = [
     (errors.Timeout, TIMEOUT),
 ]
 
-HELP = """exit codes:
-  0  success (also when nothing had to change)
-  1  the operation failed
-  2  usage error, invalid spec or options
-  3  pxhostd is not running or the bus is unreachable
-  4  access denied (changing anything needs root)
-  5  busy: another operation is running
-  6  not installed
-  7  rolled back: the upgrade failed, the previous release runs again
-  8  timed out
-  9  probe: not ready"""
+#: The one exit-code table: the top-level --help shows it, the man page repeats it (a test
+#: keeps the two equal), subcommands point at it.
+CODES: list[tuple[int, str]] = [
+    (OK, "success (also when nothing had to change)"),
+    (FAILED, "the operation failed"),
+    (USAGE, "usage error, invalid spec or options"),
+    (UNAVAILABLE, "pxhostd is not running or the bus is unreachable"),
+    (DENIED, "access denied (changing anything needs root)"),
+    (BUSY, "busy: another operation is running"),
+    (NOT_INSTALLED, "not installed (also: rollback has no previous release)"),
+    (ROLLED_BACK, "rolled back: the new release failed, the previous one runs again"),
+    (TIMEOUT, "timed out waiting (the operation goes on in pxhostd)"),
+    (NOT_READY, "not ready: probe failed, or status found the service not running as "
+                "specified"),
+    (CHANGES, "plan, install --dry-run: applying the spec would change the host"),
+    (INTERRUPTED, "interrupted while following (the operation goes on in pxhostd)"),
+]
+
+HELP = "exit codes:\n" + "\n".join(f"  {code:<3} {text}" for code, text in CODES)
+
+#: What every subcommand's --help says instead of repeating the table.
+POINTER = "exit codes: see `pxhostctl --help` or pxhostctl(1)."
 
 
 def for_error(exc: errors.PxError) -> int:

@@ -1,4 +1,7 @@
-"""`pxhostctl watch`: print the daemon's property changes as they happen (no polling)."""
+"""`pxhostctl watch` without an id: the daemon's state changes as they happen (no polling).
+
+Property names are shown as `status` names them (`service_state`, not `ServiceState`).
+"""
 
 from __future__ import annotations
 
@@ -12,15 +15,35 @@ from dbus_fast import Message, MessageType
 from pxhostd.bus.client import PxClient
 from pxhostd.bus.names import BUS_NAME, MANAGER_INTERFACE, OBJECT_PATH
 from pxhostd.bus.variants import unwrap
+from pxhostd.cli.output import shown
+from pxhostd.cli.schema import iso
+
+#: Manager property -> the key `pxhostctl status --json` uses for the same fact.
+NAMES = {
+    "Version": "daemon_version",
+    "PayloadVersion": "payload_version",
+    "State": "state",
+    "ServiceState": "service_state",
+    "ActiveTransaction": "active_transaction",
+    "LastError": "last_error",
+}
+
+
+def renamed(changes: dict[str, Any]) -> dict[str, Any]:
+    out = {NAMES.get(k, k): v for k, v in changes.items()}
+    if out.get("active_transaction") == "/":
+        out["active_transaction"] = None
+    return out
 
 
 async def watch(client: PxClient, *, json_output: bool) -> None:
     def emit(changes: dict[str, Any]) -> None:
+        facts = renamed(changes)
         if json_output:
-            print(json.dumps({"time": time.time(), **changes}, sort_keys=True), flush=True)
+            print(json.dumps({"time": iso(time.time()), **facts}, sort_keys=True), flush=True)
         else:
             stamp = time.strftime("%H:%M:%S")
-            text = " ".join(f"{k}={v}" for k, v in sorted(changes.items()))
+            text = " ".join(f"{k}={shown(v)}" for k, v in sorted(facts.items()))
             print(f"{stamp} {text}", flush=True)
 
     def handler(msg: Message) -> None:

@@ -23,6 +23,7 @@ from dbus_fast import BusType, NameFlag, RequestNameReply
 from dbus_fast.aio.message_bus import MessageBus
 
 from pxhostd import __version__
+from pxhostd.bus.connection import PxMessageBus
 from pxhostd.bus.manager import ManagerInterface
 from pxhostd.bus.names import BUS_NAME, NO_TRANSACTION, OBJECT_PATH
 from pxhostd.bus.transactions import Transaction, TransactionManager
@@ -30,15 +31,24 @@ from pxhostd.daemon.notify import Notifier, watchdog_interval
 from pxhostd.daemon.supervise import Backoff
 from pxhostd.engine.api import Engine, Outcome, ProgressFn, Request, new_txid
 from pxhostd.engine.history import History, HistoryEntry, Result
-from pxhostd.errors import ERROR_PREFIX, Failed, NotInstalled, PxError
-from pxhostd.log import redact_env
+from pxhostd.errors import ERROR_PREFIX, Busy, Failed, NotInstalled, PxError, RolledBack
 from pxhostd.paths import Paths
+from pxhostd.redact import public_text
 from pxhostd.spec.digest import applied_spec_digest
 from pxhostd.spec.validate import spec_from_dict
 from pxhostd.status.statusfile import HEARTBEAT_INTERVAL, DaemonState, Status, StatusFile
 
 log = logging.getLogger(__name__)
 
+#: STATE while an operation runs (the rest: installing).
+RUNNING_STATE = {
+    "uninstall": DaemonState.UNINSTALLING,
+    **dict.fromkeys(("start", "stop", "restart", "enable", "disable"), DaemonState.BUSY),
+}
+
+#: Failures after which the service is as it was before the request: nothing to act on,
+#: or the new release was rolled back and the previous one runs again.
+HARMLESS_ERRORS = (NotInstalled, Busy, RolledBack)
 #: First retry delay of a failed status-file write (doubling up to the heartbeat interval).
 STATUS_RETRY_MIN = 0.5
 
@@ -96,7 +106,13 @@ class Daemon:
             "payload_version": snap.payload_version,
             "release": snap.release,
             "health_url": snap.health_url,
+            "unit_change_pending": snap.unit_change_pending,
             "active_transaction": active.path if active else NO_TRANSACTION,
+            "active_txid": active.request.txid if active else "",
+            "held_stopped": snap.held_stopped,
+            "held_disabled": snap.held_disabled,
+            "previous_version": snap.previous_version,
+            "previous_release": snap.previous_release,
             "last_error": self.last_error,
             "pid": os.getpid(),
             "desired_source": snap.desired_source,
@@ -104,14 +120,12 @@ class Daemon:
         }
 
     def get_spec(self) -> dict[str, Any]:
-        """The applied spec, secrets shown as <redacted>: anyone on the bus may call this."""
+        """The applied spec, whole: a non-root caller gets the bus's public view of it
+        (env names only, secret arguments redacted; `pxhostd.bus.connection`)."""
         spec = self.engine.snapshot().spec
         if spec is None:
             raise NotInstalled("no spec has been applied yet")
-        shown = dict(spec)
-        if isinstance(shown.get("env"), dict):
-            shown["env"] = redact_env(sorted(shown["env"].items()))
-        return shown
+        return dict(spec)
 
     def history(self, limit: int) -> list[dict[str, Any]]:
         return [entry.to_json() for entry in self._history[: max(0, limit)]]
@@ -121,13 +135,18 @@ class Daemon:
         spec = spec_from_dict(raw_spec)
         return Request("install", spec.to_dict(), txid, origin="Install over D-Bus")
 
-    def submit(self, request: Request) -> str:
+    async def plan(self, raw_spec: Any) -> dict[str, Any]:
+        if self.state in (DaemonState.STARTING, DaemonState.STOPPING):
+            raise Failed(f"the daemon is {self.state}; try again shortly")
+        return await self.engine.plan(raw_spec)
+
+    def submit(self, request: Request, *, internal: bool = False) -> str:
         if self.transactions is None or self.state in (
             DaemonState.STARTING,
             DaemonState.STOPPING,
         ):
             raise Failed(f"the daemon is {self.state}; try again shortly")
-        return self.transactions.submit(request).path
+        return self.transactions.submit(request, internal=internal).path
 
     # -- state publication -------------------------------------------------------------
 
@@ -145,7 +164,8 @@ class Daemon:
             ServiceState=self.service_state,
             LastError=self.last_error,
         )
-        self.notifier.status(self.status_line())
+        # systemd's status line is world-readable (`systemctl status`): the public view.
+        self.notifier.status(public_text(self.status_line()))
         self._status_dirty.set()
 
     def file_status(self) -> Status:
@@ -160,13 +180,14 @@ class Daemon:
             and self.service_state.startswith("active/")
             and self.state in (DaemonState.IDLE, DaemonState.FAILED)
         )
+        # The file is world-readable: the public view only (no journal lines, no secrets).
         return Status(
             ready=ready,
-            status=self.status_line(),
+            status=public_text(self.status_line()),
             state=self.state,
             version=snap.payload_version,
             service_state=self.service_state,
-            last_error=self.last_error,
+            last_error=public_text(self.last_error),
             health_url=snap.health_url,
             spec_digest=applied_spec_digest(snap.spec),
             release=snap.release,
@@ -219,15 +240,17 @@ class Daemon:
     # -- transactions ------------------------------------------------------------------
 
     async def _run_request(self, request: Request, progress: ProgressFn) -> Outcome:
-        uninstalling = request.operation == "uninstall"
-        self.state = DaemonState.UNINSTALLING if uninstalling else DaemonState.INSTALLING
+        self.state = RUNNING_STATE.get(request.operation, DaemonState.INSTALLING)
         self.publish()
         failed = False
         try:
             outcome = await self.engine.run(request, progress)
         except PxError as exc:
             self.last_error = f"{exc.name}: {exc}"
-            failed = True
+            # STATE=failed only while something is broken: a refused request (nothing
+            # installed) or a rollback that restored the previous release leaves the
+            # service as it was; LAST_ERROR still says what happened.
+            failed = not isinstance(exc, HARMLESS_ERRORS)
             raise
         else:
             self.last_error = ""
@@ -254,13 +277,8 @@ class Daemon:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def _connect(self) -> MessageBus:
-        if self.options.bus_address:
-            bus = MessageBus(bus_address=self.options.bus_address)
-        else:
-            bus = MessageBus(bus_type=self.options.bus_type)
-        await bus.connect()
-        return bus
+    async def _connect(self) -> PxMessageBus:
+        return await PxMessageBus(self.options.bus_address, self.options.bus_type).connect()
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -281,6 +299,7 @@ class Daemon:
             on_active_changed=self._active_changed,
             on_finished=self._finished,
         )
+        self.transactions.service_name = lambda: self.engine.snapshot().service
 
         self.notifier.status("recovering")
         try:
@@ -298,7 +317,7 @@ class Daemon:
         self.state = DaemonState.IDLE
         self._spawn(self._status_writer(), "status-writer", essential=True)
         self.publish()
-        self.notifier.ready(self.status_line())
+        self.notifier.ready(public_text(self.status_line()))
         log.info("pxhostd %s ready on %s", __version__, BUS_NAME)
         self._spawn(self._ticker(), "ticker", essential=True)
         if self.paths.spec_file.exists():
@@ -380,11 +399,11 @@ class Daemon:
         self.notifier.reloading()
         self.engine.reload_config()
         self._submit_quietly("reconcile")
-        self.notifier.ready(self.status_line())
+        self.notifier.ready(public_text(self.status_line()))
 
     def _submit_quietly(self, operation: str) -> None:
         try:
-            self.submit(Request(operation, {}, new_txid()))
+            self.submit(Request(operation, {}, new_txid()), internal=True)
         except PxError as exc:
             log.warning("could not start %s: %s", operation, exc)
 

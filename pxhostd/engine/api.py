@@ -16,6 +16,7 @@ from typing import Any, Protocol
 #: Operations the engine knows.
 OPERATIONS = (
     "install",
+    "rollback",
     "reconcile",
     "start",
     "stop",
@@ -67,6 +68,14 @@ class EngineSnapshot:
     release: str = ""
     health_url: str = ""
     spec: Mapping[str, Any] | None = None
+    #: Holds set by `pxhostctl stop` / `disable` (engine/holds.py).
+    held_stopped: bool = False
+    held_disabled: bool = False
+    #: What `pxhostctl rollback` would return to ("" when there is none).
+    previous_version: str = ""
+    previous_release: str = ""
+    #: Non-empty while a unit change waits for the service's next restart (why, in words).
+    unit_change_pending: str = ""
     #: Where the desired state came from and when it was submitted (docs/spec-format.md).
     desired_source: str = ""
     desired_at: str = ""
@@ -77,6 +86,9 @@ class Engine(Protocol):
         """Connect to systemd and finish or roll back an interrupted operation."""
 
     async def run(self, request: Request, progress: ProgressFn) -> Outcome: ...
+
+    async def plan(self, raw_spec: Mapping[str, Any] | None) -> dict[str, Any]:
+        """What applying the spec (None: the desired state) would change, and why."""
 
     def snapshot(self) -> EngineSnapshot: ...
 

@@ -23,6 +23,8 @@ from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.decision import compute_restart_digest, unit_digests
 from pxhostd.engine.holds import Holds
 from pxhostd.engine.ownership import check_unit_ownership
+from pxhostd.engine.pending import record_pending
+from pxhostd.engine.plan import action_reasons, restart_reasons, service_action
 from pxhostd.engine.state import AppliedState, DesiredSource
 from pxhostd.engine.undo import perform_undo, unit_failure_reason
 from pxhostd.errors import (
@@ -77,6 +79,8 @@ class Plan:
     source: DesiredSource
     #: Units changed only by a pxhostd upgrade: they apply at the service's next restart.
     deferred: bool = False
+    #: Why the running service must restart (`plan.restart_reasons`); empty: it need not.
+    reasons: tuple[str, ...] = ()
 
     @property
     def unit_changes(self) -> dict[str, str | None]:
@@ -194,12 +198,16 @@ async def make_plan(
         and previous.payload_digest == header.digest
         and not need_stage
     )
-    restart_wanted = (
-        previous is None
-        or (previous.restart_digest != digest and not only_pxhostd)
-        or need_stage
-        or not await in_thread(ctx.paths.pwx_config_file.exists)
+    reasons = restart_reasons(
+        previous=previous,
+        spec=spec,
+        version=header.version,
+        restart_digest=digest,
+        need_stage=need_stage,
+        config_present=await in_thread(ctx.paths.pwx_config_file.exists),
+        units_only_from_pxhostd=only_pxhostd,
     )
+    restart_wanted = bool(reasons)
     return Plan(
         spec=spec,
         header=header,
@@ -217,6 +225,7 @@ async def make_plan(
         need_stage=need_stage,
         need_restart=restart_wanted and active and not holds.stopped,
         need_start=not active and not holds.stopped,
+        reasons=reasons,
         deferred=only_pxhostd and active,
         source=resolve_source(previous, source),
     )
@@ -255,6 +264,8 @@ async def apply(
         "version_before": before_version,
         "version_after": version,
         "release": plan.release_id,
+        "reason": "; ".join(action_reasons(plan, holds.stopped)),
+        "service_action": service_action(plan),
     }
     if plan.nothing_to_do:
         if plan.source_changed:
@@ -281,6 +292,12 @@ async def apply(
                 f"cannot import release {plan.release_id}: {_describe(exc)}; nothing changed"
             ) from exc
         details.update(files_imported=staged.imported, bytes_imported=staged.imported_bytes)
+        if staged.changed:
+            log.info("imported release %s: %d of %d files new (%d bytes read and written), "
+                     "the rest linked from the store", plan.release_id, staged.imported,
+                     staged.files, staged.imported_bytes)
+        else:
+            log.info("release %s is on disk: switching to it, nothing read", plan.release_id)
     before, target = _snapshots(plan)
     record = await ctx.journal.begin(
         plan.operation, txid, before, target,
@@ -300,15 +317,31 @@ async def apply(
     progress(90, "recording the applied state")
     await record.commit()
     await finish(ctx, record)
-    verb = {jn.OP_INSTALL: "installed", jn.OP_UPGRADE: "upgraded to"}.get(
-        plan.operation, "reconfigured"
-    )
-    suffix = "" if restarted else " (no restart needed)"
+    verbs = {jn.OP_INSTALL: "installed", jn.OP_UPGRADE: upgrade_verb(before_version, version)}
+    said = verbs.get(plan.operation, "reconfigured")
+    if plan.need_restart:
+        suffix = f" (restarted: {details['reason']})"
+    elif plan.need_start:
+        suffix = f" (started: {details['reason']})"
+    else:
+        suffix = " (no restart needed)"
     if plan.deferred:
+        await record_pending(ctx, name)
         suffix = (f" (the unit change from the pxhostd upgrade takes effect at the next "
                   f"restart of {name})")
         details["unit_change_pending"] = True
-    return Outcome(True, f"{name} {verb} {version}{suffix}", {**details, "restarted": restarted})
+    return Outcome(True, f"{name} {said} {version}{suffix}", {**details, "restarted": restarted})
+
+
+def upgrade_verb(before: str | None, after: str) -> str:
+    """A downgrade is not reported as an upgrade (versions in dpkg's order)."""
+    from pxhostd.pod.versions import BadVersion, compare_versions
+
+    try:
+        older = bool(before) and compare_versions(after, str(before)) < 0
+    except BadVersion:
+        return "switched to"
+    return "downgraded to" if older else "upgraded to"
 
 
 async def _run_steps(
@@ -340,7 +373,9 @@ async def _run_steps(
     if not (plan.need_restart or plan.need_start):
         return False
     verb = "restarting" if plan.need_restart else "starting"
-    progress(65, f"{verb} {spec.unit_name} ({plan.header.version})")
+    wait = ctx.settings.activation_timeout + ctx.settings.settle_seconds
+    progress(65, f"{verb} {spec.unit_name} ({plan.header.version}), waiting up to {wait:g}s "
+                 "for it to be active")
     async with record.doing(jn.STEP_RESTART, restart=plan.need_restart):
         try:
             await _activate(ctx, spec.unit_name, restart=plan.need_restart)

@@ -23,6 +23,9 @@ from pxhostd.render.units import render_units
 from pxhostd.spec.model import Mount, Spec
 from pxhostd.spec.rules import is_under
 
+#: Unit settings that only inform people; changing them never restarts the service.
+NOT_FOR_THE_SERVICE = ("Documentation=",)
+
 #: Bumped when the digest's composition changes, so an old recorded digest never matches.
 DIGEST_VERSION = 2
 
@@ -57,11 +60,14 @@ def render_for_digest(
 def unit_settings(text: str) -> str:
     """A unit's settings without comments and blank lines: what systemd acts on.
 
-    A pxhostd package upgrade that only rewords the generated header must not restart
-    storage at the next reconcile; the file is still rewritten, the service left alone.
+    A pxhostd package upgrade that only rewords the generated header, or points
+    `Documentation=` elsewhere, must not restart storage at the next reconcile; the file
+    is still rewritten, the service left alone.
     """
     kept = [ln.strip() for ln in text.splitlines()]
-    return "\n".join(ln for ln in kept if ln and not ln.startswith(("#", ";")))
+    return "\n".join(
+        ln for ln in kept if ln and not ln.startswith(("#", ";", *NOT_FOR_THE_SERVICE))
+    )
 
 
 def unit_digests(unit_texts: Mapping[str, str]) -> dict[str, str]:

@@ -4,6 +4,10 @@ Off by default. When one is enabled (environment `PXHOSTD_FAILPOINTS=name[,name=
 the daemon config), reaching it kills the process with SIGKILL on itself: no `finally`, no
 atexit, no flush beyond the one log line, exactly like a power cut of the process. Unknown
 names are refused at start so a typo never silently disables a crash test.
+
+An item prefixed `error:` (`error:after-daemon-reload`) raises `InjectedFault` there
+instead of killing: the failure path of a live operation (rollback, journal closed) on a
+real systemd, where a real `daemon-reload` cannot be made to fail on demand.
 """
 
 from __future__ import annotations
@@ -85,6 +89,14 @@ def known_failpoints() -> tuple[str, ...]:
     return (*KNOWN_FAILPOINTS, *_REGISTERED)
 
 
+#: Prefix of an item that raises instead of killing.
+ERROR_PREFIX = "error:"
+
+
+class InjectedFault(Failed):
+    """An `error:` failpoint was reached: the operation fails here, like a real error."""
+
+
 class UnknownFailpoint(Failed):
     """The failpoint configuration names a failpoint that does not exist or is malformed."""
 
@@ -112,11 +124,16 @@ class Failpoints:
     def __init__(self, names: Iterable[str] = ()) -> None:
         """`names`: items like "after-stage" (crash on the first hit) or "after-stage=3"."""
         self._crash_on: dict[str, int] = {}
+        self._raise_at: set[str] = set()
         self._hits: dict[str, int] = {}
         for item in names:
-            if item.strip():
-                name, count = _parse_item(item)
+            item = item.strip()
+            if item:
+                raising = item.startswith(ERROR_PREFIX)
+                name, count = _parse_item(item.removeprefix(ERROR_PREFIX))
                 self._crash_on[name] = count
+                if raising:
+                    self._raise_at.add(name)
 
     @classmethod
     def parse(cls, text: str) -> Failpoints:
@@ -145,6 +162,11 @@ class Failpoints:
             return
         count = self._hits.get(name, 0) + 1
         self._hits[name] = count
+        if name in self._raise_at:
+            if count == crash_on:  # once: the next operation passes there again
+                log.warning("failpoint %s reached (hit %d): failing the operation", name, count)
+                raise InjectedFault(f"injected failure at failpoint {name}")
+            return
         if count < crash_on:
             return
         log.critical("failpoint %s reached (hit %d): killing pid %d with SIGKILL",

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import dataclasses
+import gc
 import hashlib
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pxhostd.engine import recovery
 from pxhostd.engine.api import EngineSnapshot, Outcome, ProgressFn, Request
@@ -20,6 +24,8 @@ from pxhostd.engine.collect import collect
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.failpoints import FAILPOINTS_ENV, Failpoints
 from pxhostd.engine.holds import Holds, HoldStore
+from pxhostd.engine.pending import pending_message
+from pxhostd.engine.rollback import PREVIOUS_FILE, PreviousStore, rollback_target
 from pxhostd.engine.settings import load_settings
 from pxhostd.engine.state import AppliedState, DesiredSource
 from pxhostd.engine.uninstall import managed_files, uninstall
@@ -60,6 +66,14 @@ def load_failpoints(state_dir: Path) -> Failpoints:
     return Failpoints.parse(text)
 
 
+def release_memory() -> None:
+    """Hand what a big operation freed (a 100,000-entry file list) back to the system, so
+    the idle daemon does not stay at its peak: a collection, then glibc's malloc_trim."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 class HostEngine:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
@@ -69,6 +83,7 @@ class HostEngine:
         if self.failpoints:
             log.warning("failpoints armed: %s", ", ".join(self.failpoints.armed))
         self.holds = HoldStore(self.paths.state_dir / "holds.json")
+        self.previous = PreviousStore(self.paths.state_dir / PREVIOUS_FILE)
         self.ctx: HostContext | None = None
         self._snapshot = EngineSnapshot()
         self._watch: UnitWatch | None = None
@@ -113,6 +128,7 @@ class HostEngine:
             try:
                 async with ctx.locked():
                     await collect(ctx, keep)
+                release_memory()  # after the reply, off the operation's path
             except Exception:  # a failed collection costs disk, never the service
                 log.exception("collecting old releases failed; the next operation retries")
                 ctx.want_collect(keep)
@@ -162,15 +178,24 @@ class HostEngine:
         from pxhostd.engine.apply import apply
 
         op = request.operation
-        if op == "install":
-            spec = spec_from_dict(dict(request.params))
-            source = DesiredSource(request.origin or "Install over D-Bus")
-            return await apply(ctx, spec, request.txid, progress, self.holds.load(), source)
-        if op == "reconcile":
-            return await self._reconcile(ctx, request, progress)
+        if op in ("install", "reconcile", "rollback"):
+            before = await in_thread(ctx.applied.load)
+            if op == "install":
+                spec = spec_from_dict(dict(request.params))
+                source = DesiredSource(request.origin or "Install over D-Bus")
+                holds = await in_thread(self.holds.load)
+                outcome = await apply(ctx, spec, request.txid, progress, holds, source)
+            elif op == "rollback":
+                outcome = await self._rollback(ctx, request, progress)
+            else:
+                outcome = await self._reconcile(ctx, request, progress)
+            if outcome.changed:
+                await in_thread(self.previous.remember, before, await in_thread(ctx.applied.load))
+            return outcome
         if op == "uninstall":
             outcome = await uninstall(ctx, bool(request.params.get("wipe")), request.txid, progress)
             await in_thread(self.holds.save, Holds())
+            await in_thread(self.previous.clear)
             return outcome
         if op == "verify":
             return await verify_releases(ctx, progress)
@@ -193,6 +218,42 @@ class HostEngine:
             return Outcome(False, f"nothing to do: no spec in {self.paths.spec_file}")
         # Keep the host at the desired state it already has; only drift is repaired.
         return await apply(ctx, spec_from_dict(applied.spec), request.txid, progress, holds)
+
+    async def _rollback(self, ctx: HostContext, request: Request, progress: ProgressFn) -> Outcome:
+        from pxhostd.engine.apply import apply
+
+        progress(2, "finding the previous release")
+        previous, spec = await in_thread(rollback_target, self.previous, ctx.releases)
+        source = DesiredSource(f"rollback to {previous.version} ({request.origin or 'Rollback'})")
+        holds = await in_thread(self.holds.load)
+        outcome = await apply(ctx, spec, request.txid, progress, holds, source)
+        current = outcome.details.get("version_before")
+        message = f"{spec.unit_name} rolled back to {previous.version} (from {current})"
+        if await in_thread(self.paths.spec_file.exists):
+            message += (
+                f"; {self.paths.spec_file} is unchanged: edit it, or the next change of it "
+                "applies it again"
+            )
+        return Outcome(outcome.changed, message, outcome.details)
+
+    async def plan(self, raw_spec: Mapping[str, Any] | None) -> dict[str, Any]:
+        """What applying `raw_spec` (None: the desired state) would do; writes nothing."""
+        from pxhostd.engine.apply import make_plan
+        from pxhostd.engine.plan import describe
+
+        ctx = self._ctx()
+        if raw_spec:
+            spec = spec_from_dict(dict(raw_spec))
+        elif await in_thread(self.paths.spec_file.exists):
+            spec = await in_thread(load_spec, self.paths.spec_file)
+        else:
+            applied = await in_thread(ctx.applied.load)
+            if applied is None:
+                raise NotInstalled("nothing to plan: no spec given, none in "
+                                   f"{self.paths.spec_file}, and nothing applied")
+            spec = spec_from_dict(applied.spec)
+        holds = await in_thread(self.holds.load)
+        return describe(await make_plan(ctx, spec, holds), holds.stopped)
 
     async def _service_action(self, ctx: HostContext, op: str, progress: ProgressFn) -> Outcome:
         applied = await in_thread(ctx.applied.load)
@@ -226,8 +287,10 @@ class HostEngine:
             holds = Holds(holds.stopped, True)
             changed = bool(await ctx.systemd.disable_unit_files(unit_files))
         await in_thread(self.holds.save, holds)
-        message = f"{unit}: {op} done" if changed else f"nothing to do: {unit} already {op}ed"
-        return Outcome(changed, message.replace("stoped", "stopped"))
+        done = {"start": "started", "stop": "stopped", "restart": "restarted",
+                "enable": "enabled", "disable": "disabled"}[op]
+        message = f"{unit} {done}" if changed else f"nothing to do: {unit} already {done}"
+        return Outcome(changed, message)
 
     # -- state for the daemon -----------------------------------------------------------
 
@@ -238,12 +301,37 @@ class HostEngine:
         except Exception as exc:  # a corrupt state file must not take the daemon down
             log.error("cannot read the applied state: %s", exc)
             applied = None
-        self._snapshot = await in_thread(self._snapshot_of, applied)
+        snapshot = await in_thread(self._snapshot_of, applied)
+        if applied is not None:
+            pending = await pending_message(ctx)
+            snapshot = dataclasses.replace(snapshot, unit_change_pending=pending)
+        self._snapshot = snapshot
         await self._watch_service(self._snapshot.service if applied else None)
 
     def _snapshot_of(self, applied: AppliedState | None) -> EngineSnapshot:
         if applied is None:
             return EngineSnapshot()
+        return dataclasses.replace(self._installed_snapshot(applied), **self._extras())
+
+    def _extras(self) -> dict[str, Any]:
+        """Holds and the rollback target, for `status`."""
+        holds = self.holds.load()
+        try:
+            previous = self.previous.load()
+        except Exception as exc:  # a damaged file must not hide the status
+            log.error("cannot read the previous state: %s", exc)
+            previous = None
+        kept = previous is not None and self.ctx is not None and self.ctx.releases.exists(
+            previous.release_id
+        )
+        return {
+            "held_stopped": holds.stopped,
+            "held_disabled": holds.disabled,
+            "previous_version": previous.version if previous and kept else "",
+            "previous_release": previous.release_id if previous and kept else "",
+        }
+
+    def _installed_snapshot(self, applied: AppliedState) -> EngineSnapshot:
         health = ""
         payload = applied.spec.get("payload")
         name = ""

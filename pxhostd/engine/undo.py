@@ -10,6 +10,7 @@ from pxhostd.engine import journal as jn
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.errors import PxError
 from pxhostd.hostfs import remove_file
+from pxhostd.redact import with_log_excerpt
 from pxhostd.render.names import is_unit_file
 from pxhostd.systemd.errors import NoSuchUnit
 from pxhostd.systemd.journal import unit_journal_tail
@@ -108,7 +109,4 @@ async def unit_failure_reason(ctx: HostContext, unit: str, exc: PxError) -> str:
     lines = await unit_journal_tail(unit, ctx.settings.journal_lines, invocation or None)
     if not lines:
         lines = await unit_journal_tail(unit, ctx.settings.journal_lines)
-    reason = str(exc)
-    if lines:
-        reason += "; last log lines: " + " | ".join(line.strip() for line in lines[-5:])
-    return reason
+    return with_log_excerpt(str(exc), unit, lines[-5:])

@@ -21,6 +21,7 @@ from pxhostd.bus.client import PxClient
 from pxhostd.kube import record as records
 from pxhostd.kube.api import SERVICE_ACCOUNT_DIR, KubeApi, in_cluster_available
 from pxhostd.kube.drain import Drainer
+from pxhostd.kube.errors import KubeApiError
 from pxhostd.kube.labels import LabelController
 from pxhostd.payload.manifest import Manifest
 from pxhostd.payload.staging import make_release_id
@@ -56,7 +57,11 @@ class KubeSide:
             say("kubernetes: PXHOSTD_NODE_NAME is not set (spec.nodeName): drain and "
                 "node-label control off")
             return None
-        api = KubeApi.in_cluster(sa_dir)
+        try:
+            api = KubeApi.in_cluster(sa_dir)
+        except KubeApiError as exc:  # e.g. no ca.crt: the pod runs on without it
+            say(f"kubernetes: {str(exc).rstrip('.')}: drain and node-label control off")
+            return None
         drainer = Drainer(api, node, say, drain_all=drain_all, timeout=drain_timeout,
                           record_path=record_path)
         say(f"kubernetes: node {node}; drain before disruptive upgrades and node-label "

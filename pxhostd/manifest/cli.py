@@ -28,7 +28,7 @@ EXIT_INVALID = 2
 _DESCRIPTION = (
     "Print the Kubernetes manifests (ServiceAccount, RBAC, Secret, Service, DaemonSet) that run "
     "pxhostd's pod on every node. Parameters are those of the old spec web service; see "
-    "docs/manifest-generator.md."
+    "pxhostd-specgen(1)."
 )
 
 

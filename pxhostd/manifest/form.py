@@ -6,10 +6,19 @@ secret fields are never echoed back.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from html import escape
+from urllib.parse import urlencode
 
-from pxhostd.manifest.params import PARAMS, ParamDef
+from pxhostd.manifest.params import (
+    DEFAULT_CLUSTER,
+    DEFAULT_IMAGE,
+    DEFAULT_NAMESPACE,
+    MIN_KUBE_VERSION,
+    PARAMS,
+    ParamDef,
+)
 
 _STYLE = """
 body{font-family:sans-serif;max-width:46rem;margin:1rem auto;padding:0 1rem;line-height:1.4}
@@ -18,18 +27,21 @@ label{display:block;font-weight:bold;margin-top:.6rem}
 .check label{display:inline;font-weight:normal}
 input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:.3rem}
 .help{font-size:.9rem;color:#333;margin:.1rem 0}
-pre{background:#f4f4f4;padding:.6rem;overflow:auto}
+pre{background:#f4f4f4;padding:.6rem;white-space:pre-wrap;overflow-wrap:anywhere}
+select{padding:.3rem}
+.actions a{margin-right:1rem}
 button{margin:1rem 0;padding:.4rem 1.2rem;font-size:1rem}
 [role=alert]{border:2px solid #a00;padding:.5rem;white-space:pre-wrap}
 """
 
-#: Form sections: (legend, parameter fields).
+#: Form sections: (legend, parameter fields); what nearly every cluster sets comes first.
 _SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Cluster", ("platform", "cluster", "kvdb", "kube_version", "namespace", "image")),
-    ("Storage and network", ("drives", "force", "journal", "data_iface", "mgmt_iface")),
+    ("Essentials", ("platform", "cluster", "kvdb", "drives", "kube_version")),
+    ("Cluster", ("namespace", "image", "secret_type")),
+    ("Storage and network", ("force", "journal", "data_iface", "mgmt_iface")),
     ("Control-plane nodes", ("masters", "zero_storage")),
     ("Authentication (secrets go into a Kubernetes Secret)",
-     ("etcd_userpwd", "etcd_ca", "etcd_cert", "etcd_key", "acl_token", "token", "secret_type")),
+     ("etcd_userpwd", "etcd_ca", "etcd_cert", "etcd_key", "acl_token", "token")),
     ("Other", ("env", "kubelet_root", "openshift")),
 )
 
@@ -48,6 +60,33 @@ _LABELS = {
     "token": "Join token", "secret_type": "Secret store type", "env": "Environment",
     "openshift": "OpenShift", "kubelet_root": "Kubelet root directory (on the nodes)",
 }
+
+#: What an empty field means, shown inside it (the defaults are the generator's own).
+_PLACEHOLDERS = {
+    "cluster": DEFAULT_CLUSTER,
+    "kvdb": "empty: Portworx's built-in kvdb; e.g. etcd://10.0.0.1:2379",
+    "drives": "empty: all unused drives; e.g. /dev/sdb,/dev/sdc",
+    "namespace": DEFAULT_NAMESPACE,
+    "image": DEFAULT_IMAGE,
+    "journal": "none; auto or /dev/sdd",
+    "data_iface": "the default route's interface",
+    "mgmt_iface": "the default route's interface",
+    "secret_type": "k8s",
+    "env": "NAME=VALUE,NAME=VALUE",
+    "etcd_ca": "/etc/pwx/etcd-ca.crt",
+    "etcd_cert": "/etc/pwx/etcd.crt",
+    "etcd_key": "/etc/pwx/etcd.key",
+}
+
+#: Newest Kubernetes minor the form offers (the manifests are validated up to it).
+NEWEST_KUBE_MINOR = (1, 37)
+
+
+def kube_minors() -> list[str]:
+    """The supported Kubernetes minors, newest first, as the form's list offers them."""
+    major, oldest = MIN_KUBE_VERSION
+    return [f"{major}.{m}" for m in range(NEWEST_KUBE_MINOR[1], oldest - 1, -1)]
+
 
 #: CSP: no scripts at all; the form posts back to this service only.
 CONTENT_SECURITY_POLICY = (
@@ -90,12 +129,27 @@ def _field(param: ParamDef, prefill: Mapping[str, str]) -> str:
             f'<select id="{ident}" name="{param.short}" aria-describedby="{help_id}">'
             f"{options}</select>{help_text}"
         )
-    kind = "password" if param.secret else "text"
     value = "" if param.secret else prefill.get(param.short, "")
+    label = f'<label for="{ident}">{escape(_LABELS[param.field])}</label>'
+    if param.field == "kube_version":
+        minors = kube_minors()
+        items = [f'<option value=""{"" if value else " selected"}>not given</option>']
+        if value and value not in minors:
+            items.append(f'<option value="{escape(value)}" selected>{escape(value)}</option>')
+        items += [
+            f'<option value="{m}"{" selected" if m == value else ""}>{m}</option>' for m in minors
+        ]
+        return (
+            f'{label}<select id="{ident}" name="{param.short}" aria-describedby="{help_id}">'
+            f'{"".join(items)}</select>{help_text}'
+        )
+    kind = "password" if param.secret else "text"
+    placeholder = _PLACEHOLDERS.get(param.field, "")
+    shown = f' placeholder="{escape(placeholder)}"' if placeholder else ""
     return (
-        f'<label for="{ident}">{escape(_LABELS[param.field])}</label>'
-        f'<input type="{kind}" id="{ident}" name="{param.short}" value="{escape(value)}" '
-        f'aria-describedby="{help_id}" autocomplete="off" spellcheck="false">{help_text}'
+        f'{label}<input type="{kind}" id="{ident}" name="{param.short}" value="{escape(value)}"'
+        f'{shown} aria-describedby="{help_id}" autocomplete="off" spellcheck="false">'
+        f"{help_text}"
     )
 
 
@@ -109,7 +163,8 @@ def form_page(prefill: Mapping[str, str] | None = None, error: str | None = None
     parts.append(
         "<p>Fill in what your cluster needs and submit: the answer is the Kubernetes YAML for "
         "pxhostd's node pod (ServiceAccount, RBAC, Secret, Service, DaemonSet). Empty fields "
-        "keep their defaults. The same parameters work as a query string "
+        "keep their defaults (shown greyed inside them). Secret fields are never filled in "
+        "again by this page: enter them each time. The same parameters work as a query string "
         "(<code>curl 'http://HOST/?c=NAME&amp;k=etcd://HOST:2379'</code>) and with "
         "<code>pxhostctl spec</code>.</p>"
     )
@@ -122,8 +177,40 @@ def form_page(prefill: Mapping[str, str] | None = None, error: str | None = None
     return _page("pxhostd manifest generator", "".join(parts))
 
 
-def result_page(manifest: str, warnings: Sequence[str], platform: str = "kubernetes") -> str:
-    """What a browser gets instead of raw YAML: the YAML in a <pre>, warnings above it."""
+def equivalent_command(pairs: Sequence[tuple[str, str]]) -> str:
+    """`pxhostctl spec ...` giving the same manifests; secret values stay out of it."""
+    by_name = {name: p for p in PARAMS for name in p.names}
+    words = ["pxhostctl", "spec"]
+    for name, value in pairs:
+        param = by_name.get(name)
+        if param is None or value == "":
+            continue
+        option = f"--{param.cli}"
+        if param.choices and value == param.choices[0]:
+            continue  # the default, which the form always sends
+        if param.is_bool:
+            if value.lower() in ("true", "on", "1", "yes"):
+                words.append(option)
+            else:
+                words.append(f"{param.short}={shlex.quote(value)}")
+        elif param.secret:
+            words += [option, f'"${param.cli.upper().replace("-", "_")}"']
+        else:
+            words += [option, shlex.quote(value)]
+    return " ".join(words)
+
+
+def result_page(
+    manifest: str,
+    warnings: Sequence[str],
+    platform: str = "kubernetes",
+    pairs: Sequence[tuple[str, str]] = (),
+) -> str:
+    """What a browser gets instead of raw YAML: the YAML (wrapped), how to get it again."""
+    query = urlencode([(k, v) for k, v in pairs if v != ""])
+    secret_names = {n for p in PARAMS if p.secret for n in p.names}
+    # The form never fills secrets in again, so the link does not carry them either.
+    editable = urlencode([(k, v) for k, v in pairs if v != "" and k not in secret_names])
     parts = ["<h1>Generated manifest</h1>"]
     if warnings:
         items = "".join(f"<li>{escape(w)}</li>" for w in warnings)
@@ -135,8 +222,21 @@ def result_page(manifest: str, warnings: Sequence[str], platform: str = "kuberne
         else "<code>kubectl apply --server-side -f portworx.yaml</code>"
     )
     parts.append(
-        f"<p>Save it as <code>portworx.yaml</code> and apply it with {deploy}. "
-        '<a href="/">Back to the form</a>.</p>'
+        '<p class="actions">'
+        f'<a id="download" href="/download?{escape(query)}" download="portworx.yaml">'
+        "Download portworx.yaml</a>"
+        f'<a id="change" href="/form?{escape(editable)}">Change parameters</a></p>'
+        f"<p>Apply it with {deploy}.</p>"
+    )
+    secrets = [p for p in PARAMS if p.secret and any(k in p.names and v for k, v in pairs)]
+    note = (
+        " (set " + ", ".join(f"<code>{p.cli.upper().replace('-', '_')}</code>"
+                             for p in secrets) + " first)"
+        if secrets else ""
+    )
+    parts.append(
+        f"<p>The same on the command line{note}:</p>"
+        f'<pre id="command">{escape(equivalent_command(pairs))}</pre>'
     )
     parts.append(f'<pre id="manifest">{escape(manifest)}</pre>')
     return _page("pxhostd manifest", "".join(parts))

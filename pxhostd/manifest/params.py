@@ -87,7 +87,7 @@ def _platform(name: str, value: str) -> str:
 PARAMS: tuple[ParamDef, ...] = (
     ParamDef("platform", "platform", (), "platform", _platform,
              "kubernetes (default: the DaemonSet manifests) or swarm (a compose file for "
-             "docker stack deploy; see docs/swarm.md)", status=Status.NEW, choices=PLATFORMS),
+             "docker stack deploy; see pxhostd-specgen(1))", status=Status.NEW, choices=PLATFORMS),
     ParamDef("cluster", "c", ("cluster",), "cluster", _text,
              f"Portworx cluster name (default {DEFAULT_CLUSTER})"),
     ParamDef("kvdb", "k", ("kvdb",), "kvdb", v.parse_kvdb_urls,
@@ -240,7 +240,7 @@ def parse_params(pairs: Iterable[tuple[str, str]], *, strict: bool = True) -> Ma
         else:
             values[param.field] = parsed
     if unknown:
-        names = ", ".join(show(n, 30) for n in unknown)
+        names = ", ".join(show(n, 30) + _nearest(n) for n in unknown)
         if strict:
             errors.append(f"unknown parameter(s): {names}")
         else:
@@ -252,6 +252,16 @@ def parse_params(pairs: Iterable[tuple[str, str]], *, strict: bool = True) -> Ma
         k: tuple(val) if isinstance(val, list) else val for k, val in values.items()
     }
     return replace(ManifestParams(**fields), warnings=tuple(warnings))
+
+
+def _nearest(name: str) -> str:
+    """A " (did you mean ...?)" hint for a near miss of a known name; "" otherwise."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(BY_NAME), n=1, cutoff=0.75)
+    if not close and name.lower() in {k.lower(): k for k in BY_NAME}:
+        close = [{k.lower(): k for k in BY_NAME}[name.lower()]]
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _check_combinations(values: dict[str, Any], errors: list[str], warnings: list[str]) -> None:

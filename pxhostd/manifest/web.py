@@ -1,9 +1,10 @@
 """`pxhostd-specgen`: the HTTP successor of px-spec-websvc (stdlib http.server).
 
 GET / without a query serves the form; with a query, the manifest (application/yaml, or
-an HTML page with the YAML when a browser asks for text/html). Bad input: 400 with the
-reason. /healthz: 200. The old script endpoints answer 410 Gone and name their
-replacement. The query string is never logged (it may carry secrets).
+an HTML page with the YAML when a browser asks for text/html). /download?QUERY is the
+same YAML as an attachment (portworx.yaml); /form?QUERY the form filled with QUERY.
+Bad input: 400 with the reason. /healthz: 200. The old script endpoints answer 410 Gone
+and name their replacement. The query string is never logged (it may carry secrets).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from types import FrameType
 from typing import ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
+from pxhostd import __version__
 from pxhostd.errors import InvalidSpec
 from pxhostd.log import setup_logging
 from pxhostd.manifest import form
@@ -63,11 +65,15 @@ def _wants_html(accept: str) -> bool:
 
 
 class SpecGenHandler(BaseHTTPRequestHandler):
-    server_version = "pxhostd-specgen"
+    server_version = f"pxhostd-specgen/{__version__}"
     sys_version = ""
     protocol_version = "HTTP/1.1"
     #: Reject unknown parameter names (400) instead of warning about them.
     strict: ClassVar[bool] = True
+
+    def version_string(self) -> str:
+        """`Server: pxhostd-specgen/VERSION` (http.server would append a blank)."""
+        return self.server_version
 
     def do_GET(self) -> None:
         self._dispatch(send_body=True)
@@ -101,11 +107,17 @@ class SpecGenHandler(BaseHTTPRequestHandler):
             self._text(HTTPStatus.GONE, GONE[url.path] + "\n")
         elif url.path == "/":
             self._root(url.query)
+        elif url.path == "/download":
+            self._root(url.query, download=True)
+        elif url.path == "/form":
+            prefill = {BY_NAME[k].short: v for k, v in pairs_or_empty(url.query) if k in BY_NAME}
+            self._send(HTTPStatus.OK, "text/html", form.form_page(prefill), html=True)
         else:
-            self._text(HTTPStatus.NOT_FOUND, "not found: the generator answers on / only\n")
+            self._text(HTTPStatus.NOT_FOUND,
+                       "not found: the generator answers on /, /download and /form\n")
 
-    def _root(self, query: str) -> None:
-        html = _wants_html(self.headers.get("Accept", ""))
+    def _root(self, query: str, *, download: bool = False) -> None:
+        html = _wants_html(self.headers.get("Accept", "")) and not download
         if not query:
             self._send(HTTPStatus.OK, "text/html", form.form_page(), html=True)
             return
@@ -128,9 +140,11 @@ class SpecGenHandler(BaseHTTPRequestHandler):
         manifest = render_for_platform(params)
         warnings = [("Warning", f"299 - {_quoted(w)}") for w in params.warnings]
         if html:
-            page = form.result_page(manifest, params.warnings, params.platform)
+            page = form.result_page(manifest, params.warnings, params.platform, pairs)
             self._send(HTTPStatus.OK, "text/html", page, html=True, extra=warnings)
         else:
+            if download:
+                warnings.append(("Content-Disposition", 'attachment; filename="portworx.yaml"'))
             self._send(HTTPStatus.OK, "application/yaml", manifest, extra=warnings)
 
     def _text(self, status: HTTPStatus, text: str) -> None:

@@ -127,7 +127,7 @@ def syncfs(path: Path) -> None:
         os.close(fd)
 
 
-def _copy_verified(src_fd: int, dst: Path, rel: str, expected: str, mode: int) -> int:
+def _copy_verified(src_fd: int, dst: str, rel: str, expected: str, mode: int) -> int:
     """Copy from the open source fd, hashing on the way; the temp tree is discarded on any
     error. The error names the expected digest only, never the digest of what was read."""
     h = hashlib.sha256()
@@ -253,7 +253,6 @@ class Releases:
         if self.exists(rid):
             return StageResult(rid, final, changed=False)
         self._ensure_dir()
-        self.store.ensure()
         tmp = temp_name(self.releases_dir, rid)
         try:
             counts = self._build(tmp, payload_dir, files)
@@ -287,15 +286,16 @@ class Releases:
         os.mkdir(tmp, 0o755)
         os.chmod(tmp, 0o755)
         dirs: set[str] = {""}
-        #: Objects this import wrote: (digest, exec) -> the file in the temp tree.
-        written: dict[tuple[str, bool], Path] = {}
+        #: Objects this import wrote: (digest, exec) -> the file in the temp tree. Plain
+        #: strings, shared with the file list: 100,000 Path objects would cost ~40 MB.
+        written: dict[tuple[str, bool], str] = {}
+        base = str(tmp)
         total = imported = size = 0
         with PayloadDir(payload_dir) as src:
             for rel, digest in files:
-                _check_rel_path(rel)
-                digest = digest.lower()
+                _check_rel_path(rel)  # digests are lowercase hex (the manifest's rule)
                 _make_dirs(tmp, rel.rpartition("/")[0], dirs)
-                dst = tmp / rel
+                dst = f"{base}/{rel}"
                 executable = _is_executable(src.stat(rel).st_mode)
                 key = (digest, executable)
                 total += 1
@@ -312,6 +312,7 @@ class Releases:
                 if total == 1:
                     self.failpoints.hit(MID_STAGE)
         # The new objects' data must be durable before the store names them.
+        self.store.ensure()  # only now: a payload refused above leaves no store behind
         if written:
             syncfs(self.releases_dir)
         for (digest, executable), path in written.items():

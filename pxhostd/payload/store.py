@@ -63,7 +63,7 @@ class ObjectStore:
     def path(self, digest: str, executable: bool) -> Path:
         return self.objects / object_name(digest, executable)
 
-    def link_into(self, digest: str, executable: bool, dst: Path) -> bool:
+    def link_into(self, digest: str, executable: bool, dst: str) -> bool:
         """Hardlink the object to `dst`; False if the store does not hold it (or cannot
         link it once more: too many links), so the caller imports a copy."""
         try:
@@ -76,7 +76,7 @@ class ObjectStore:
             raise
         return True
 
-    def add(self, digest: str, executable: bool, src: Path) -> None:
+    def add(self, digest: str, executable: bool, src: str) -> None:
         """Give the verified, durable file `src` its store name (a hardlink)."""
         dst = self.path(digest, executable)
         dst.parent.mkdir(mode=0o755, exist_ok=True)

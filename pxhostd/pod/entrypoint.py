@@ -222,7 +222,9 @@ class Pod:
         txid = self.txid()
         if self.client is None:
             self.client = await self.connect()
-        self.kube = KubeSide.create(
+        # Drains and node labels are Kubernetes' (and read the payload through the host);
+        # a Swarm task has neither.
+        self.kube = None if self.over_bus else KubeSide.create(
             os.environ.get("PXHOSTD_NODE_NAME"), say, drain_all=self.options.drain_all,
             drain_timeout=self.options.drain_timeout,
         )

@@ -107,6 +107,16 @@ def _parse_mounts(value: object) -> tuple[Mount, ...]:
     return tuple(mounts)
 
 
+def _nearest_key(key: object) -> str:
+    """A ", did you mean ...?" hint for a near miss of a spec key."""
+    import difflib
+
+    if not isinstance(key, str):
+        return ""
+    close = difflib.get_close_matches(key.lower(), SPEC_KEYS, n=1, cutoff=0.6)
+    return f", did you mean {close[0]!r}?" if close else ""
+
+
 def spec_from_dict(data: object) -> Spec:
     """Validate plain Python values (from YAML or the bus) into a Spec."""
     if not isinstance(data, Mapping):
@@ -116,7 +126,8 @@ def spec_from_dict(data: object) -> Spec:
     for key in data:
         if key not in SPEC_KEYS:
             raise InvalidSpec(
-                f"spec: unknown key {rules.show(key)} (known keys: {', '.join(SPEC_KEYS)})"
+                f"spec: unknown key {rules.show(key)}{_nearest_key(key)} "
+                f"(known keys: {', '.join(SPEC_KEYS)})"
             )
     if "payload" not in data:
         raise InvalidSpec("spec.payload: missing (absolute path of the payload directory)")

@@ -42,22 +42,10 @@ class _StrictLoader(yaml.CSafeLoader):
     """libyaml-backed SafeLoader that refuses duplicate keys and non-plain tags."""
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    result: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            duplicate = key in result
-        except TypeError as exc:
-            raise yaml.constructor.ConstructorError(
-                None, None, "mapping key is not a plain value", key_node.start_mark
-            ) from exc
-        if duplicate:
-            shown = repr(key) if isinstance(key, str) and len(key) < 60 else "a key"
-            raise _DuplicateKey(f"duplicate key {shown} (line {key_node.start_mark.line + 1})")
-        result[key] = loader.construct_object(value_node, deep=True)
-    return result
+_STR = "tag:yaml.org,2002:str"
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 def _refuse_tag(loader: _StrictLoader, node: yaml.Node) -> object:
@@ -66,11 +54,120 @@ def _refuse_tag(loader: _StrictLoader, node: yaml.Node) -> object:
                       "use plain strings, numbers, booleans, lists and mappings")
 
 
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 for _tag in list(yaml.SafeLoader.yaml_constructors):
     if _tag is not None and _tag not in _ALLOWED_TAGS:
         _StrictLoader.add_constructor(_tag, _refuse_tag)
 _StrictLoader.add_constructor(None, _refuse_tag)  # any unknown tag
+
+
+class _Builder:
+    """Plain values straight from libyaml's events, without a node graph.
+
+    PyYAML's loader first composes every node of the document (a 100,000-entry manifest
+    is about 100 MB of node objects), then constructs; building from the event stream
+    keeps only the result. Anchors and aliases share one object, as PyYAML does; merge
+    keys (`<<`) work as in YAML 1.1.
+    """
+
+    def __init__(self, loader: _StrictLoader) -> None:
+        self.loader: Any = loader
+        self.anchors: dict[str, object] = {}
+
+    def document(self) -> object:
+        get = self.loader.get_event
+        get()  # stream start
+        if self.loader.check_event(yaml.StreamEndEvent):
+            return None
+        get()  # document start
+        value = self.value(get())
+        get()  # document end
+        if not self.loader.check_event(yaml.StreamEndEvent):
+            raise yaml.composer.ComposerError(
+                "expected a single document in the stream", None,
+                "but found another document", self.loader.peek_event().start_mark)
+        return value
+
+    def _tag(self, event: Any, kind: type[yaml.Node], value: str | None) -> str:
+        tag = getattr(event, "tag", None)
+        if tag is None or tag == "!":
+            implicit = getattr(event, "implicit", True)
+            tag = self.loader.resolve(kind, value, implicit)
+        return str(tag)
+
+    def value(self, event: Any) -> object:
+        start: Any = event.start_mark  # libyaml's Mark, which the stubs do not know
+        end: Any = event.end_mark
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor not in self.anchors:
+                raise yaml.composer.ComposerError(
+                    None, None, f"found undefined alias {event.anchor!r}", start)
+            return self.anchors[event.anchor]
+        result: object
+        if isinstance(event, yaml.ScalarEvent):
+            tag = self._tag(event, yaml.ScalarNode, event.value)
+            if tag == _STR:
+                result = event.value
+            else:
+                node = yaml.ScalarNode(tag, event.value, start, end, event.style)
+                construct = self.loader.yaml_constructors.get(
+                    tag, self.loader.yaml_constructors[None])
+                result = construct(self.loader, node)
+        elif isinstance(event, yaml.SequenceStartEvent):
+            self._check_collection(event, yaml.SequenceNode, _SEQ)
+            items: list[object] = []
+            while not self.loader.check_event(yaml.SequenceEndEvent):
+                items.append(self.value(self.loader.get_event()))
+            self.loader.get_event()
+            result = items
+        elif isinstance(event, yaml.MappingStartEvent):
+            self._check_collection(event, yaml.MappingNode, _MAP)
+            result = self.mapping()
+        else:
+            raise yaml.composer.ComposerError(
+                None, None, f"unexpected {type(event).__name__}", event.start_mark)
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self.anchors[anchor] = result
+        return result
+
+    def _check_collection(self, event: Any, kind: type[yaml.Node], tag: str) -> None:
+        actual = self._tag(event, kind, None)
+        if actual != tag:
+            _refuse_tag(self.loader, kind(actual, [], event.start_mark, event.end_mark))
+
+    def mapping(self) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        merged: dict[Any, Any] = {}
+        while not self.loader.check_event(yaml.MappingEndEvent):
+            key_event = self.loader.get_event()
+            if (isinstance(key_event, yaml.ScalarEvent)
+                    and self._tag(key_event, yaml.ScalarNode, key_event.value) == _MERGE):
+                self._merge(merged, self.value(self.loader.get_event()), key_event)
+                continue
+            key = self.value(key_event)
+            try:
+                duplicate = key in result
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "mapping key is not a plain value", key_event.start_mark
+                ) from None
+            if duplicate:
+                shown = repr(key) if isinstance(key, str) and len(key) < 60 else "a key"
+                raise _DuplicateKey(
+                    f"duplicate key {shown} (line {key_event.start_mark.line + 1})")
+            result[key] = self.value(self.loader.get_event())
+        self.loader.get_event()
+        return {**merged, **result} if merged else result
+
+    @staticmethod
+    def _merge(into: dict[Any, Any], source: object, event: Any) -> None:
+        sources = source if isinstance(source, list) else [source]
+        for item in reversed(sources):  # earlier mappings win, as in YAML 1.1
+            if not isinstance(item, dict):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a merge key (<<) needs a mapping or a list of mappings",
+                    event.start_mark)
+            into.update(item)
 
 
 def parse_yaml_document(
@@ -84,7 +181,7 @@ def parse_yaml_document(
     # Bytes go to libyaml as they are (it checks UTF-8): no decoded copy of a 10 MB text.
     loader = _StrictLoader(text)
     try:
-        return loader.get_single_data()
+        return _Builder(loader).document()
     except (_DuplicateKey, _RefusedTag) as exc:
         raise err(f"{what}: {exc}") from None
     except yaml.reader.ReaderError as exc:

@@ -208,13 +208,17 @@ def probe(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pxhostctl probe", description="Readiness probe for the storage service."
+        prog="pxhostctl probe",
+        description="Readiness probe for the storage service; exit 0 when ready, 9 when not.",
+        epilog="See pxhostctl(1).",
     )
-    parser.add_argument("--status-file", type=Path, default=Paths().status_file)
+    parser.add_argument("--status-file", type=Path, default=Paths().status_file,
+                        metavar="FILE", help="the status file (default %(default)s)")
     parser.add_argument("--max-age", type=float, default=DEFAULT_MAX_AGE, metavar="SECONDS",
                         help="oldest acceptable heartbeat (default %(default)g)")
     parser.add_argument("--health-timeout", type=float, default=DEFAULT_HEALTH_TIMEOUT,
-                        metavar="SECONDS")
+                        metavar="SECONDS",
+                        help="how long the health URL may take (default %(default)g)")
     parser.add_argument("--no-health", action="store_true", help="skip the health URL")
     parser.add_argument("--check-pid", action="store_true",
                         help="also require the daemon's pid to be alive (needs hostPID)")
@@ -226,8 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: pxhostctl's exit code for "not ready" (pxhostd.cli.exitcodes.NOT_READY; kept here so
+#: the probe stays importable without the CLI).
+NOT_READY = 9
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`pxhostctl probe`: exit 0 when ready, 1 when not; one line on stdout says why."""
+    """`pxhostctl probe`: exit 0 when ready, 9 when not; one line on stdout says why."""
     args = build_parser().parse_args(argv)
     result = probe(
         args.status_file,
@@ -239,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"{'ready' if result.ok else 'not ready'}: {one_line(result.reason)}")
     sys.stdout.flush()
-    return 0 if result.ok else 1
+    return 0 if result.ok else NOT_READY
 
 
 if __name__ == "__main__":

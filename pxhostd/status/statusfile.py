@@ -63,7 +63,8 @@ class DaemonState(enum.StrEnum):
     IDLE = "idle"  # nothing running; the host matches the spec as far as the daemon knows
     INSTALLING = "installing"  # install, upgrade, restart or rollback of the service running
     UNINSTALLING = "uninstalling"
-    FAILED = "failed"  # the last operation failed; LAST_ERROR says why
+    BUSY = "busy"  # a start, stop, restart, enable or disable of the service running
+    FAILED = "failed"  # the last operation failed and left something broken; LAST_ERROR says why
     STOPPING = "stopping"  # the daemon is shutting down
 
 

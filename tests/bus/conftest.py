@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configurat
   <listen>unix:path={socket}</listen>
   <auth>EXTERNAL</auth>
   <policy context="default">
+    <allow user="*"/>
     <allow send_destination="*" eavesdrop="true"/>
     <allow eavesdrop="true"/>
     <allow own="*"/>
@@ -26,11 +28,13 @@ CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configurat
 
 
 @pytest.fixture(scope="session")
-def dbus_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def dbus_address() -> Iterator[str]:
     daemon = shutil.which("dbus-daemon")
     if daemon is None:
         pytest.fail("dbus-daemon is missing: run `make setup` (Debian package dbus)")
-    workdir = tmp_path_factory.mktemp("bus")
+    # World-searchable, so that a non-root client (tests of hostile callers) can connect.
+    workdir = Path(tempfile.mkdtemp(prefix="pxbus-"))
+    workdir.chmod(0o755)
     socket = workdir / "bus.sock"
     config = workdir / "bus.conf"
     config.write_text(CONFIG.format(socket=socket))
@@ -50,6 +54,7 @@ def dbus_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.terminate()
         proc.wait(timeout=10)
         proc.stdout.close()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture

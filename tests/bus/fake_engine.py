@@ -33,6 +33,12 @@ class FakeEngine:
             spec=self.spec,
         )
 
+    async def plan(self, raw_spec: dict[str, Any] | None) -> dict[str, Any]:
+        wanted = raw_spec or self.spec
+        changes = [] if wanted == self.spec else ["spec changed"]
+        return {"changes": changes, "service_action": "restart" if changes else "none",
+                "reasons": ["spec changed"] if changes else [], "summary": "fake"}
+
     async def run(self, request: Request, progress: ProgressFn) -> Outcome:
         self.calls.append(request)
         progress(10, f"working on {request.operation}")

@@ -7,7 +7,8 @@ import asyncio
 from pathlib import Path
 
 from blockbuster import blockbuster_ctx
-from test_manager import SPEC, running_daemon
+from daemon_harness import running_daemon
+from test_manager import SPEC
 
 from pxhostd.bus.client import PxClient, raise_for_result
 

@@ -72,7 +72,8 @@ def wait_pxhostd(node: Node) -> None:
     node.wait_active("pxhostd", timeout=90)
     wait_for(
         lambda: pxhostctl(node, "status", "--json", check=False),
-        lambda r: r.returncode == 0 and json.loads(r.stdout)["state"] == "idle",
+        # status answers 0, 6 (nothing installed) or 9 (not running as specified).
+        lambda r: r.returncode in (0, 6, 9) and json.loads(r.stdout)["state"] == "idle",
         timeout=120,
         what="pxhostd to be idle",
     )
@@ -84,7 +85,8 @@ def current_release(node: Node) -> str:
 
 def releases(node: Node) -> list[str]:
     out = node.run(["ls", "-A", RELEASES], check=False).stdout.split()
-    return sorted(r for r in out if r != "current")
+    # Hidden entries are the release store's objects (.store) and temp trees, no releases.
+    return sorted(r for r in out if r != "current" and not r.startswith("."))
 
 
 def temp_files(node: Node) -> list[str]:
@@ -99,8 +101,19 @@ def mtime(node: Node, path: str) -> str:
     return node.run(["stat", "-c", "%Y.%y", path]).stdout.strip()
 
 
+def wait_collected(node: Node) -> None:
+    """Pruning and collection run after an operation reported: wait until they are done."""
+    wait_for(
+        lambda: (node.exists("/var/lib/pxhostd/journal.json"), temp_files(node)),
+        lambda state: state == (False, []),
+        timeout=120,
+        what="the collection after the operation to finish",
+    )
+
+
 def assert_consistent(node: Node, version: str) -> None:
     """Exactly one release current, the unit matches it, the service runs it, no leftovers."""
+    wait_collected(node)
     applied = json.loads(node.read_file("/var/lib/pxhostd/applied.json"))
     assert current_release(node) == applied["release_id"]
     assert applied["version"] == version

@@ -21,6 +21,10 @@ from pxnode import (
     wait_pxhostd,
 )
 
+#: Failpoints that are reached after the upgrade has reported success: pruning the
+#: oldest release and collecting its objects happen then, out of the downtime window.
+AFTER_REPLY = frozenset({"mid-prune", "after-prune"})
+
 #: Failpoints an upgrade passes, and whether recovery ends on the new version.
 UPGRADE_FAILPOINTS: list[tuple[str, bool]] = [
     ("after-journal-begin", False),
@@ -32,8 +36,9 @@ UPGRADE_FAILPOINTS: list[tuple[str, bool]] = [
     ("after-restart", False),
     ("after-commit", True),
     ("after-save-applied", True),
-    ("mid-prune", True),
     ("before-journal-done", True),
+    ("mid-prune", True),
+    ("after-prune", True),
 ]
 
 
@@ -62,7 +67,9 @@ def test_kill_at_every_failpoint_recovers(installed_node: Node, tmp_path: Path) 
         arm(node, failpoint)
         pid = node.unit_property("pxhostd", "MainPID")
         result = install(node, spec_for(payload, n), check=False)
-        if failpoint != "mid-prune":  # pruning runs after the install has reported
+        if failpoint in AFTER_REPLY:
+            assert result.returncode == 0, f"{failpoint}: {result.stdout}{result.stderr}"
+        else:
             assert result.returncode != 0, f"{failpoint}: the daemon should have died"
         assert "Traceback" not in result.stderr
         wait_for(
@@ -76,6 +83,41 @@ def test_kill_at_every_failpoint_recovers(installed_node: Node, tmp_path: Path) 
             version = new_version
         assert_consistent(node, version)
         assert "failpoint" in node.journal("pxhostd.service"), failpoint
+
+
+UNINSTALL_FAILPOINTS = [
+    "after-journal-begin", "after-stop", "after-disable", "after-unit-remove",
+    "after-daemon-reload", "after-forget", "before-journal-done",
+]
+
+
+def test_kill_at_every_step_of_uninstall_wipe_completes_it(
+    installed_node: Node, tmp_path: Path
+) -> None:
+    """The wipe is journaled with the intent at the start: recovery after a crash at any
+    step removes the service and /etc/pwx, as asked."""
+    node = installed_node
+    wait_pxhostd(node)
+    payload = build_payload(node, tmp_path, "base", "1.0.0")
+    for n, failpoint in enumerate(UNINSTALL_FAILPOINTS):
+        install(node, spec_for(payload, n))
+        node.write_file("/etc/pwx/config.json", "{}")
+        arm(node, failpoint)
+        pid = node.unit_property("pxhostd", "MainPID")
+        result = pxhostctl(node, "uninstall", "--wipe", check=False)
+        assert result.returncode != 0, f"{failpoint}: the daemon should have died"
+        wait_for(
+            lambda: node.unit_property("pxhostd", "MainPID"),
+            lambda p, old=pid: p not in ("0", old),
+            timeout=60,
+            what=f"pxhostd to be restarted after {failpoint}",
+        )
+        wait_pxhostd(node)
+        assert not node.exists("/etc/systemd/system/portworx.service"), failpoint
+        assert not node.exists("/var/lib/pxhostd/applied.json"), failpoint
+        assert not node.exists("/var/lib/pxhostd/journal.json"), failpoint
+        assert not node.exists("/etc/pwx"), f"{failpoint}: the wipe was lost"
+        assert node.run(["systemctl", "is-active", UNIT], check=False).stdout.strip() != "active"
 
 
 def test_power_cut_mid_upgrade(installed_node: Node, tmp_path: Path) -> None:

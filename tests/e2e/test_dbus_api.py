@@ -331,8 +331,8 @@ def test_service_state_follows_systemd_behind_pxhostds_back(
 # -- the same through pxhostctl -----------------------------------------------------------
 
 
-def ctl_json(node: Node, *args: str) -> Any:
-    return json.loads(pxhostctl(node, *args, "--json").stdout)
+def ctl_json(node: Node, *args: str, check: bool = True) -> Any:
+    return json.loads(pxhostctl(node, *args, "--json", check=check).stdout)
 
 
 def test_every_command_through_pxhostctl(ready_node: Node, tmp_path: Path) -> None:
@@ -345,7 +345,7 @@ def test_every_command_through_pxhostctl(ready_node: Node, tmp_path: Path) -> No
     restart = pxhostctl(node, "restart", check=False)
     assert restart.returncode == 6, restart.stderr  # NotInstalled
     assert restart.stderr.strip().splitlines()[-1] == (
-        "pxhostctl: cannot restart: nothing is installed"
+        "pxhostctl: NotInstalled: cannot restart: nothing is installed"
     )
 
     out = pxhostctl(node, "install", "--spec", spec_file, "--id", "ctl-install").stdout
@@ -355,7 +355,7 @@ def test_every_command_through_pxhostctl(ready_node: Node, tmp_path: Path) -> No
     assert status["service_state"] == "active/running"
     assert bprop(node, "PayloadVersion") == "1.0.0"
     again = ctl_json(node, "install", "--spec", spec_file)
-    assert again["success"] is True and again["changed"] is False
+    assert again["result"] == "nothing-to-do", again
     assert "nothing to do" in pxhostctl(node, "install", "--spec", spec_file).stdout
 
     for command, fact, expected in (
@@ -365,18 +365,18 @@ def test_every_command_through_pxhostctl(ready_node: Node, tmp_path: Path) -> No
         ("enable", is_enabled, "enabled"),
     ):
         result = ctl_json(node, command, "--id", f"ctl-{command}")
-        assert result["success"] is True and result["operation"] == command, result
+        assert result["result"] == "success" and result["operation"] == command, result
         assert fact(node) == expected, command
     before = invocation(node)
-    assert ctl_json(node, "restart")["success"] is True
+    assert ctl_json(node, "restart")["result"] == "success"
     assert invocation(node) != before
 
-    # --no-block: the path at once; any client reads the result from it.
+    # --no-block: the id at once; `watch` follows it (any client reads the result).
     node.write_file("/etc/pxhostd/spec.yaml", f"payload: {v1}\nenv: {{PX_TEST: ctl}}\n")
-    path = pxhostctl(node, "reconcile", "--no-block", "--id", "ctl-reconcile").stdout.strip()
-    assert path.startswith(OBJ + "/transaction/")
-    result = wait_finished(node, path)
-    assert result["id"] == "ctl-reconcile" and result["changed"] is True, result
+    txid = pxhostctl(node, "reconcile", "--no-block", "--id", "ctl-reconcile").stdout.strip()
+    assert txid == "ctl-reconcile"
+    result = ctl_json(node, "watch", txid)
+    assert result["txid"] == "ctl-reconcile" and result["result"] == "success", result
     assert 'PX_TEST="ctl"' in node.read_file(ENV_FILE)
     node.run(["rm", "/etc/pxhostd/spec.yaml"])
 
@@ -385,6 +385,8 @@ def test_every_command_through_pxhostctl(ready_node: Node, tmp_path: Path) -> No
     assert history[-2]["txid"] == "ctl-install"
     assert (history[-1]["operation"], history[-1]["error"]) == ("restart", "NotInstalled")
     lines = pxhostctl(node, "history").stdout.splitlines()
+    assert lines[0].split()[:3] == ["FINISHED", "OPERATION", "RESULT"]
+    lines = lines[1:]
     assert len(lines) == len(history)
     assert lines[0].startswith(history[0]["finished"]) and "ctl-reconcile" in lines[0]
     assert "install" in lines[-2] and "ctl-install" in lines[-2]
@@ -395,7 +397,7 @@ def test_every_command_through_pxhostctl(ready_node: Node, tmp_path: Path) -> No
     out = pxhostctl(node, "uninstall", "--wipe").stdout
     assert "uninstalled" in out
     assert not node.exists(UNIT_FILE) and not node.exists("/etc/pwx")
-    assert ctl_json(node, "status")["installed"] is False
+    assert ctl_json(node, "status", check=False)["installed"] is False
 
 
 def ctl_history_id(entry: dict[str, Any]) -> str:
@@ -446,10 +448,10 @@ def test_identical_requests_join_a_different_one_is_busy_late_clients_read(
     wait_for(lambda: node.exists("/run/ab.done"), bool, timeout=120, what="both clients")
     results = [json.loads(node.read_file(f"/run/{c}.json")) for c in "ab"]
     for result in results:
-        assert result["path"] == active and result["success"] is True, result
-        assert result["details"]["version_after"] == "1.0.0"
+        assert result["result"] == "success", result
+        assert result["version_after"] == "1.0.0"
     assert results[0] == results[1]
-    assert results[0]["id"] in ("client-a", "client-b")
+    assert results[0]["txid"] in ("client-a", "client-b")
     (history,) = bcall(node, "History", "u", "0")
     assert [e["operation"] for e in history] == ["install"], "one transaction, not two"
 
@@ -457,7 +459,7 @@ def test_identical_requests_join_a_different_one_is_busy_late_clients_read(
     for user in (None, USER):
         props = tx_props(node, active, user=user)
         assert props["Finished"] is True and props["Success"] is True, props
-        assert props["Id"] == results[0]["id"] and props["Operation"] == "install"
+        assert props["Id"] == results[0]["txid"] and props["Operation"] == "install"
         (late,) = bcall(node, "GetResult", path=active, iface=TXI, user=user)
         assert late["path"] == active and late["success"] is True
         assert late["message"] == results[0]["message"]
@@ -545,3 +547,145 @@ def test_non_ascii_spec_values_round_trip(ready_node: Node, tmp_path: Path) -> N
         (spec,) = bcall(node, "GetSpec", user=user)
         assert spec["args"] == ["-c", "café-ß"]
     assert main_pid(node) == pid
+
+
+# -- a hostile local user (issue: never crash, never stall root, never leak a secret) -----
+
+FLOOD_SRC = REPO_ROOT / "bench" / "nodeside" / "flood.py"
+FLOOD = "/var/lib/pxtest/flood.py"
+SECRET_ENV = {"KVDB_PASSWORD": "KV-e2e-secret-3", "PX_API_TOKEN": "API-e2e-secret-4",
+              "REGISTRY_PASS": "REG-e2e-secret-5"}
+SECRET_ARGS = ["-c", "cluster-secret", "-t", "TOKEN-e2e-secret-1", "--pwd=PWD-e2e-secret-2"]
+SECRET_VALUES = [*SECRET_ENV.values(), "TOKEN-e2e-secret-1", "PWD-e2e-secret-2"]
+LOG_MARKER = "MARKER-e2e-journal-77"
+
+
+def untag(value: Any) -> Any:
+    """busdriver.py's tagged values ({"$v": [signature, value]}) as plain Python values."""
+    if isinstance(value, dict):
+        if set(value) == {"$v"}:
+            return untag(value["$v"][1])
+        return {k: untag(x) for k, x in value.items()}
+    if isinstance(value, list):
+        return [untag(x) for x in value]
+    return value
+
+
+def public_reads(paths: list[str]) -> list[dict[str, Any]]:
+    """Every read the bus policy leaves to a non-root user."""
+    requests = [call_req("Status"), call_req("GetSpec"), call_req("History", "u", [0]),
+                call_req("GetAll", "s", [MGR], iface="org.freedesktop.DBus.Properties")]
+    for p in paths:
+        requests.append(call_req("GetResult", path=p, iface=TXI))
+        requests.append(call_req("GetAll", "s", [TXI], path=p,
+                                 iface="org.freedesktop.DBus.Properties"))
+    return requests
+
+
+def test_non_root_reads_no_secret_and_no_journal_line_root_reads_all(
+    ready_node: Node, tmp_path: Path
+) -> None:
+    node = ready_node
+    v1 = build_payload(node, tmp_path, "v1", "1.0.0")
+    v2 = build_payload(node, tmp_path, "v2", "2.0.0")
+    # v2 starts with a malformed config whose path the payload logs, then exits: the
+    # upgrade is rolled back and its error quotes that journal line (with the marker).
+    bad_config = f"/var/lib/pxtest/config-{LOG_MARKER}.json"
+    node.write_file(bad_config, "{ not json")
+    spec = {"payload": v1, "args": SECRET_ARGS, "env": SECRET_ENV}
+    node.write_file("/var/lib/pxtest/secret.yaml", json.dumps(spec))
+    node.write_file("/var/lib/pxtest/upgrade.yaml", json.dumps(
+        {"payload": v2, "args": SECRET_ARGS, "env": {**SECRET_ENV, "PXDEMO_CONFIG": bad_config}}))
+    ok = json.loads(pxhostctl(node, "install", "--spec", "/var/lib/pxtest/secret.yaml",
+                              "--json").stdout)
+    assert ok["success"] is True, ok
+    failed = pxhostctl(node, "install", "--spec", "/var/lib/pxtest/upgrade.yaml", "--json",
+                       check=False)
+    result = json.loads(failed.stdout)
+    assert result["success"] is False and result["error_name"] == ERR + "RolledBack", result
+    assert LOG_MARKER in result["error_message"], "the rollback reason quotes the journal"
+    paths = [ok["path"], result["path"]]
+
+    # As pxuser: every method, property and transaction result; pxhostctl; the status
+    # file; systemd's status line. No env value, no secret argument, no journal line.
+    replies = driver(node, public_reads(paths), user=USER)
+    assert all(r["ok"] for r in replies), replies
+    seen = [json.dumps(replies)]
+    for args in (["status"], ["history"], ["get-spec"], ["status", "--json"]):
+        seen.append(pxhostctl_as_user(node, *args).stdout)
+    seen.append(node.run(["cat", "/run/pxhostd/status"], user=USER).stdout)
+    seen.append(node.run(["systemctl", "status", "--no-pager", "pxhostd"], user=USER,
+                         check=False).stdout)
+    for text in seen:
+        for secret in [*SECRET_VALUES, LOG_MARKER]:
+            assert secret not in text, (secret, text[:2000])
+    everything = "\n".join(seen)
+    assert "journalctl -u portworx.service" in everything
+    shown = untag(replies[1]["body"][0])
+    assert shown["env"] == {name: "<redacted>" for name in SECRET_ENV}
+    assert shown["args"] == ["-c", "cluster-secret", "-t", "<redacted>", "--pwd=<redacted>"]
+
+    # As root: all of it.
+    (spec_root,) = bcall(node, "GetSpec")
+    assert spec_root["env"] == SECRET_ENV and spec_root["args"] == SECRET_ARGS
+    (status,) = bcall(node, "Status")
+    assert LOG_MARKER in status["last_error"]
+    (history,) = bcall(node, "History", "u", "0")
+    assert LOG_MARKER in history[0]["message"], history[0]
+    (again,) = bcall(node, "GetResult", path=result["path"], iface=TXI)
+    assert LOG_MARKER in again["error_message"]
+
+
+def start_flood(node: Node, tag: str, *args: str) -> str:
+    """flood.py as pxuser in the background; its JSON result lands in the returned file."""
+    if not node.exists(FLOOD):
+        node.run(["mkdir", "-p", str(Path(FLOOD).parent)])
+        node.copy_in(FLOOD_SRC, FLOOD, mode=0o755)
+    out = f"/tmp/flood-{tag}.json"
+    node.run(f"(python3 {FLOOD} {' '.join(args)} >{out} 2>/tmp/flood-{tag}.err)"
+             " </dev/null >/dev/null 2>&1 &", user=USER)
+    return out
+
+
+def test_clients_that_never_read_neither_restart_pxhostd_nor_stall_root(
+    ready_node: Node, tmp_path: Path
+) -> None:
+    """pxuser: 50 connections, 2000 Introspect calls each, never read; 3 rounds of 20 s."""
+    node = ready_node
+    v1 = build_payload(node, tmp_path, "v1", "1.0.0")
+    v2 = build_payload(node, tmp_path, "v2", "2.0.0")
+    node.write_file("/var/lib/pxtest/v1.yaml", f"payload: {v1}\n")
+    node.write_file("/var/lib/pxtest/v2.yaml", f"payload: {v2}\n")
+    pxhostctl(node, "install", "--spec", "/var/lib/pxtest/v1.yaml")
+    pid = main_pid(node)
+    for round_ in range(3):
+        out = start_flood(node, f"nr{round_}", "--connections", "50", "--calls", "2000",
+                          "--duration", "20")
+        readers = start_flood(node, f"rd{round_}", "--connections", "4", "--read",
+                              "--method", "Status", "--duration", "20")
+        answered = 0
+        if round_ == 1:  # a root upgrade, started during the flood
+            node.run("(pxhostctl install --spec /var/lib/pxtest/v2.yaml --json"
+                     " >/tmp/upgrade.json 2>/tmp/upgrade.err) </dev/null >/dev/null 2>&1 &")
+        while not (node.exists(out) and node.read_file(out).strip()):
+            status = json.loads(pxhostctl(node, "status", "--json").stdout)
+            assert str(status["pid"]) == pid, "pxhostd restarted during the flood"
+            answered += 1
+        assert answered >= 3, "root's status was not answered during the flood"
+        if round_ == 1:
+            wait_for(lambda: node.read_file("/tmp/upgrade.json").strip(), bool, timeout=120,
+                     what="the upgrade started during the flood")
+            upgrade = json.loads(node.read_file("/tmp/upgrade.json"))
+            assert upgrade["success"] is True and upgrade["changed"] is True, upgrade
+        wait_for(lambda r=readers: node.exists(r) and node.read_file(r).strip(), bool,
+                 timeout=60, what="the reading clients to finish")
+        flood_result = json.loads(node.read_file(out))
+        assert flood_result["calls_sent"] >= 10_000, flood_result
+        assert json.loads(node.read_file(readers))["calls_done"] > 0
+    assert main_pid(node) == pid
+    assert node.unit_property("pxhostd.service", "NRestarts") == "0"
+    status = json.loads(pxhostctl(node, "status", "--json").stdout)
+    assert status["payload_version"] == "2.0.0" and status["state"] == "idle", status
+    journal = node.journal("pxhostd")
+    assert "lost the bus connection" not in journal and "Traceback" not in journal
+    assert "does not read its replies" in journal  # the limit was what held, not luck

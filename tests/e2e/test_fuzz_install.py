@@ -388,7 +388,7 @@ def test_nul_cannot_travel_in_a_string_and_pxhostctl_refuses_it(
     assert result.returncode == 2, result
     assert "NUL" in result.stderr and "spec.env.A" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    node.run(["pxhostctl", "status"])  # a call the monitor must see
+    node.run(["pxhostctl", "status"], check=False)  # a call the monitor must see
     wait_for(lambda: node.read_file("/run/pxmon.json"), lambda out: '"Status"' in out,
              timeout=30, what="the monitor to see Status")
     node.run("kill $(cat /run/pxmon.pid)")
@@ -426,3 +426,93 @@ def test_non_ascii_values_get_named_errors(ready_node: Node) -> None:
         assert proc.stderr.startswith("Call failed: spec"), (case, proc.stderr)
         assert main_pid(node) == pid, f"pxhostd left the bus on {case}: {proc.stderr}"
     assert_untouched(node, pid, before)
+
+
+# -- alongside a hostile user; non-ASCII in every reply -------------------------------------
+
+FLOOD_SRC = REPO_ROOT / "bench" / "nodeside" / "flood.py"
+FLOOD = "/var/lib/pxtest/flood.py"
+
+
+def test_fuzzing_while_a_user_floods_without_reading(
+    ready_node: Node, node_driver: NodeDriver
+) -> None:
+    """The fuzz cases again, while pxuser's 50 connections call and never read."""
+    node = ready_node
+    pid, before = main_pid(node), host_state(node)
+    node.copy_in(FLOOD_SRC, FLOOD, mode=0o755)
+    node.run(f"(python3 {FLOOD} --connections 50 --calls 2000 --duration 30 >/tmp/flood.json"
+             " 2>/tmp/flood.err) </dev/null >/dev/null 2>&1 &", user="pxuser")
+
+    @settings(max_examples=60, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(spec=malformed_specs())
+    def refused_during_the_flood(spec: dict[str, Any]) -> None:
+        wire = {key: variant(value) for key, value in spec.items()}
+        reply = node_driver.install(wire, {"id": variant("fuzz-flood")})
+        assert not reply["ok"] and reply["error"] == ERR + "InvalidSpec", reply
+
+    refused_during_the_flood()
+    wait_for(lambda: node.read_file("/tmp/flood.json").strip(), bool, timeout=120,
+             what="the flood to end")
+    assert json.loads(node.read_file("/tmp/flood.json"))["calls_sent"] >= 10_000
+    assert_untouched(node, pid, before)
+    assert "does not read its replies" in node.journal("pxhostd")
+
+
+def untag(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$v"}:
+            return untag(value["$v"][1])
+        return {k: untag(x) for k, x in value.items()}
+    if isinstance(value, list):
+        return [untag(x) for x in value]
+    return value
+
+
+def test_non_ascii_in_every_reply_reaches_root_and_others(ready_node: Node,
+                                                          tmp_path: Path) -> None:
+    """Non-ASCII in the spec, the ids and an error; every reply read by root and pxuser."""
+    from pxnode import build_payload
+
+    node = ready_node
+    pid = main_pid(node)
+    v1 = build_payload(node, tmp_path, "v1", "1.0.0")
+    ok = node.run(["busctl", "--json=short", "call", "--", "com.portworx.pxhostd1",
+                   "/com/portworx/pxhostd1", "com.portworx.pxhostd1.Manager", "Install",
+                   "a{sv}a{sv}", "3", "payload", "s", v1, "args", "as", "2", "-c", "grappe-é☃",
+                   "env", "a{ss}", "1", "PX_NOTE", "clé-ü", "1", "id", "s", "tx-ünï"])
+    path = json.loads(ok.stdout)["data"][0]
+    wait_for(lambda: node.run(["busctl", "get-property", "com.portworx.pxhostd1", path,
+                               "com.portworx.pxhostd1.Transaction", "Finished"]).stdout,
+             lambda out: "true" in out, timeout=120, what="the install")
+    failed = node.run(["busctl", "--json=short", "call", "--", "com.portworx.pxhostd1",
+                       "/com/portworx/pxhostd1", "com.portworx.pxhostd1.Manager", "Install",
+                       "a{sv}a{sv}", "1", "payload", "s", "/var/lib/pxtest/nowhere-é",
+                       "1", "id", "s", "tx-échec"])
+    bad = json.loads(failed.stdout)["data"][0]
+    wait_for(lambda: node.run(["busctl", "get-property", "com.portworx.pxhostd1", bad,
+                               "com.portworx.pxhostd1.Transaction", "Finished"]).stdout,
+             lambda out: "true" in out, timeout=120, what="the failing install")
+    reads = [{"call": {"member": "Status"}}, {"call": {"member": "GetSpec"}},
+             {"call": {"member": "History", "sig": "u", "body": [0]}},
+             {"call": {"member": "GetAll", "sig": "s", "body": ["com.portworx.pxhostd1.Manager"],
+                       "iface": "org.freedesktop.DBus.Properties"}}]
+    for p in (path, bad):
+        reads.append({"call": {"member": "GetResult", "path": p,
+                               "iface": "com.portworx.pxhostd1.Transaction"}})
+        reads.append({"call": {"member": "GetAll", "sig": "s", "path": p,
+                               "body": ["com.portworx.pxhostd1.Transaction"],
+                               "iface": "org.freedesktop.DBus.Properties"}})
+    node.run(["mkdir", "-p", str(Path(DRIVER).parent)])
+    node.copy_in(DRIVER_SRC, DRIVER, mode=0o755)
+    for user in (None, "pxuser"):
+        lines = "".join(json.dumps(r) + "\n" for r in reads)
+        out = node.run(["python3", DRIVER], user=user, input=lines, timeout=120).stdout
+        replies = [untag(json.loads(line)) for line in out.splitlines()]
+        assert len(replies) == len(reads) and all(r["ok"] for r in replies), replies
+        text = json.dumps(replies, ensure_ascii=False)
+        for word in ("grappe-é☃", "tx-ünï", "tx-échec", "nowhere-é"):
+            assert word in text, (user, word)
+        assert ("clé-ü" in text) == (user is None), "env values are root's only"
+        assert main_pid(node) == pid

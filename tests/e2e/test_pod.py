@@ -372,7 +372,7 @@ def test_service_failure_shows_not_ready(pods: PodSim) -> None:
     wait_for(lambda: status_file(node), lambda s: s.get("READY") == "0", timeout=1.0,
              interval=0.05, what="READY=0 in the status file within a second")
     code, reason = pods.probe(unit)
-    assert code == 1 and reason.startswith("not ready")
+    assert code == 9 and reason.startswith("not ready")  # pxhostctl(1): 9 = not ready
     assert health(node)[0] == 503
 
 

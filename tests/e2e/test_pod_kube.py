@@ -224,7 +224,12 @@ def test_each_service_label_acts_once_through_pxhostd(env: Env) -> None:
 
 
 def test_disruptive_upgrade_cordons_evicts_upgrades_uncordons(env: Env) -> None:
-    env.stop_pods()
+    # A pod with a watch open stops cleanly on SIGTERM, leaving nothing behind.
+    running = env.pods.units[-1]
+    env.pods.sigterm(running)
+    props = env.pods.wait_exit(running)
+    assert (props["ExecMainCode"], props["ExecMainStatus"]) == ("1", "0")
+    assert env.pods.leftovers(running) == []
     evict = env.seed_apps("u1")
     env.store.evictions.clear()
     payload = env.payload("2.0.0")
@@ -244,6 +249,8 @@ def test_disruptive_upgrade_cordons_evicts_upgrades_uncordons(env: Env) -> None:
     assert not env.cordoned()
     assert not env.node.exists(RECORD)
     assert env.service_version() == "2.0.0"
+    wait_for(lambda: env.pods.probe(unit, "--pod"), lambda r: r[0] == 0, timeout=60,
+             what="the pod to be ready after the drained upgrade")
     left = {p["metadata"]["name"] for p in env.store.list("pods")["items"]}
     assert {"web-u1", "bare-u1", "portworx-abc"} <= left
 
@@ -281,6 +288,9 @@ def test_a_blocking_pdb_times_out_named_node_uncordoned_service_unchanged(env: E
     assert env.service_version() == "3.0.0" and invocation(env.node) == before
     assert not env.pods.exited(unit)  # still up, serving health
     assert health(env.node)[0] == 200
+    # ... but not ready: its spec is not what the host runs, so a rollout stops here.
+    code, reason = env.pods.probe(unit, "--pod")
+    assert code != 0, reason
 
 
 def test_a_pod_killed_mid_drain_is_resumed_by_the_next(env: Env) -> None:

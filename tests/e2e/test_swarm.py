@@ -13,11 +13,13 @@ the documented uninstall.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from nodeharness import wait_for
+from nodeharness.outcome import item_failed
 from pxnode import ENV_FILE, UNIT, invocation, service_env
 from swarmkit import IMAGE, SERVICE, STACK_FILE, Swarm, build_images, stack_file, swarm_node
 
@@ -30,6 +32,18 @@ def swarm(pxhostd_deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     tars = build_images(tmp_path_factory.mktemp("images"))
     with swarm_node(pxhostd_deb, tars) as s:
         yield s
+
+
+@pytest.fixture(autouse=True)
+def diagnostics(swarm: Swarm, request: pytest.FixtureRequest) -> Iterator[None]:
+    """On failure: the tasks, the pod's log and the node's journal (kept in a file)."""
+    yield
+    if item_failed(request.node) and swarm.node.running:
+        tasks = swarm.node.run(["docker", "service", "ps", "--no-trunc", SERVICE],
+                               check=False).stdout
+        journal = swarm.node.save_diagnostics()
+        print(f"--- docker service ps ---\n{tasks}\n--- service logs ---\n"
+              f"{swarm.service_logs()[-4000:]}\njournal: {journal}", file=sys.stderr)
 
 
 def payload_version(swarm: Swarm) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pxhostd.errors import InvalidPayload
-from pxhostd.kube.podside import is_disruptive
+from pxhostd.kube.podside import KubeSide, is_disruptive
 from pxhostd.payload.manifest import manifest_from_dict
 from pxhostd.payload.staging import make_release_id
 from pxhostd.pod.specbuild import UsageError, parse_pod_args
@@ -53,3 +55,23 @@ def test_drain_options() -> None:
     for bad in ("0", "-5", "soon", "1e9"):
         with pytest.raises(UsageError, match="--drain-timeout"):
             parse_pod_args(["--drain-timeout", bad])
+
+
+def test_without_a_usable_service_account_the_pod_runs_on_without_kubernetes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines: list[str] = []
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert KubeSide.create("n1", lines.append, drain_all=False, drain_timeout=5,
+                           sa_dir=tmp_path) is None
+    assert "no service account" in lines[-1]
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    (tmp_path / "token").write_text("t")  # a token, but no ca.crt
+    assert KubeSide.create("n1", lines.append, drain_all=False, drain_timeout=5,
+                           sa_dir=tmp_path) is None
+    assert "certification file does not exist" in lines[-1], lines[-1]
+    assert "drain and node-label control off" in lines[-1]
+    (tmp_path / "ca.crt").write_text("x")
+    assert KubeSide.create(None, lines.append, drain_all=False, drain_timeout=5,
+                           sa_dir=tmp_path) is None
+    assert "PXHOSTD_NODE_NAME" in lines[-1]

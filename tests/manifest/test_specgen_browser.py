@@ -136,7 +136,7 @@ def test_fill_the_form_submit_and_get_valid_yaml(
     browser.type("#f-k", "etcd://10.1.0.1:2379,etcd://10.1.0.2:2379")
     browser.type("#f-s", "/dev/sdb,/dev/sdc")
     browser.type("#f-d", "eth1")
-    browser.type("#f-kbver", "1.31.4")
+    browser.click("#f-kbver option[value='1.31']")
     browser.type("#f-pwd", "root:p&ss=w%rd")
     browser.type("#f-e", 'PX_HTTP_PROXY=http://proxy:3128,"NOTE=a, b {{x}} $(y)"')
     browser.click("#f-mas")
@@ -158,15 +158,37 @@ def test_fill_the_form_submit_and_get_valid_yaml(
     assert one(docs, "Secret")["stringData"]["kvdb-userpwd"] == "root:p&ss=w%rd"
     assert "tolerations" in ds["spec"]["template"]["spec"]
 
+    # The download link: the same YAML as an attachment.
+    href = browser.s("GET", f"/element/{browser.find('#download')}/property/href")
+    with urllib.request.urlopen(str(href), timeout=30) as resp:
+        assert resp.headers["Content-Disposition"] == 'attachment; filename="portworx.yaml"'
+        assert resp.read().decode() == manifest
+    command = browser.text_content("#command")
+    assert command.startswith("pxhostctl spec --cluster browser-cluster")
+    assert "p&ss" not in command and '--etcd-userpwd "$ETCD_USERPWD"' in command
+
+    # "Change parameters" comes back to the form with every value kept (secrets excepted:
+    # the page never fills those in again).
+    browser.click("#change")
+    def value(css: str) -> object:
+        return browser.s("GET", f"/element/{browser.find(css)}/property/value")
+    assert value("#f-c") == "browser-cluster"
+    assert value("#f-k") == "etcd://10.1.0.1:2379,etcd://10.1.0.2:2379"
+    assert value("#f-s") == "/dev/sdb,/dev/sdc" and value("#f-d") == "eth1"
+    assert value("#f-kbver") == "1.31"
+    assert value("#f-e") == 'PX_HTTP_PROXY=http://proxy:3128,"NOTE=a, b {{x}} $(y)"'
+    assert browser.s("GET", f"/element/{browser.find('#f-mas')}/property/checked") is True
+    assert value("#f-pwd") == ""
+
 
 def test_bad_input_shows_the_form_with_the_reason(
     browser: WebDriver, specgen: ServerProcess
 ) -> None:
     browser.s("POST", "/url", {"url": specgen.base + "/"})
     browser.type("#f-c", "<b>x</b>")
-    browser.type("#f-kbver", "1.7")
+    browser.type("#f-j", "relative/dev")
     browser.click("#submit")
     alert = browser.text_content("[role=alert]")
-    assert "kbver: Kubernetes 1.7 is older than the oldest supported version" in alert
+    assert "j: expected an absolute path" in alert, alert
     value = browser.s("GET", f"/element/{browser.find('#f-c')}/property/value")
     assert value == "<b>x</b>"

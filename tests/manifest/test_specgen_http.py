@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import html
 import html.parser
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from specgen_helpers import ServerProcess, load_docs, one, validate_all
 
+from pxhostd import __version__
 from pxhostd.manifest.model import render_yaml
 from pxhostd.manifest.params import PARAMS, parse_params
 from pxhostd.manifest.web import GONE
@@ -191,3 +193,51 @@ def test_queries_are_never_logged() -> None:
     assert proc.returncode == 0
     assert "sup3rs3cret" not in err
     assert '"GET /" 200' in err and '"GET /" 400' in err
+
+
+def test_result_page_offers_download_command_and_change_link(specgen: ServerProcess) -> None:
+    query = "c=px-one&kbver=1.31&mas=true&t=s3cret&e=A%3D1"
+    page = specgen.get(f"/?{query}", accept="text/html")
+    assert page.status == 200
+    body = html.unescape(page.body)
+    command = body.split('<pre id="command">', 1)[1].split("</pre>", 1)[0]
+    assert command == (
+        "pxhostctl spec --cluster px-one --kube-version 1.31 --masters --token \"$TOKEN\" "
+        "--env A=1"
+    )
+    assert "s3cret" not in command
+    download = body.split('id="download" href="', 1)[1].split('"', 1)[0]
+    got = specgen.get(download)
+    assert got.headers["Content-Disposition"] == 'attachment; filename="portworx.yaml"'
+    assert got.headers["Content-Type"] == "application/yaml; charset=utf-8"
+    assert got.body == specgen.get(f"/?{query}", accept="application/yaml").body
+    change = body.split('id="change" href="', 1)[1].split('"', 1)[0]
+    assert dict(parse_qsl(urlsplit(change).query)) == {
+        "c": "px-one", "kbver": "1.31", "mas": "true", "e": "A=1"}  # no secret in the link
+    form = specgen.get(change).body
+    assert 'value="px-one"' in form and '<option value="1.31" selected>' in form
+    assert 'id="f-mas" name="mas" value="true" aria-describedby="f-mas-help" checked' in form
+    assert "white-space:pre-wrap" in form  # long lines wrap instead of being cut
+
+
+def test_form_shows_defaults_as_placeholders_and_versions_as_a_list(
+    specgen: ServerProcess,
+) -> None:
+    from pxhostd.manifest.form import kube_minors
+    from pxhostd.manifest.params import DEFAULT_CLUSTER, DEFAULT_NAMESPACE
+
+    body = specgen.get("/").body
+    assert f'name="c" value="" placeholder="{DEFAULT_CLUSTER}"' in body
+    assert f'placeholder="{DEFAULT_NAMESPACE}"' in body
+    assert '<select id="f-kbver" name="kbver"' in body
+    assert kube_minors()[-1] == "1.25" and all(f'<option value="{m}">' in body
+                                               for m in kube_minors())
+    order = [body.index(f'name="{n}"') for n in ("c", "k", "s", "kbver", "ns")]
+    assert order == sorted(order), "the essential fields come first"
+    assert specgen.get("/").headers["Server"] == f"pxhostd-specgen/{__version__}"
+
+
+def test_unknown_parameter_names_the_nearest_known_one(specgen: ServerProcess) -> None:
+    resp = specgen.get("/?c=x&kbvr=1.30")
+    assert resp.status == 400
+    assert "\"kbvr\" (did you mean 'kbver'?)" in resp.body

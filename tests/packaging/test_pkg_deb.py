@@ -49,6 +49,8 @@ def test_payload_has_commands_unit_policy_tmpfiles_config_and_man_pages(
         "/usr/share/man/man8/pxhostd.8.gz",
         "/usr/share/man/man1/pxhostctl.1.gz",
         "/usr/share/man/man1/pxhostd-specgen.1.gz",
+        "/usr/share/man/man8/pxhostd-pod.8.gz",
+        "/usr/share/man/man5/pxhostd.spec.5.gz",
         "/usr/share/bash-completion/completions/pxhostctl",
         f"{SITE}/pxhostd/__init__.py",
         f"{SITE}/pxhostd/daemon/main.py",

@@ -210,3 +210,5 @@ def test_comments_and_blank_lines_of_a_unit_do_not_matter() -> None:
     same = restart_digest(spec, manifest, {"px.service": text})
     assert restart_digest(spec, manifest, {"px.service": reworded}) == same
     assert restart_digest(spec, manifest, {"px.service": changed}) != same
+    documented = "# generated\n[Unit]\nDocumentation=man:px(8)\n[Service]\nExecStart=/x\n"
+    assert unit_settings(documented) == unit_settings("[Unit]\n" + text)

@@ -338,3 +338,49 @@ def test_every_declared_step_has_a_kind_and_its_failpoint_is_known() -> None:
         assert step.kinds
         assert step.failpoint is None or step.failpoint in known_failpoints()
     assert jn.steps_of(jn.REMOVE)[-1] == jn.STEP_FORGET
+
+
+def test_an_injected_failure_after_daemon_reload_rolls_back(
+    tmp_path: Path, payloads: dict[str, Path]
+) -> None:
+    """What the node test arms with `error:after-daemon-reload`: a failing step."""
+    from pxhostd.engine.failpoints import Failpoints, InjectedFault
+
+    on_v1(tmp_path, payloads)
+    ctx = context(tmp_path, Failpoints.parse("error:after-daemon-reload"))
+    before = host_facts(ctx)
+    with pytest.raises(InjectedFault, match="rolled back"):
+        asyncio.run(install(ctx, spec(payloads["2.0.0"], 1)))
+    assert host_facts(ctx) == before
+    assert_clean(ctx)
+    assert asyncio.run(install(ctx, spec(payloads["2.0.0"], 1))).changed
+
+
+# -- one desired state --------------------------------------------------------------------------
+
+
+def test_the_desired_state_records_its_source_and_keeps_the_files_digest(
+    tmp_path: Path, payloads: dict[str, Path]
+) -> None:
+    from pxhostd.engine.apply import apply
+    from pxhostd.engine.holds import Holds
+    from pxhostd.engine.state import DesiredSource
+
+    ctx = context(tmp_path)
+
+    def run_apply(spec_doc: dict[str, Any], source: DesiredSource | None) -> None:
+        asyncio.run(apply(ctx, spec_from_dict(spec_doc), "tx", lambda _p, _m: None, Holds(),
+                          source))
+
+    run_apply(spec(payloads["1.0.0"]), DesiredSource("spec file /etc/pxhostd/spec.yaml",
+                                                     "t1", file_digest="f1"))
+    run_apply(spec(payloads["2.0.0"]), DesiredSource("Install over D-Bus", "t2"))
+    applied = ctx.applied.load()
+    assert applied is not None and applied.version == "2.0.0"
+    # Install is the source now, and the file's digest is kept: the unchanged file is not
+    # a new desired state at the next start.
+    assert (applied.source, applied.source_at, applied.file_digest) == (
+        "Install over D-Bus", "t2", "f1")
+    run_apply(applied.spec, None)  # a reconcile to the desired state keeps all of it
+    again = ctx.applied.load()
+    assert again is not None and (again.source, again.file_digest) == ("Install over D-Bus", "f1")

@@ -80,3 +80,12 @@ def test_armed_failpoint_sigkills_without_cleanup(spec: str, survived: int) -> N
     assert proc.stdout.count("finally") == survived
     assert proc.stdout.count("before") == survived + 1
     assert f"failpoint after-switch reached (hit {survived + 1})" in proc.stderr
+
+
+def test_an_error_failpoint_raises_once_on_its_hit() -> None:
+    points = Failpoints.parse("error:after-daemon-reload=2")
+    assert points.armed == {fp.AFTER_DAEMON_RELOAD: 2}
+    points.hit(fp.AFTER_DAEMON_RELOAD)
+    with pytest.raises(fp.InjectedFault, match="after-daemon-reload"):
+        points.hit(fp.AFTER_DAEMON_RELOAD)
+    points.hit(fp.AFTER_DAEMON_RELOAD)  # the next operation passes

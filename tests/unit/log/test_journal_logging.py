@@ -55,12 +55,13 @@ def test_records_become_structured_journal_entries(tmp_path: Path) -> None:
         logger.removeHandler(handler)
         handler.close()
         receiver.close()
-    assert first["MESSAGE"] == "pxhostd.test.journal: rolled back: v3 exited"
+    assert first["MESSAGE"] == "rolled back: v3 exited"  # LOGGER= names the logger
     assert first["PRIORITY"] == "4"
+    assert first["LOGGER"] == "pxhostd.test.journal"
     assert first["SYSLOG_IDENTIFIER"] == "pxhostd"
     assert first["PXHOSTD_TXID"] == "tx-42"
     assert first["CODE_FUNC"] == "test_records_become_structured_journal_entries"
-    assert second["MESSAGE"] == "pxhostd.test.journal: two\nlines"
+    assert second["MESSAGE"] == "two\nlines"
     assert second["PRIORITY"] == "3"
     assert "PXHOSTD_TXID" not in second
 
@@ -71,7 +72,7 @@ def test_a_record_the_journal_cannot_take_goes_to_stderr(tmp_path: Path, capsys:
     handler.emit(record)
     handler.close()
     err = capsys.readouterr().err  # type: ignore[attr-defined]
-    assert err == "<3>pxhostd.x: kept\n"
+    assert err == "<3>kept\n"
 
 
 def test_secret_names_are_redacted() -> None:

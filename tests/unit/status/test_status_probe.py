@@ -201,11 +201,11 @@ def test_main_exit_codes_and_one_line(tmp_path: Path, health_server: str) -> Non
         [sys.executable, "-m", "pxhostd.status.probe", "--status-file", str(path)],
         capture_output=True, text=True, check=False, cwd=REPO,
     )
-    assert sick.returncode == 1
+    assert sick.returncode == 9
     assert sick.stdout == f"not ready: health {health_server}/sick answered 503\n"
 
     assert probe_mod.main(["--status-file", str(path), "--no-health"]) == 0
-    assert probe_mod.main(["--status-file", str(tmp_path / "absent")]) == 1
+    assert probe_mod.main(["--status-file", str(tmp_path / "absent")]) == 9
     assert current_boot_id() == sf.read().boot_id
 
 
@@ -271,6 +271,6 @@ def test_main_pod_flag_uses_the_record(tmp_path: Path) -> None:
     status = write(tmp_path, heartbeat=time.time(), boot_id=current_boot_id(),
                    spec_digest=DIGEST, release="1.1.0-abc")
     args = ["--status-file", str(status), "--no-health"]
-    assert probe_mod.main([*args, "--submission", str(tmp_path / "none")]) == 1
+    assert probe_mod.main([*args, "--submission", str(tmp_path / "none")]) == 9
     assert probe_mod.main([*args, "--submission", str(record(tmp_path))]) == 0
     assert probe_mod.main(args) == 0  # on the host: no record is asked for

@@ -1,0 +1,101 @@
+"""Give memory back after large bus messages.
+
+A message near the bus's size limit (32 MiB) is read into one growing buffer and unpacked
+into many objects; once they are freed, glibc keeps the pages in its heap (its mmap
+threshold rises after each large free), so pxhostd stayed at twice its idle size. Two
+measures, both glibc-only and harmless elsewhere: a fixed mmap threshold at start (large
+buffers are mapped and unmapped, never left in the heap), and `malloc_trim(0)` soon after
+a large message has been handled, when the resident size has grown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+import os
+
+from dbus_fast import Message
+
+log = logging.getLogger(__name__)
+
+#: glibc's mallopt parameter numbers (malloc.h).
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 256 * 1024
+#: A message whose body holds at least this much data counts as large.
+LARGE = 1024 * 1024
+#: Seconds after a large message before trimming (a burst of them trims once).
+TRIM_DELAY = 0.5
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        libc.malloc_trim  # noqa: B018 - glibc only
+        libc.mallopt  # noqa: B018
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _libc()
+
+
+def fix_mmap_threshold() -> None:
+    if _LIBC is not None:
+        _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        _LIBC.mallopt(M_TRIM_THRESHOLD, MMAP_THRESHOLD)
+
+
+def trim() -> None:
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def rss_bytes() -> int:
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def body_size(value: object, budget: int = LARGE) -> int:
+    """The data a message body holds, counted until `budget` is reached (cheap for small)."""
+    stack = [value]
+    total = 0
+    while stack and total < budget:
+        item = stack.pop()
+        if isinstance(item, str | bytes | bytearray):
+            total += len(item)
+        elif isinstance(item, dict):
+            total += 8 * len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            total += 8 * len(item)
+            stack.extend(item)
+        elif hasattr(item, "value") and hasattr(item, "signature"):
+            stack.append(item.value)
+        else:
+            total += 8
+    return total
+
+
+class LargeMessageTrimmer:
+    def __init__(self) -> None:
+        self._pending: asyncio.TimerHandle | None = None
+        self.trims = 0
+        fix_mmap_threshold()
+
+    def saw(self, msg: Message) -> None:
+        if self._pending is not None or body_size(msg.body) < LARGE:
+            return
+        self._pending = asyncio.get_running_loop().call_later(TRIM_DELAY, self._trim)
+
+    def _trim(self) -> None:
+        self._pending = None
+        trim()
+        self.trims += 1
