@@ -5,7 +5,8 @@ translated into `podman run` here: privileged, hostPID, hostNetwork, every hostP
 with its path, readOnly and propagation, command, args and env after the kubelet's
 `$(VAR)`/`$$` expansion (env from the generated Secret resolved), the hostPath types
 honoured (DirectoryOrCreate made, Directory required), plus what a kubelet adds: its own
-`/etc/hosts`, `/dev/termination-log`, the service-account token and `KUBERNETES_SERVICE_*`.
+`/etc/hosts`, `/dev/termination-log`, the service-account directory (without a token: no
+API server runs in the node) and `KUBERNETES_SERVICE_*`.
 The readiness probe is the template's exec command, run with `podman exec`.
 
 Machine quirks (docs/testing.md): the node boots with cgroup2 inside and podman's storage on
@@ -110,7 +111,9 @@ def translate(docs: list[Obj], run: PodRun, node: Node) -> list[str]:
     node.run(["mkdir", "-p", f"{pod_dir}/serviceaccount"])
     node.write_file(f"{pod_dir}/termination-log", "")
     node.write_file(f"{pod_dir}/etc-hosts", f"127.0.0.1\tlocalhost\n127.0.1.1\t{node.name}\n")
-    node.write_file(f"{pod_dir}/serviceaccount/token", "sa-token-of-the-pod", mode=0o600)
+    # No token: no API server runs here, so the pod's Kubernetes side (drain, node labels;
+    # tested against an API of its own in tests/kube) says it is off, as in a cluster
+    # with automountServiceAccountToken: false. The directory is still injected.
     node.write_file(f"{pod_dir}/serviceaccount/namespace", ds["metadata"]["namespace"])
     env = {**as_run["env"], "KUBERNETES_SERVICE_HOST": "10.96.0.1",
            "KUBERNETES_SERVICE_PORT": "443", "KUBERNETES_SERVICE_PORT_HTTPS": "443",
