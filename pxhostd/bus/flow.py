@@ -44,8 +44,8 @@ PING_RETRY = 1.0
 #: Pings in flight at most, per uid and in all. The bus allows pxhostd 128 calls awaiting a
 #: reply, and pings to clients that never read stay unanswered: they must never crowd out
 #: pxhostd's calls to systemd and to the bus.
-UID_PINGS = 4
 TOTAL_PINGS = 48
+UID_PINGS = TOTAL_PINGS // 2
 
 WriteFn = Callable[[bytes, "asyncio.Future[None] | None"], None]
 #: ping(name, on_answer): send Peer.Ping to `name`; on_answer(True) once the peer answered.

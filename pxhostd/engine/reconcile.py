@@ -117,8 +117,6 @@ class HostEngine:
         finally:
             await self._refresh()
             self._start_collect(ctx)
-            if request.operation in ("install", "reconcile"):
-                release_memory()
 
     def _start_collect(self, ctx: HostContext) -> None:
         """Prune and collect in the background, after the operation has been reported."""
@@ -130,6 +128,7 @@ class HostEngine:
             try:
                 async with ctx.locked():
                     await collect(ctx, keep)
+                release_memory()  # after the reply, off the operation's path
             except Exception:  # a failed collection costs disk, never the service
                 log.exception("collecting old releases failed; the next operation retries")
                 ctx.want_collect(keep)
