@@ -1,6 +1,7 @@
 """One JSON shape for a transaction's outcome, whether it comes from a running transaction,
 its result, or the history file: the same keys everywhere, `null` for absent, ISO 8601 UTC
-timestamps, `txid` as the only id name. pxhostctl(1) documents these keys.
+timestamps, `txid` as the only id name (`path`, the transaction's D-Bus object while it is
+exported, is for programs; null in the history). pxhostctl(1) documents these keys.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ RESULT_KEYS = (
     "version_after",
     "restarted",
     "reason",
+    "path",
 )
 
 RUNNING = "running"
@@ -75,6 +77,7 @@ def from_transaction(doc: Mapping[str, Any]) -> dict[str, Any]:
         "version_after": _opt_str(details.get("version_after")),
         "restarted": _opt_bool(details.get("restarted")),
         "reason": _opt_str(details.get("reason")),
+        "path": _opt_str(doc.get("path")),
     }
 
 
@@ -93,4 +96,5 @@ def from_history(doc: Mapping[str, Any]) -> dict[str, Any]:
         "version_after": _opt_str(doc.get("version_after")),
         "restarted": _opt_bool(doc.get("restarted")),
         "reason": _opt_str(doc.get("reason")),
+        "path": None,
     }

@@ -60,7 +60,7 @@ def after_reconcile(node: Node, seen: int, action: list[str]) -> None:
 
 def last_error(node: Node) -> str:
     """The named error of the last failed operation, as Status() reports it."""
-    error: str = json.loads(pxhostctl(node, "status", "--json").stdout)["last_error"]
+    error: str = json.loads(pxhostctl(node, "status", "--json", check=False).stdout)["last_error"]
     return error
 
 
@@ -78,12 +78,12 @@ def test_one_desired_state_survives_restart_reinstall_reload_and_reboot(
     write_spec(node, spec_of(v1))
     after_reconcile(node, finished_transactions(node), ["systemctl", "reload", "pxhostd"])
     assert_consistent(node, "1.0.0")
-    status = json.loads(pxhostctl(node, "status", "--json").stdout)
+    status = json.loads(pxhostctl(node, "status", "--json", check=False).stdout)
     assert status["desired_source"] == f"spec file {SPEC_FILE}"
 
     install(node, spec_of(v2))
     assert_consistent(node, "2.0.0")
-    status = json.loads(pxhostctl(node, "status", "--json").stdout)
+    status = json.loads(pxhostctl(node, "status", "--json", check=False).stdout)
     assert status["desired_source"] == "Install over D-Bus" and status["desired_at"]
     assert re.search(r"^desired state: +Install over D-Bus, 20", pxhostctl(node, "status").stdout,
                      re.MULTILINE)
@@ -239,4 +239,4 @@ def test_a_full_run_pxhostd_never_lies_and_never_kills_pxhostd(
     wait_for(lambda: status_doc(node), lambda d: d is not None and d.get("READY") == "1",
              timeout=30, what="the status file right again")
     assert pxhostd_pid(node) == pid
-    assert json.loads(pxhostctl(node, "status", "--json").stdout)["state"] == "idle"
+    assert json.loads(pxhostctl(node, "status", "--json", check=False).stdout)["state"] == "idle"

@@ -127,7 +127,7 @@ class Env:
         return sorted([f"apps/csi-{suffix}", f"apps/db-{suffix}"])
 
     def service_version(self) -> str:
-        return str(json.loads(pxhostctl(self.node, "status", "--json").stdout)
+        return str(json.loads(pxhostctl(self.node, "status", "--json", check=False).stdout)
                    .get("payload_version"))
 
     def history_ids(self) -> list[str]:
