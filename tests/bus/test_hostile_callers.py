@@ -205,7 +205,10 @@ def test_clients_that_never_read_cost_bounded_memory_and_do_not_stop_root(
             outputs = [json.loads((await f.stdout.read()).decode()) for f in flooders
                        if f.stdout is not None]
             assert outputs[0]["calls_sent"] > 10_000, outputs
-            assert outputs[1]["calls_done"] > 100, outputs  # the reading clients were served
+            # The reading clients were served, none waited out its 30 s call timeout (how
+            # many calls fit in the window depends on the machine's load, not on pxhostd).
+            assert outputs[1]["calls_done"] > 0, outputs
+            assert outputs[1]["calls_timed_out"] == 0, outputs
             # The non-readers got no more than their windows; the rest was dropped or shed.
             assert bus.flow.dropped + bus.flow.shed > 1000
             assert max_held <= flow.UID_HELD_BYTES + 54 * flow.PEER_HELD_BYTES
