@@ -100,19 +100,19 @@ def header_lines(p: ManifestParams) -> list[str]:
 
 def render_yaml(p: ManifestParams) -> str:
     """The whole manifest: a comment header (version, warnings) and one document per object."""
-    body = yaml.dump_all(
-        build_objects(p),
-        Dumper=_Dumper,
-        explicit_start=True,
-        sort_keys=False,
-        default_flow_style=False,
-        allow_unicode=True,
-        width=1 << 30,
-    )
-    header = "\n".join(_comment_line(line) for line in header_lines(p))
-    return header + "\n" + body
+    return render_commented(header_lines(p), build_objects(p), documents=True)
 
 
-#: The serializer and the comment helper, shared with the Swarm output (model/swarm.py).
-YamlDumper = _Dumper
-comment_line = _comment_line
+def render_commented(header: list[str], data: Any, *, documents: bool = False) -> str:
+    """A comment header, then `data` through the one serializer (every value escaped by it).
+
+    `documents`: `data` is a list of objects, each written as its own YAML document. Shared
+    with the Swarm output (model/swarm.py), so both outputs quote and comment alike.
+    """
+    options: dict[str, Any] = {
+        "Dumper": _Dumper, "sort_keys": False, "default_flow_style": False,
+        "allow_unicode": True, "width": 1 << 30,
+    }
+    body: str = (yaml.dump_all(data, explicit_start=True, **options) if documents
+                 else yaml.dump(data, **options))
+    return "\n".join(_comment_line(line) for line in header) + "\n" + body

@@ -16,13 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from pxhostd import __version__
 from pxhostd.log import is_secret_name
 from pxhostd.manifest.model import names as n
 from pxhostd.manifest.model.daemonset import payload_args
-from pxhostd.manifest.model.generate import YamlDumper, comment_line
+from pxhostd.manifest.model.generate import render_commented
 from pxhostd.manifest.params import ManifestParams
 from pxhostd.pod.dockersecrets import ENV_SECRET_PREFIX
 
@@ -150,13 +148,4 @@ def header_lines(p: ManifestParams) -> list[str]:
 
 
 def render_compose(p: ManifestParams) -> str:
-    body = yaml.dump(
-        compose(p),
-        Dumper=YamlDumper,
-        sort_keys=False,
-        default_flow_style=False,
-        allow_unicode=True,
-        width=1 << 30,
-    )
-    header = "\n".join(comment_line(line) for line in header_lines(p))
-    return header + "\n" + body
+    return render_commented(header_lines(p), compose(p))
