@@ -29,16 +29,15 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pxhostd.bus.client import PxClient
 from pxhostd.errors import Busy, PxError
 from pxhostd.kube.api import KubeApi, Obj, pointer
 from pxhostd.kube.drain import guarded
 from pxhostd.kube.errors import KubeApiError
 from pxhostd.kube.threads import in_thread
+from pxhostd.pod.submit import BUSY_WAIT, Connect, Say
 
 SERVICE_LABEL = "px/service"
 ENABLED_LABEL = "px/enabled"
@@ -54,12 +53,9 @@ QUIET_VALUES = frozenset({"true", "false"})
 WATCH_TIMEOUT = 300
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
-#: Bound on one action's transaction, and on a Busy daemon being waited out.
+#: Bound on one action's transaction (a Busy daemon is waited out as long as the pod's
+#: own submission waits, BUSY_WAIT).
 ACTION_TIMEOUT = 1800.0
-BUSY_WAIT = 600.0
-
-Connect = Callable[[], Awaitable[PxClient]]
-Say = Callable[[str], None]
 _log = logging.getLogger(__name__)
 
 
