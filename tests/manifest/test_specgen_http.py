@@ -148,7 +148,8 @@ def test_post_is_not_offered(specgen: ServerProcess) -> None:
 
 def test_browser_gets_an_escaped_result_page(specgen: ServerProcess) -> None:
     evil = "<script>alert(1)</script>&\"'"
-    resp = specgen.get("/?" + urlencode([("c", evil), ("stork", "1")]), accept=BROWSER_ACCEPT)
+    env = '"A=' + evil.replace('"', '""') + '"'  # one CSV item; env values pass anything
+    resp = specgen.get("/?" + urlencode([("e", env), ("stork", "1")]), accept=BROWSER_ACCEPT)
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
     assert "<script>" not in resp.body

@@ -265,6 +265,22 @@ def test_control_characters_are_rejected_in_names() -> None:
     assert "control character U+001B" in error_of([("c", "red\x1b[31m")])
 
 
+@pytest.mark.parametrize("name", ["px", "px-cluster", "Prod_1.eu-west", "a", "7", "x" * 63])
+def test_cluster_names_portworx_accepts(name: str) -> None:
+    assert parse_params([("c", name)]).cluster == name
+
+
+@pytest.mark.parametrize("name", [
+    "bad name", "px;reboot", "px$(id)", "px`id`", "a/b", "px'", 'px"', "px&x", "-px", "px.",
+    "_px", "ünï", "px\u202e", "x" * 64, "px\t1", "px\n---",
+])
+def test_cluster_names_with_spaces_controls_or_metacharacters_are_refused(name: str) -> None:
+    message = error_of([("c", name)])
+    assert message.startswith("invalid parameters:\n  c: ")
+    assert "expected a cluster name" in message or "control character" in message
+    assert show(name) in message  # the value, escaped to one printable line
+
+
 def test_show_makes_one_printable_line() -> None:
     text = show('a\nb"c\x00ü' + "x" * 100)
     assert text.isascii() and text.isprintable() and "\n" not in text
