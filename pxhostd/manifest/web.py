@@ -1,10 +1,7 @@
 """`pxhostd-specgen`: the HTTP successor of px-spec-websvc (stdlib http.server).
 
-GET / without a query serves the form; with a query, the manifest (application/yaml, or
-an HTML page with the YAML when a browser asks for text/html). /download?QUERY is the
-same YAML as an attachment (portworx.yaml); /form?QUERY the form filled with QUERY.
-Bad input: 400 with the reason. /healthz: 200. The old script endpoints answer 410 Gone
-and name their replacement. The query string is never logged (it may carry secrets).
+The server side only: reading requests and writing replies. What each route answers is
+decided in routes.py. The query string is never logged (it may carry secrets).
 """
 
 from __future__ import annotations
@@ -19,50 +16,14 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import ClassVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from pxhostd import __version__
-from pxhostd.errors import InvalidSpec
 from pxhostd.log import setup_logging
 from pxhostd.manifest import form
-from pxhostd.manifest.model import render_for_platform
-from pxhostd.manifest.params import BY_NAME, parse_params
+from pxhostd.manifest.routes import MAX_QUERY_BYTES, Reply, respond
 
 log = logging.getLogger("pxhostd.specgen")
-
-MAX_QUERY_BYTES = 16 * 1024
-MAX_FIELDS = 64
-
-#: Old endpoints and what replaced them (docs/manifest-generator.md).
-GONE: dict[str, str] = {
-    "/upgrade": (
-        "The /upgrade talisman spec is gone. To upgrade, regenerate the manifest with the new "
-        "image (px=IMAGE) and apply it: the DaemonSet rolls node by node (maxUnavailable 1) and "
-        "pxhostd on each host upgrades and rolls back on failure. On one host: "
-        "pxhostctl status / pxhostctl install."
-    ),
-    "/px-wipe": (
-        "The /px-wipe script is gone. Label the node px/enabled=remove to uninstall through the "
-        "pod, or run on the host: pxhostctl uninstall --wipe (root; removes the service, the "
-        "payload and /etc/pwx)."
-    ),
-    "/precheck": (
-        "The /precheck script is gone. The pod checks its mounts and the host before changing "
-        "anything and reports through its readiness probe (pxhostctl probe); "
-        "kubectl describe pod shows why a node is not ready."
-    ),
-}
-
-
-def _quoted(text: str) -> str:
-    """An RFC 9110 quoted-string of printable ASCII (for the Warning header)."""
-    clean = "".join(ch if " " <= ch <= "~" else "?" for ch in text)
-    return '"' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _wants_html(accept: str) -> bool:
-    return "text/html" in accept and "application/yaml" not in accept
-
 
 class SpecGenHandler(BaseHTTPRequestHandler):
     server_version = f"pxhostd-specgen/{__version__}"
@@ -95,92 +56,62 @@ class SpecGenHandler(BaseHTTPRequestHandler):
         path = urlsplit(getattr(self, "path", "")).path or "-"
         self.log_message('"%s %s" %s', self.command or "-", path, str(code))
 
+    def do_POST(self) -> None:
+        self._dispatch(send_body=True)
+
+    def _read_body(self) -> bytes | None:
+        """The request body (bounded); None when a reply has been sent instead."""
+        if self.headers.get("Transfer-Encoding"):
+            self._reply(Reply(HTTPStatus.LENGTH_REQUIRED, "text/plain",
+                              "a request body needs Content-Length\n"))
+            return None
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._reply(Reply(HTTPStatus.BAD_REQUEST, "text/plain", "bad Content-Length\n"))
+            return None
+        if length > MAX_QUERY_BYTES:
+            self.close_connection = True  # the body is not read
+            self._reply(Reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "text/plain",
+                              "request body too large\n"))
+            return None
+        return self.rfile.read(length)
+
     def _dispatch(self, *, send_body: bool) -> None:
         self._send_body = send_body
         if len(self.path) > MAX_QUERY_BYTES:
-            self._text(HTTPStatus.REQUEST_URI_TOO_LONG, "request URI too long\n")
+            self._reply(Reply(HTTPStatus.REQUEST_URI_TOO_LONG, "text/plain",
+                              "request URI too long\n"))
             return
+        body = b""
+        if self.command == "POST":
+            read = self._read_body()
+            if read is None:
+                return
+            body = read
         url = urlsplit(self.path)
-        if url.path == "/healthz":
-            self._text(HTTPStatus.OK, "ok\n")
-        elif url.path in GONE:
-            self._text(HTTPStatus.GONE, GONE[url.path] + "\n")
-        elif url.path == "/":
-            self._root(url.query)
-        elif url.path == "/download":
-            self._root(url.query, download=True)
-        elif url.path == "/form":
-            prefill = {BY_NAME[k].short: v for k, v in pairs_or_empty(url.query) if k in BY_NAME}
-            self._send(HTTPStatus.OK, "text/html", form.form_page(prefill), html=True)
-        else:
-            self._text(HTTPStatus.NOT_FOUND,
-                       "not found: the generator answers on /, /download and /form\n")
+        self._reply(respond(
+            self.command, url.path, url.query, accept=self.headers.get("Accept", ""),
+            content_type=self.headers.get("Content-Type", ""), body=body, strict=self.strict,
+        ))
 
-    def _root(self, query: str, *, download: bool = False) -> None:
-        html = _wants_html(self.headers.get("Accept", "")) and not download
-        if not query:
-            self._send(HTTPStatus.OK, "text/html", form.form_page(), html=True)
-            return
-        try:
-            pairs = parse_qsl(
-                query, keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS
-            )
-            params = parse_params(pairs, strict=self.strict)
-        except (InvalidSpec, ValueError) as exc:
-            message = str(exc) if isinstance(exc, InvalidSpec) else f"malformed query: {exc}"
-            if html:
-                prefill = {
-                    BY_NAME[k].short: v for k, v in pairs_or_empty(query) if k in BY_NAME
-                }
-                page = form.form_page(prefill, error=message)
-                self._send(HTTPStatus.BAD_REQUEST, "text/html", page, html=True)
-            else:
-                self._text(HTTPStatus.BAD_REQUEST, message + "\n")
-            return
-        manifest = render_for_platform(params)
-        warnings = [("Warning", f"299 - {_quoted(w)}") for w in params.warnings]
-        if html:
-            page = form.result_page(manifest, params.warnings, params.platform, pairs)
-            self._send(HTTPStatus.OK, "text/html", page, html=True, extra=warnings)
-        else:
-            if download:
-                warnings.append(("Content-Disposition", 'attachment; filename="portworx.yaml"'))
-            self._send(HTTPStatus.OK, "application/yaml", manifest, extra=warnings)
-
-    def _text(self, status: HTTPStatus, text: str) -> None:
-        self._send(status, "text/plain", text)
-
-    def _send(
-        self,
-        status: HTTPStatus,
-        content_type: str,
-        body: str,
-        *,
-        html: bool = False,
-        extra: Sequence[tuple[str, str]] = (),
-    ) -> None:
-        data = body.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", f"{content_type}; charset=utf-8")
+    def _reply(self, reply: Reply) -> None:
+        data = reply.body.encode("utf-8")
+        self.send_response(reply.status)
+        self.send_header("Content-Type", f"{reply.content_type}; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
-        if html:
+        if reply.html:
             self.send_header("Content-Security-Policy", form.CONTENT_SECURITY_POLICY)
-        for name, value in extra:
+        for name, value in reply.headers:
             self.send_header(name, value)
         self.end_headers()
         if self._send_body:
             self.wfile.write(data)
-
-
-def pairs_or_empty(query: str) -> list[tuple[str, str]]:
-    """The query's pairs for re-filling the form, or none if the query does not even parse."""
-    try:
-        return parse_qsl(query, keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS)
-    except ValueError:
-        return []
 
 
 class SpecGenServer(ThreadingHTTPServer):

@@ -179,7 +179,8 @@ def test_kubernetes_stays_the_default() -> None:
 @pytest.mark.parametrize("payload", HOSTILE)
 def test_hostile_values_arrive_intact(payload: str) -> None:
     clean = payload.replace("\n", " ")
-    pairs = [("c", "px1"), ("ca", "/etc/pwx/" + clean.replace(" ", "_")), ("e", '"A=' + payload.replace('"', '""') + '"'),
+    pairs = [("c", "px1"), ("ca", "/etc/pwx/" + clean.replace(" ", "_")),
+             ("e", '"A=' + payload.replace('"', '""') + '"'),
              ("s", "/dev/" + clean.replace(" ", "_").replace(",", "_"))]
     params = parse_params([("platform", "swarm"), *pairs])  # all are valid text
     svc = service(render_for_platform(params))
