@@ -16,6 +16,7 @@ from pxhostd import __version__
 from pxhostd.errors import InvalidSpec
 from pxhostd.manifest import values as v
 from pxhostd.manifest.values import KubeVersion, show
+from pxhostd.spec import rules
 
 #: Oldest Kubernetes minor the manifests are written for (apps/v1, policy/v1 eviction,
 #: the `node-role.kubernetes.io/control-plane` taint; the `master` taint is gone).
@@ -275,12 +276,8 @@ def parse_params(pairs: Iterable[tuple[str, str]], *, strict: bool = True) -> Ma
 
 def _nearest(name: str) -> str:
     """A " (did you mean ...?)" hint for a near miss of a known name; "" otherwise."""
-    import difflib
-
-    close = difflib.get_close_matches(name, list(BY_NAME), n=1, cutoff=0.75)
-    if not close and name.lower() in {k.lower(): k for k in BY_NAME}:
-        close = [{k.lower(): k for k in BY_NAME}[name.lower()]]
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = rules.nearest(name, BY_NAME, cutoff=0.75)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 def _check_combinations(

@@ -101,6 +101,21 @@ def test_unknown_names_are_rejected_in_strict_mode() -> None:
     assert 'unknown parameter(s): "bogus", "Cluster"' in message
 
 
+@pytest.mark.parametrize(("typo", "meant"), [
+    ("kbvr", "kbver"), ("Cluster", "cluster"), ("drive", "drives"), ("namespce", "namespace"),
+    ("k8sversion", "k8sVersion"), ("zeroStorag", "zeroStorage"),
+])
+def test_unknown_names_suggest_the_nearest_known_one(typo: str, meant: str) -> None:
+    assert f"{show(typo, 30)} (did you mean {meant!r}?)" in error_of([(typo, "1")])
+    lenient = parse_params([(typo, "1")], strict=False)
+    assert lenient.warnings == (
+        f"ignored unknown parameter(s): {show(typo, 30)} (did you mean {meant!r}?)",)
+
+
+def test_far_off_names_suggest_nothing() -> None:
+    assert "did you mean" not in error_of([("colour", "blue"), ("bogus", "1")])
+
+
 def test_unknown_names_are_warnings_when_not_strict() -> None:
     p = parse_params([("c", "a"), ("bogus\n---", "1")], strict=False)
     assert p.cluster == "a"
