@@ -47,6 +47,7 @@ from pxhostd.render.names import is_unit_file
 from pxhostd.render.units import render_units
 from pxhostd.render.verify import verify_unit_text
 from pxhostd.spec.model import Spec
+from pxhostd.versions import BadVersion, compare_versions
 
 log = logging.getLogger(__name__)
 
@@ -335,8 +336,6 @@ async def apply(
 
 def upgrade_verb(before: str | None, after: str) -> str:
     """A downgrade is not reported as an upgrade (versions in dpkg's order)."""
-    from pxhostd.pod.versions import BadVersion, compare_versions
-
     try:
         older = bool(before) and compare_versions(after, str(before)) < 0
     except BadVersion:
