@@ -37,6 +37,7 @@ from pxhostd.spec.model import DEFAULT_SERVICE
 from pxhostd.spec.validate import load_spec, spec_from_dict
 from pxhostd.systemd.client import Systemd
 from pxhostd.systemd.unit import UnitActivity
+from pxhostd.systemd.verify import restart_and_verify, start_and_verify
 from pxhostd.systemd.watch import UnitWatch
 
 if TYPE_CHECKING:
@@ -272,10 +273,10 @@ class HostEngine:
             holds = Holds(False, holds.disabled)
             changed = not was_active
             if changed:
-                await ctx.systemd.start_and_verify(unit, timeout)
+                await start_and_verify(ctx.systemd, unit, timeout)
         elif op == "restart":
             holds = Holds(False, holds.disabled)
-            await ctx.systemd.restart_and_verify(unit, timeout)
+            await restart_and_verify(ctx.systemd, unit, timeout)
         elif op == "stop":
             holds = Holds(True, holds.disabled)
             changed = state.active_state not in ("inactive", "failed")
