@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
@@ -163,9 +164,9 @@ async def start(
     )
 
 
-async def _run(host: str, port: int, *, strict: bool) -> int:
+async def _run(host: str, port: int, *, strict: bool, limits: Limits) -> int:
     try:
-        server = await start(host, port, strict=strict)
+        server = await start(host, port, strict=strict, limits=limits)
     except OSError as exc:
         print(f"pxhostd-specgen: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
@@ -193,10 +194,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0: any)")
     parser.add_argument("--no-strict", dest="strict", action="store_false",
                         help="ignore unknown parameter names with a warning instead of a 400")
+    parser.add_argument("--head-timeout", type=float, default=LIMITS.head_timeout,
+                        metavar="SECONDS",
+                        help="a client must send its request head within this time, else the "
+                             "connection is closed (default %(default)g)")
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.debug)
-    return asyncio.run(_run(args.listen, args.port, strict=args.strict))
+    if not 0 < args.head_timeout <= 3600:
+        parser.error("--head-timeout must be between 0 and 3600 seconds")
+    limits = dataclasses.replace(LIMITS, head_timeout=args.head_timeout)
+    return asyncio.run(_run(args.listen, args.port, strict=args.strict, limits=limits))
 
 
 if __name__ == "__main__":
