@@ -58,6 +58,9 @@ class Limits:
     per_peer: int = 256
     #: Connections all peers together may hold at once.
     total: int = 1024
+    #: Connections refused over a cap that may linger (a second at most) until the client
+    #: has read the answer; further ones are closed at once.
+    lingering: int = 32
     #: Handlers running at once; further complete requests wait for a turn.
     handlers: int = 16
     #: The listen(2) backlog.
@@ -131,6 +134,8 @@ class Server:
         self._log = access_log
         self._counts = _Counts()
         self._turns = asyncio.Semaphore(limits.handlers)
+        self._waiting = 0
+        self._refused = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         #: The bound address and port (port 0 picks a free one); set by `start`.
@@ -156,6 +161,11 @@ class Server:
         """Connections held now (those refused over a cap not counted)."""
         return self._counts.total
 
+    @property
+    def waiting(self) -> int:
+        """Complete requests waiting for a handler turn."""
+        return self._waiting
+
     async def serve_forever(self) -> None:
         assert self._server is not None, "start() first"
         await self._server.serve_forever()
@@ -177,7 +187,7 @@ class Server:
         peer = str(peername[0]) if isinstance(peername, tuple) and peername else "?"
         counts = self._counts
         if counts.total >= self.limits.total or counts.by_peer[peer] >= self.limits.per_peer:
-            await self._refuse_overloaded(writer)
+            await self._refuse_overloaded(reader, writer)
             return
         task = asyncio.current_task()
         assert task is not None
@@ -196,16 +206,28 @@ class Server:
                 del counts.by_peer[peer]
             await self._close(writer)
 
-    async def _refuse_overloaded(self, writer: asyncio.StreamWriter) -> None:
+    async def _refuse_overloaded(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         if self._log is not None:
             self._log.warning("connection refused: overloaded")
-        with contextlib.suppress(OSError, TimeoutError):
-            writer.write(self._head(HTTPStatus.SERVICE_UNAVAILABLE, [
-                ("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "1"),
-            ], len(OVERLOADED)) + OVERLOADED)
-            async with asyncio.timeout(1.0):
-                await writer.drain()
-        await self._close(writer)
+        answer = text(HTTPStatus.SERVICE_UNAVAILABLE, OVERLOADED.decode(), [("Retry-After", "1")])
+        # Lingering (so the answer is not lost to a reset) is itself capped: past the cap
+        # a refused connection is just closed.
+        linger = self._refused < self.limits.lingering
+        self._refused += 1
+        try:
+            with contextlib.suppress(OSError, TimeoutError):
+                writer.write(self._head(answer.status, answer.headers, len(answer.body))
+                             + answer.body)
+                async with asyncio.timeout(1.0):
+                    await writer.drain()
+                if linger and writer.can_write_eof():
+                    writer.write_eof()
+                    await self._linger(reader)
+        finally:
+            self._refused -= 1
+            await self._close(writer)
 
     @staticmethod
     async def _close(writer: asyncio.StreamWriter) -> None:
@@ -231,12 +253,18 @@ class Server:
             return
         if request is None:
             return
-        async with self._turns:
-            try:
-                response = await self._handler(request)
-            except Exception:
-                logging.getLogger(__name__).exception("handler failed on %s", request.path)
-                response = text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error\n")
+        self._waiting += 1
+        try:
+            await self._turns.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            response = await self._handler(request)
+        except Exception:
+            logging.getLogger(__name__).exception("handler failed on %s", request.path)
+            response = text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error\n")
+        finally:
+            self._turns.release()
         if self._log is not None:
             self._log.info('%s "%s %s" %d', peer, request.method, request.path, response.status)
         await self._send(reader, writer, request, response)
@@ -348,7 +376,12 @@ class Server:
         response: Response,
     ) -> None:
         status, headers, body = response
-        data = self._head(status, headers, len(body))
+        try:
+            data = self._head(status, headers, len(body))
+        except ValueError:
+            logging.getLogger(__name__).exception("refused to send a broken response")
+            status, headers, body = text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error\n")
+            data = self._head(status, headers, len(body))
         if request is None or request.method != "HEAD":
             data += body
         writer.write(data)

@@ -187,10 +187,11 @@ def check_concurrent(port: int, path: str, expected: Answer, count: int = 200) -
 
 
 def check_half_open(
-    pid: int, port: int, path: str, expected: Answer, *, per_peer: int, count: int = 400
+    pid: int, port: int, path: str, expected: Answer, *, held_at_most: int, count: int = 400
 ) -> None:
     """`count` half-open connections from one peer: others are served meanwhile, the
-    server takes no thread per connection and at most its per-peer cap of descriptors,
+    server takes no thread per connection and at most `held_at_most` descriptors (its
+    per-peer cap and the refused ones it lets linger),
     and closes every one of them itself (408 after the head timeout, or 503 overloaded
     over the cap)."""
     assert get(port, path).status == expected.status  # warm: the first worker thread exists
@@ -202,7 +203,7 @@ def check_half_open(
         answers = wait_all_closed(socks)
     # Not one thread per connection (a thread pool's few at most), nor a descriptor.
     assert held.threads < before.threads + 40, (before, held)
-    assert held.fds <= before.fds + per_peer + 8, (before, held)
+    assert held.fds <= before.fds + held_at_most + 8, (before, held)
     statuses = [answer_status(a) for a in answers]
     assert set(statuses) <= {408, 503}, set(statuses)
     for data in answers:
