@@ -22,7 +22,7 @@ from specgen_helpers import ServerProcess, arg_after, by_kind, container, env_en
 from pxhostd.errors import InvalidSpec
 from pxhostd.manifest.model import build_objects, render_yaml
 from pxhostd.manifest.model import names as n
-from pxhostd.manifest.params import PARAMS, parse_params
+from pxhostd.manifest.params import PARAMS, InvalidParams, parse_params
 
 PAYLOADS = {
     "newline": "a\nb: c",
@@ -85,13 +85,14 @@ ANYTHING = "anything"  # every payload must arrive intact
 NO_CONTROL = "no-control"  # intact unless it holds a control character (newline)
 NO_SPACE = "no-space"  # intact unless it holds whitespace (paths, URLs)
 HOST_DIR = "host-dir"  # as NO_SPACE, and no ':' or '%' (a spec mount cannot carry them)
+CLUSTER_NAME = "cluster-name"  # intact only if ASCII letters, digits and '._-' (ending alnum)
 WORD = "word"  # names (interface, image, namespace): intact only if letters and digits
 TYPED = "typed"  # booleans, versions, choices: every payload is refused
 
 
 # short name -> (build the raw value from a payload, expectation, where the value lands)
 CASES: dict[str, tuple[Callable[[str], str], str, Callable[[Docs], str] | None]] = {
-    "c": (lambda x: "px" + x, NO_CONTROL, _arg("-c")),
+    "c": (lambda x: "px" + x, CLUSTER_NAME, _arg("-c")),
     "k": (lambda x: _csv_item("etcd://h:2379/" + x), NO_SPACE, _arg("-k")),
     "s": (lambda x: _csv_item("/dev/" + x), NO_SPACE, _arg("-s")),
     "d": (lambda x: "eth0" + x, WORD, _arg("-d")),
@@ -144,6 +145,9 @@ def _expect_intact(rule: str, payload: str) -> bool:
         return not any(ch.isspace() or ch in ":%" for ch in payload) and (
             posixpath.normpath(path) == path
         )
+    if rule == CLUSTER_NAME:
+        return (payload.isascii() and all(ch.isalnum() or ch in "._-" for ch in payload)
+                and payload[-1:].isalnum())
     if rule == WORD:
         return payload.isascii() and payload.isalnum() and payload.islower()
     return False
@@ -174,9 +178,14 @@ def test_injection_in_process(short: str, payload_name: str) -> None:
         assert docs == build_objects(params)
         _check_generated(short, payload, docs)
     else:
-        with pytest.raises(InvalidSpec) as info:
+        with pytest.raises(InvalidParams) as info:
             parse_params(pairs)
         assert f"\n  {short}: " in str(info.value)
+        field = next(p.field for p in PARAMS if p.short == short)
+        assert list(info.value.by_field) == [field]  # the form shows it next to that field
+        if short == "c":
+            assert any(f"\n  c: {why}" in str(info.value)
+                       for why in ("expected a cluster name (letters, digits", "control character"))
 
 
 @pytest.mark.parametrize("short", sorted(CASES))
@@ -210,21 +219,42 @@ _printable = st.text(
                   blacklist_characters="\u2028\u2029"),
     min_size=1, max_size=80,
 )
+_CLUSTER_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
 
 
 @settings(max_examples=150, deadline=None)
-@given(cluster=_printable, secret=st.text(
+@given(secret=st.text(
     st.characters(blacklist_categories=("Cs", "Co", "Cn"), blacklist_characters="\x00"),
     min_size=1, max_size=80,
 ))
-def test_arbitrary_text_round_trips(cluster: str, secret: str) -> None:
+def test_arbitrary_secret_text_round_trips(secret: str) -> None:
     try:
-        params = parse_params([("c", cluster), ("t", secret)])
+        params = parse_params([("c", "px1"), ("t", secret)])
     except InvalidSpec as exc:
         # Only control characters other than newline/tab may be refused in a secret.
         assert "control character" in str(exc)
         assert any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in secret)
         return
     docs = load_docs(render_yaml(params))
-    assert _arg("-c")(docs) == cluster
+    assert _arg("-c")(docs) == "px1"
     assert _secret(n.KEY_TOKEN)(docs) == secret
+
+
+@settings(max_examples=150, deadline=None)
+@given(cluster=st.one_of(_printable, st.text(st.sampled_from(_CLUSTER_CHARS), min_size=1,
+                                              max_size=70)))
+def test_arbitrary_cluster_text_is_kept_intact_or_refused_by_name(cluster: str) -> None:
+    well_formed = (
+        len(cluster) <= 63 and all(ch in _CLUSTER_CHARS for ch in cluster)
+        and cluster[0].isalnum() and cluster[-1].isalnum()
+    )
+    try:
+        params = parse_params([("c", cluster)])
+    except InvalidParams as exc:
+        assert not well_formed, cluster
+        assert str(exc).startswith(("invalid parameters:\n  c: expected a cluster name",
+                                    "invalid parameters:\n  c: control character"))
+        assert list(exc.by_field) == ["cluster"]
+        return
+    assert well_formed, cluster
+    assert _arg("-c")(load_docs(render_yaml(params))) == cluster
