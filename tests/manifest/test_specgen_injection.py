@@ -1,11 +1,13 @@
 """Injection attempts in every parameter: the YAML parses to the intended objects, values intact,
 or the request is refused with a message naming the parameter (when the type forbids the value).
-Container values are compared as the process gets them, after the kubelet's expansion.
+Container values are compared as the process gets them, after the kubelet's expansion; the
+HTML pages (jinja2 templates) keep their structure and give every value back intact.
 """
 
 from __future__ import annotations
 
 import csv
+import html.parser
 import io
 import posixpath
 import unicodedata
@@ -20,9 +22,10 @@ from kubelet_expand import container_as_run
 from specgen_helpers import ServerProcess, arg_after, by_kind, container, env_entry, load_docs, one
 
 from pxhostd.errors import InvalidSpec
-from pxhostd.manifest.model import build_objects, render_yaml
+from pxhostd.manifest.model import build_objects, render_for_platform, render_yaml
 from pxhostd.manifest.model import names as n
 from pxhostd.manifest.params import PARAMS, InvalidParams, parse_params
+from pxhostd.manifest.routes import respond
 
 PAYLOADS = {
     "newline": "a\nb: c",
@@ -46,6 +49,8 @@ PAYLOADS = {
     "query": "a&c=evil=1",
     "yaml-bool": "yes",
     "yaml-number": "0o17",
+    "html": "\"><script>alert(1)</script><b x='",
+    "html-tight": "</pre><script>alert(1)</script>&amp;",
 }
 
 Docs = list[dict[str, Any]]
@@ -203,6 +208,124 @@ def test_injection_over_http(specgen: ServerProcess, short: str) -> None:
             assert resp.status == 400
             assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
             assert f"\n  {short}: " in resp.body
+
+
+#: A page's elements as (tag, attribute names, id).
+Shape = list[tuple[str, tuple[str, ...], str]]
+
+
+class _PageShape(html.parser.HTMLParser):
+    """A page's element structure (tag, attribute names, id), its field values and texts."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.shape: Shape = []
+        self.values: dict[str, list[str]] = {}  # input name -> values (visible and hidden)
+        self.texts: dict[str, str] = {}  # element id -> its text
+        self.selected: list[str] = []  # values of the selected options
+        self._open: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        # Which attributes an element has (not their values): a value that broke out of
+        # its attribute or text would add attributes or elements.
+        self.shape.append((tag, tuple(sorted(k for k in a if k not in _VARYING)), a.get("id", "")))
+        if tag == "input" and a.get("type") != "checkbox":
+            self.values.setdefault(a["name"], []).append(a.get("value", ""))
+        if tag == "option" and "selected" in a:
+            self.selected.append(a["value"])
+        if "id" in a and tag in ("pre", "p", "div"):
+            self._open.append(a["id"])
+            self.texts[a["id"]] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("pre", "p", "div") and self._open:
+            self._open.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self._open:
+            self.texts[self._open[-1]] += data
+
+
+#: Attributes whose presence depends on the input, not on an injection.
+_VARYING = frozenset({"aria-invalid", "checked", "selected", "placeholder"})
+
+
+def _page(method: str, pairs: list[tuple[str, str]]) -> tuple[int, str]:
+    encoded = urlencode(pairs)
+    if method == "POST":
+        reply = respond("POST", "/", "", accept="text/html", body=encoded.encode(),
+                        content_type="application/x-www-form-urlencoded")
+    else:
+        reply = respond("GET", "/", encoded, accept="text/html")
+    assert reply.html and reply.content_type == "text/html"
+    return reply.status, reply.body
+
+
+def _without(shape: Shape, skip: set[str]) -> Shape:
+    """The shape without the elements of the given ids or tags."""
+    return [e for e in shape if e[2] not in skip and e[0] not in skip]
+
+
+def _valid(short: str, value: str) -> bool:
+    try:
+        parse_params([(short, value)])
+    except InvalidSpec:
+        return False
+    return True
+
+
+def _shape(text: str) -> _PageShape:
+    page = _PageShape()
+    page.feed(text)
+    page.close()
+    return page
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("short", sorted(CASES))
+def test_injection_into_the_pages_is_escaped_by_the_templates(method: str, short: str) -> None:
+    """Every payload in every field, through the jinja2 pages: the result page (value valid)
+    or the form with its errors (value refused). The page keeps the structure it has for a
+    harmless value, and the value comes back intact from the HTML, wherever it is shown."""
+    make, rule, _ = CASES[short]
+    extra = [("s", "/dev/sdb")] if short == "j" else []
+    benign = next(v for v in (make(""), make("x1"), make("x1/")[:-1]) if v and _valid(short, v))
+    status, page = _page(method, [(short, benign), *extra])
+    assert status == 200
+    result_shape = _shape(page).shape
+    refused_status, refused_page = _page(method, [(short, benign), ("colour", "1"), *extra])
+    assert refused_status == 400
+    form_shape = _shape(refused_page).shape
+    for payload in PAYLOADS.values():
+        value = make(payload)
+        pairs = [(short, value), *extra]
+        if _expect_intact(rule, payload):
+            status, text = _page(method, pairs)
+            assert status == 200, text
+            got = _shape(text)
+            assert got.shape == result_shape, payload
+            assert got.values[short] == [value, value]  # download and change forms
+            assert got.texts["manifest"] == render_for_platform(parse_params(pairs))
+        else:
+            status, text = _page(method, pairs)
+            assert status == 400, text
+            got = _shape(text)
+            # The refused field gets its error paragraph; nothing else changes shape.
+            error_id = f"f-{short}-error"
+            skip = {error_id, "option"} if short == "kbver" else {error_id}
+            assert _without(got.shape, skip) == _without(form_shape, skip), payload
+            param = next(p for p in PARAMS if p.short == short)
+            # Next to the field when the form has one; always in the alert above the form.
+            shown_at = error_id if param.form else "error"
+            assert got.texts[shown_at].startswith(f"{short}: ") or (
+                f"\n  {short}: " in got.texts[shown_at]), got.texts
+            if short == "kbver":
+                assert value in got.selected  # kept as one more option of the list
+            elif param.form and not param.is_bool and not param.choices:
+                assert got.values[short] == [value]  # kept in its field, intact
+        for raw in ("<script>", "<b x="):
+            assert raw not in text
 
 
 def test_secret_looking_env_names_go_to_the_secret_intact() -> None:
