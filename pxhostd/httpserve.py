@@ -166,10 +166,6 @@ class Server:
         """Complete requests waiting for a handler turn."""
         return self._waiting
 
-    async def serve_forever(self) -> None:
-        assert self._server is not None, "start() first"
-        await self._server.serve_forever()
-
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
