@@ -22,7 +22,6 @@ from pxhostd.engine import recovery
 from pxhostd.engine.api import EngineSnapshot, Outcome, ProgressFn, Request
 from pxhostd.engine.collect import collect
 from pxhostd.engine.context import HostContext, in_thread
-from pxhostd.engine.failpoints import FAILPOINTS_ENV, Failpoints
 from pxhostd.engine.holds import Holds, HoldStore
 from pxhostd.engine.pending import pending_message
 from pxhostd.engine.rollback import PREVIOUS_FILE, PreviousStore, rollback_target
@@ -31,6 +30,7 @@ from pxhostd.engine.state import AppliedState, DesiredSource
 from pxhostd.engine.uninstall import managed_files, uninstall
 from pxhostd.engine.verify import verify_releases
 from pxhostd.errors import InvalidOptions, NotInstalled
+from pxhostd.failpoints import FAILPOINTS_ENV, Failpoints
 from pxhostd.payload.manifest import load_manifest
 from pxhostd.render.names import is_unit_file
 from pxhostd.spec.model import DEFAULT_SERVICE

@@ -26,12 +26,12 @@ from pxhostd.engine.api import Outcome
 from pxhostd.engine.apply import apply
 from pxhostd.engine.collect import collect
 from pxhostd.engine.context import HostContext
-from pxhostd.engine.failpoints import DISABLED, Failpoints
 from pxhostd.engine.holds import Holds
 from pxhostd.engine.settings import EngineSettings
 from pxhostd.engine.state import DesiredSource
 from pxhostd.engine.uninstall import uninstall
 from pxhostd.errors import SystemdError
+from pxhostd.failpoints import DISABLED, Failpoints
 from pxhostd.hostfs import atomic_write
 from pxhostd.paths import Paths
 from pxhostd.spec.validate import spec_from_dict
