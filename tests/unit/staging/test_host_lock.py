@@ -37,7 +37,7 @@ def test_a_held_lock_is_busy_after_the_wait_and_the_loop_stays_live(tmp_path: Pa
 
         ticker = asyncio.create_task(tick())
         try:
-            with pytest.raises(Busy, match="stayed taken for 0.5 s"):
+            with pytest.raises(Busy, match=r"stayed taken for 0\.5 s"):
                 async with host_lock_polled(lock, 0.5):
                     pytest.fail("entered a lock someone else holds")
         finally:
