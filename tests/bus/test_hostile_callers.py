@@ -267,7 +267,7 @@ def test_non_ascii_in_every_string_member(dbus_address: str, state_root: Path, w
 
 
 async def root_call(client: PxClient, spec: dict[str, Any]) -> dict[str, Any]:
-    from pxhostd.bus.variants import unwrap
+    from pxhostd.variants import unwrap
 
     body = await client.call(spec["member"], spec["sig"], spec["body"], path=spec["path"],
                              interface=spec["iface"])
