@@ -45,9 +45,6 @@ class Notifier:
     def watchdog(self) -> None:
         self.send("WATCHDOG=1")
 
-    def extend_timeout(self, seconds: float) -> None:
-        self.send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}")
-
 
 def watchdog_interval() -> float | None:
     """Half of WatchdogSec= when systemd asked this process for pings, else None."""

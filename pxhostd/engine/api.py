@@ -13,20 +13,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-#: Operations the engine knows.
-OPERATIONS = (
-    "install",
-    "rollback",
-    "reconcile",
-    "start",
-    "stop",
-    "restart",
-    "enable",
-    "disable",
-    "uninstall",
-    "verify",
-)
-
 
 @dataclass(frozen=True)
 class Request:

@@ -53,10 +53,6 @@ class Spec:
     def unit_name(self) -> str:
         return f"{self.service}.service"
 
-    @property
-    def env_dict(self) -> dict[str, str]:
-        return dict(self.env)
-
     def to_dict(self) -> dict[str, object]:
         """Canonical plain form; `spec_from_dict(s.to_dict()) == s`."""
         return {
