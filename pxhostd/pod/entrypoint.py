@@ -60,7 +60,7 @@ from pxhostd.pod.health import HealthServer, serve_health
 from pxhostd.pod.hostenter import HOST_MNT_NS, Host
 from pxhostd.pod.locking import host_locked
 from pxhostd.pod.mounts import MOUNTINFO, REQUIRED_MOUNTS, read_mountinfo, require_mounts
-from pxhostd.pod.signals import install_stop_handlers
+from pxhostd.pod.signals import ignore_stop_signals, install_stop_handlers
 from pxhostd.spec.digest import raw_spec_digest
 from pxhostd.spec.validate import spec_from_dict
 from pxhostd.status.submission import (
@@ -147,6 +147,8 @@ class Pod:
             stopped.cancel()
             await self.close()
             remove_handlers()
+            if self.stop.is_set():
+                ignore_stop_signals()
 
     async def close(self) -> None:
         if self.kube is not None:

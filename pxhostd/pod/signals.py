@@ -45,3 +45,14 @@ def install_stop_handlers(
             loop.remove_signal_handler(signum)
 
     return remove
+
+
+def ignore_stop_signals(signals: Iterable[signal.Signals] = STOP_SIGNALS) -> None:
+    """Once stopping, a further stop signal changes nothing (and must not kill us).
+
+    Under tini the runtime's SIGTERM can arrive twice: tini forwards the one it gets, and
+    podman and others signal every process of a container without a PID namespace of its
+    own (hostPID). A second one after the handlers are gone would turn exit 0 into 143.
+    """
+    for signum in signals:
+        signal.signal(signum, signal.SIG_IGN)

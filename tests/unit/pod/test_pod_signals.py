@@ -131,3 +131,39 @@ def test_sigterm_to_a_real_program_exits_zero() -> None:
         assert proc.stdout.readline() == "ready\n"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=BOUND) == 0
+
+
+def test_a_second_sigterm_while_stopping_still_exits_zero() -> None:
+    """Podman signals every process of a hostPID container and tini forwards its own."""
+    code = textwrap.dedent(
+        """
+        import asyncio, os, sys
+        from pxhostd.pod.signals import ignore_stop_signals, install_stop_handlers
+
+        async def main():
+            stop = asyncio.Event()
+            remove = install_stop_handlers(asyncio.get_running_loop(), stop)
+            print(os.getpid(), flush=True)
+            await stop.wait()
+            remove()
+            ignore_stop_signals()
+            print("stopping", flush=True)
+            sys.stdin.readline()  # winding down until the test has sent the second one
+            return 0
+
+        sys.exit(asyncio.run(main()))
+        """
+    )
+    proc = subprocess.Popen(
+        [*TINI, sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    with proc:
+        assert proc.stdout is not None and proc.stdin is not None and proc.stderr is not None
+        child = int(proc.stdout.readline())
+        proc.send_signal(signal.SIGTERM)  # tini forwards it
+        assert proc.stdout.readline() == "stopping\n"
+        os.kill(child, signal.SIGTERM)  # the runtime's own, straight to the program
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=BOUND) == 0, proc.stderr.read()
