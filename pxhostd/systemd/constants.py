@@ -88,6 +88,7 @@ P_N_RESTARTS: Final = "NRestarts"
 # Errors systemd (and the bus) reply with.
 ERR_NO_SUCH_UNIT: Final = "org.freedesktop.systemd1.NoSuchUnit"
 ERR_UNIT_MASKED: Final = "org.freedesktop.systemd1.UnitMasked"
+ERR_ALREADY_SUBSCRIBED: Final = "org.freedesktop.systemd1.AlreadySubscribed"
 ERR_ACCESS_DENIED: Final = "org.freedesktop.DBus.Error.AccessDenied"
 ERR_SERVICE_UNKNOWN: Final = "org.freedesktop.DBus.Error.ServiceUnknown"
 ERR_NO_REPLY: Final = "org.freedesktop.DBus.Error.NoReply"

@@ -179,12 +179,14 @@ def test_kubernetes_stays_the_default() -> None:
 @pytest.mark.parametrize("payload", HOSTILE)
 def test_hostile_values_arrive_intact(payload: str) -> None:
     clean = payload.replace("\n", " ")
-    pairs = [("c", clean), ("e", '"A=' + payload.replace('"', '""') + '"'),
+    pairs = [("c", "px1"), ("ca", "/etc/pwx/" + clean.replace(" ", "_")),
+             ("e", '"A=' + payload.replace('"', '""') + '"'),
              ("s", "/dev/" + clean.replace(" ", "_").replace(",", "_"))]
     params = parse_params([("platform", "swarm"), *pairs])  # all are valid text
     svc = service(render_for_platform(params))
     command = svc["command"]
-    assert command[command.index("-c") + 1] == params.cluster
+    assert command[command.index("-c") + 1] == "px1"
+    assert command[command.index("-ca") + 1] == params.etcd_ca
     assert command[command.index("-s") + 1] == params.drives[0]
     assert expand_template(svc["environment"]["A"]) == dict(params.env)["A"]
     assert expand_template(svc["environment"]["PXHOSTD_NODE_NAME"]) == "node-1"
