@@ -36,6 +36,7 @@ from pxhostd.errors import (
     SystemdError,
     Timeout,
 )
+from pxhostd.payload.filelist import FileList
 from pxhostd.payload.manifest import (
     PayloadHeader,
     manifest_sha256,
@@ -128,7 +129,7 @@ class Plan:
         return jn.OP_RECONFIGURE
 
 
-Files = tuple[tuple[str, str], ...]
+Files = FileList
 
 
 def _read_payload(releases: Releases, spec: Spec) -> tuple[PayloadHeader, bytes, Files | None]:

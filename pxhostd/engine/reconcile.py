@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
 import gc
 import hashlib
@@ -18,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pxhostd.bus.memory import trim
 from pxhostd.engine import recovery
 from pxhostd.engine.api import EngineSnapshot, Outcome, ProgressFn, Request
 from pxhostd.engine.collect import collect
@@ -70,8 +70,7 @@ def release_memory() -> None:
     """Hand what a big operation freed (a 100,000-entry file list) back to the system, so
     the idle daemon does not stay at its peak: a collection, then glibc's malloc_trim."""
     gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).malloc_trim(0)
+    trim()
 
 
 class HostEngine:

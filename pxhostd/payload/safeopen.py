@@ -153,9 +153,13 @@ class PayloadDir:
         check_trusted(st, repr(rel), self.owners)
         return st
 
-    def open(self, rel: str) -> tuple[int, os.stat_result]:
-        """Open a listed file for reading: (fd, fstat of that fd). The caller closes fd."""
-        before = self.stat(rel)
+    def open(self, rel: str, before: os.stat_result | None = None) -> tuple[int, os.stat_result]:
+        """Open a listed file for reading: (fd, fstat of that fd). The caller closes fd.
+
+        `before` is this object's `stat(rel)` if the caller already has it: the file opened
+        must still be that inode."""
+        if before is None:
+            before = self.stat(rel)
         dfd, name = self._split(rel)
         try:
             fd = os.open(name, _FILE_FLAGS, dir_fd=dfd)
