@@ -30,6 +30,7 @@ from pxhostd.engine.undo import perform_undo, unit_failure_reason
 from pxhostd.errors import (
     Failed,
     HostStateError,
+    InvalidPayload,
     InvalidSpec,
     PxError,
     RolledBack,
@@ -38,10 +39,10 @@ from pxhostd.errors import (
 )
 from pxhostd.payload.filelist import FileList
 from pxhostd.payload.manifest import (
+    Manifest,
     PayloadHeader,
-    manifest_sha256,
-    parse_manifest_yaml,
-    read_manifest_bytes,
+    manifest_file_sha256,
+    read_manifest,
 )
 from pxhostd.payload.staging import ReleaseMeta, Releases, StageResult
 from pxhostd.render.names import is_unit_file
@@ -59,8 +60,8 @@ class Plan:
     spec: Spec
     #: The payload as far as rendering and the decision need it (no file list).
     header: PayloadHeader
-    #: The payload.yaml bytes (kept beside the release when it is imported).
-    manifest_bytes: bytes
+    #: sha256 of payload.yaml (its copy is kept beside the release when it is imported).
+    manifest_sha256: str
     #: The file list, when the manifest had to be parsed (None: a release on disk has it).
     files: Files | None
     release_id: str
@@ -132,17 +133,25 @@ class Plan:
 Files = FileList
 
 
-def _read_payload(releases: Releases, spec: Spec) -> tuple[PayloadHeader, bytes, Files | None]:
-    """The payload's header, decided from digests when a release on disk came from the
-    same payload.yaml (no parse: the no-op and the switch back); parsed (once) otherwise,
-    and then the file list comes along for the import."""
-    data = read_manifest_bytes(Path(spec.payload))
-    on_disk = releases.find(manifest_sha256(data))
+def _read_payload(releases: Releases, spec: Spec) -> tuple[PayloadHeader, str, Files | None]:
+    """The payload's header and payload.yaml's sha256, decided from digests when a release
+    on disk came from the same payload.yaml (no parse: the no-op and the switch back);
+    parsed (once, as it is read) otherwise, and then the file list comes along."""
+    payload = Path(spec.payload)
+    digest = manifest_file_sha256(payload)
+    on_disk = releases.find(digest)
     header = releases.header(on_disk) if on_disk else None
     if header is not None:
-        return header, data, None
-    manifest = parse_manifest_yaml(data)
-    return manifest.header, data, manifest.files
+        return header, digest, None
+    manifest = _parse(payload, digest)
+    return manifest.header, digest, manifest.files
+
+
+def _parse(payload: Path, digest: str) -> Manifest:
+    manifest, parsed = read_manifest(payload)
+    if parsed != digest:
+        raise InvalidPayload("payload.yaml: changed while it was being read; apply again")
+    return manifest
 
 
 def resolve_source(previous: AppliedState | None, source: DesiredSource | None) -> DesiredSource:
@@ -162,7 +171,7 @@ def resolve_source(previous: AppliedState | None, source: DesiredSource | None) 
 async def make_plan(
     ctx: HostContext, spec: Spec, holds: Holds, source: DesiredSource | None = None
 ) -> Plan:
-    header, manifest_bytes, files = await in_thread(_read_payload, ctx.releases, spec)
+    header, manifest_digest, files = await in_thread(_read_payload, ctx.releases, spec)
     rid = Releases.release_id(header.version, header.digest)
     root = str(ctx.paths.current_link)
     # Rendering reads the templates: off the event loop like every other host read.
@@ -212,7 +221,7 @@ async def make_plan(
     return Plan(
         spec=spec,
         header=header,
-        manifest_bytes=manifest_bytes,
+        manifest_sha256=manifest_digest,
         files=files,
         release_id=rid,
         units=units,
@@ -387,9 +396,9 @@ async def _run_steps(
 
 def _import(releases: Releases, spec: Spec, plan: Plan) -> StageResult:
     files = plan.files
-    if files is None and not releases.exists(plan.release_id):
-        files = parse_manifest_yaml(plan.manifest_bytes).files  # its release went missing
-    meta = ReleaseMeta(plan.header, plan.manifest_bytes)
+    if files is None and not releases.exists(plan.release_id):  # its release went missing
+        files = _parse(Path(spec.payload), plan.manifest_sha256).files
+    meta = ReleaseMeta(plan.header, plan.manifest_sha256)
     return releases.stage(Path(spec.payload), plan.release_id, files or (), meta)
 
 

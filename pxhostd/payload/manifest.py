@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from pxhostd.errors import InvalidPayload
 from pxhostd.payload.filelist import FileList, FileListBuilder
-from pxhostd.payload.safeopen import PayloadDir
+from pxhostd.payload.safeopen import HashingReader, PayloadDir
 from pxhostd.spec import rules
 from pxhostd.spec.yamlio import parse_yaml_document
 
@@ -278,7 +278,56 @@ def read_manifest_bytes(payload_dir: Path) -> bytes:
 
 def load_manifest(payload_dir: Path) -> Manifest:
     """Read and validate `<payload_dir>/payload.yaml` (file contents are not checked here)."""
-    return parse_manifest_yaml(read_manifest_bytes(payload_dir))
+    return read_manifest(payload_dir)[0]
+
+
+def _open_manifest(src: PayloadDir) -> HashingReader:
+    fd, st = src.open(MANIFEST_NAME)
+    if st.st_size > MAX_MANIFEST_BYTES:
+        os.close(fd)
+        raise E(f"payload.yaml: too large ({st.st_size} bytes, at most {MAX_MANIFEST_BYTES})")
+    return HashingReader(fd, MANIFEST_NAME, MAX_MANIFEST_BYTES)
+
+
+def read_manifest(payload_dir: Path) -> tuple[Manifest, str]:
+    """Parse `<payload_dir>/payload.yaml` as it is read (never held whole); the manifest
+    and the file's sha256."""
+    with PayloadDir(payload_dir) as src:
+        reader = _open_manifest(src)
+        try:
+            manifest = manifest_from_dict(parse_yaml_document(
+                reader, "payload.yaml", MAX_MANIFEST_BYTES, E, streams={"files": _file_entries}))
+            reader.drain()
+            return manifest, reader.hexdigest()
+        finally:
+            reader.close()
+
+
+def manifest_file_sha256(payload_dir: Path) -> str:
+    """The sha256 of `<payload_dir>/payload.yaml`, read in pieces (what a no-op compares)."""
+    with PayloadDir(payload_dir) as src:
+        reader = _open_manifest(src)
+        try:
+            reader.drain()
+            return reader.hexdigest()
+        finally:
+            reader.close()
+
+
+def copy_manifest(payload_dir: Path, dst_fd: int, expected_sha256: str) -> None:
+    """Copy `<payload_dir>/payload.yaml` to `dst_fd`; InvalidPayload unless it still is the
+    file the operation parsed (its sha256)."""
+    with PayloadDir(payload_dir) as src:
+        reader = _open_manifest(src)
+        try:
+            while chunk := reader.read(1 << 20):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(dst_fd, view):]
+            if reader.hexdigest() != expected_sha256:
+                raise E("payload.yaml: changed while the release was imported; apply again")
+        finally:
+            reader.close()
 
 
 def manifest_sha256(data: bytes) -> str:

@@ -46,7 +46,7 @@ from pxhostd.payload.filelist import FileList
 from pxhostd.payload.manifest import (
     MAX_MANIFEST_BYTES,
     PayloadHeader,
-    manifest_sha256,
+    copy_manifest,
     parse_manifest_yaml,
 )
 from pxhostd.payload.objectcopy import ObjectWriter, have_syncfs, syncfs
@@ -66,14 +66,11 @@ def make_release_id(version: str, payload_digest: str) -> str:
 
 @dataclass(frozen=True)
 class ReleaseMeta:
-    """What is kept beside a release: the manifest as imported and its header."""
+    """What is kept beside a release: its header, and a copy of the payload.yaml it was
+    imported from (copied from the payload at import, checked against this sha256)."""
 
     header: PayloadHeader
-    manifest: bytes
-
-    @property
-    def manifest_sha256(self) -> str:
-        return manifest_sha256(self.manifest)
+    manifest_sha256: str
 
 
 @dataclass(frozen=True)
@@ -190,9 +187,24 @@ class Releases:
                 return rid
         return None
 
-    def _write_meta(self, release_id: str, meta: ReleaseMeta) -> None:
+    def _write_meta(self, release_id: str, meta: ReleaseMeta, payload_dir: Path) -> None:
         self.store.ensure()
-        atomic_write(self._meta_path(release_id, ".yaml"), meta.manifest, 0o644)
+        final = self._meta_path(release_id, ".yaml")
+        tmp = temp_name(self.store.meta, final.name)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                copy_manifest(payload_dir, fd, meta.manifest_sha256)
+                os.fchmod(fd, 0o644)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        fsync_dir(self.store.meta)
         doc = {"header": meta.header.to_json(), "manifest_sha256": meta.manifest_sha256}
         atomic_write(self._meta_path(release_id, ".json"),
                      json.dumps(doc, sort_keys=True) + "\n", 0o644)
@@ -222,7 +234,7 @@ class Releases:
         try:
             counts = self._build(tmp, payload_dir, files)
             if meta is not None:
-                self._write_meta(rid, meta)
+                self._write_meta(rid, meta, payload_dir)
             self._sync()  # every new object and the tree durable before the name below
             if os.path.lexists(final):
                 remove_file(final)  # not a directory: a stray file or link in the way

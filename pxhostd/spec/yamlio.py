@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -204,12 +204,18 @@ class _Builder:
             into.update(item)
 
 
+class SupportsRead(Protocol):
+    """A stream libyaml pulls pieces from (it caps its own size)."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
 #: Takes a mapping's (key, value) entries one at a time; returns what stands for it.
 Consumer = Callable[[Iterator[tuple[object, object]]], object]
 
 
 def parse_yaml_document(
-    text: str | bytes, what: str, max_bytes: int, err: type[InvalidSpec],
+    text: str | bytes | SupportsRead, what: str, max_bytes: int, err: type[InvalidSpec],
     streams: Mapping[str, Consumer] | None = None,
 ) -> object:
     """Parse one YAML document; every failure becomes `err` naming `what`.
@@ -217,11 +223,13 @@ def parse_yaml_document(
     A top-level key named in `streams` whose value is a mapping is not built: its entries
     go to the consumer as they are parsed (a 100,000-entry file list never becomes a
     dict), and the consumer checks them, duplicates included."""
-    if not isinstance(text, (str, bytes)):
+    if isinstance(text, (str, bytes)):
+        if len(text) > max_bytes:
+            raise err(f"{what}: too large ({len(text)} characters, at most {max_bytes})")
+    elif not callable(getattr(text, "read", None)):
         raise err(f"{what}: expected YAML text, got {type(text).__name__}")
-    if len(text) > max_bytes:
-        raise err(f"{what}: too large ({len(text)} characters, at most {max_bytes})")
-    # Bytes go to libyaml as they are (it checks UTF-8): no decoded copy of a 10 MB text.
+    # Bytes (or a stream of them) go to libyaml as they are (it checks UTF-8): no decoded
+    # copy of a 10 MB text.
     loader = _StrictLoader(text)
     try:
         return _Builder(loader, streams or {}).document()
