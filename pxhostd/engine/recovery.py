@@ -51,8 +51,12 @@ async def recover(ctx: HostContext) -> str | None:
         swept = await in_thread(sweep_temp_files, directory)
         if swept and directory == ctx.paths.releases_dir:
             # An interrupted import: the objects it named are now named by the store
-            # alone (never trusted, see payload/store.py) and are collected.
-            ctx.want_collect(None)
+            # alone (never trusted, see payload/store.py); they go now, in one scan of
+            # the store, so no crash's leftover outlives the start.
+            result = await in_thread(ctx.releases.store.collect)
+            if result.objects:
+                log.warning("recovery: removed %d objects of an interrupted import",
+                            result.objects)
     return note
 
 
