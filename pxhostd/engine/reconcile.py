@@ -15,11 +15,10 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pxhostd.bus.memory import trim
 from pxhostd.engine import recovery
-from pxhostd.engine.api import EngineSnapshot, Outcome, ProgressFn, Request
+from pxhostd.engine.api import EngineHost, EngineSnapshot, Outcome, ProgressFn, Request
 from pxhostd.engine.collect import collect
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.holds import Holds, HoldStore
@@ -31,16 +30,15 @@ from pxhostd.engine.uninstall import managed_files, uninstall
 from pxhostd.engine.verify import verify_releases
 from pxhostd.errors import InvalidOptions, NotInstalled
 from pxhostd.failpoints import FAILPOINTS_ENV, Failpoints
+from pxhostd.memory import trim
 from pxhostd.payload.manifest import load_manifest
 from pxhostd.render.names import is_unit_file
-from pxhostd.spec.model import DEFAULT_SERVICE
+from pxhostd.spec.model import unit_name
 from pxhostd.spec.validate import load_spec, spec_from_dict
 from pxhostd.systemd.client import Systemd
 from pxhostd.systemd.unit import UnitActivity
+from pxhostd.systemd.verify import restart_and_verify, start_and_verify
 from pxhostd.systemd.watch import UnitWatch
-
-if TYPE_CHECKING:
-    from pxhostd.daemon.service import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +72,7 @@ def release_memory() -> None:
 
 
 class HostEngine:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: EngineHost) -> None:
         self.daemon = daemon
         self.paths = daemon.paths
         self.settings = load_settings(self.paths.config_file)
@@ -216,7 +214,7 @@ class HostEngine:
         if applied is None:
             return Outcome(False, f"nothing to do: no spec in {self.paths.spec_file}")
         # Keep the host at the desired state it already has; only drift is repaired.
-        return await apply(ctx, spec_from_dict(applied.spec), request.txid, progress, holds)
+        return await apply(ctx, applied.spec.to_spec(), request.txid, progress, holds)
 
     async def _rollback(self, ctx: HostContext, request: Request, progress: ProgressFn) -> Outcome:
         from pxhostd.engine.apply import apply
@@ -250,7 +248,7 @@ class HostEngine:
             if applied is None:
                 raise NotInstalled("nothing to plan: no spec given, none in "
                                    f"{self.paths.spec_file}, and nothing applied")
-            spec = spec_from_dict(applied.spec)
+            spec = applied.spec.to_spec()
         holds = await in_thread(self.holds.load)
         return describe(await make_plan(ctx, spec, holds), holds.stopped)
 
@@ -258,23 +256,22 @@ class HostEngine:
         applied = await in_thread(ctx.applied.load)
         if applied is None:
             raise NotInstalled(f"cannot {op}: nothing is installed")
-        unit = f"{applied.spec.get('service', DEFAULT_SERVICE)}.service"
+        unit = applied.spec.unit_name
         holds = self.holds.load()
         state = await ctx.systemd.unit_state(unit)
         was_active = state.active_state == "active"
         timeout = ctx.settings.activation_timeout
-        service = str(applied.spec.get("service", DEFAULT_SERVICE))
-        unit_files = [n for n in managed_files(applied, service) if is_unit_file(n)]
+        unit_files = [n for n in managed_files(applied, applied.spec.service) if is_unit_file(n)]
         progress(30, f"{op} {unit}")
         changed = True
         if op == "start":
             holds = Holds(False, holds.disabled)
             changed = not was_active
             if changed:
-                await ctx.systemd.start_and_verify(unit, timeout)
+                await start_and_verify(ctx.systemd, unit, timeout)
         elif op == "restart":
             holds = Holds(False, holds.disabled)
-            await ctx.systemd.restart_and_verify(unit, timeout)
+            await restart_and_verify(ctx.systemd, unit, timeout)
         elif op == "stop":
             holds = Holds(True, holds.disabled)
             changed = state.active_state not in ("inactive", "failed")
@@ -332,26 +329,26 @@ class HostEngine:
 
     def _installed_snapshot(self, applied: AppliedState) -> EngineSnapshot:
         health = ""
-        payload = applied.spec.get("payload")
+        payload = applied.spec.payload
         name = ""
         # The release's small header, never the payload's manifest: start-up reads no
         # manifest before READY=1.
         with contextlib.suppress(Exception):
             header = self._ctx().releases.header(applied.release_id)
-            if header is None and isinstance(payload, str):  # a release from before the store
+            if header is None and payload is not None:  # a release from before the store
                 header = load_manifest(Path(payload)).header
             if header is not None and header.digest == applied.payload_digest:
                 health, name = header.health or "", header.name
-        if not name and isinstance(payload, str):
+        if not name and payload is not None:
             name = os.path.basename(payload)
         return EngineSnapshot(
             installed=True,
-            service=str(applied.spec.get("service", DEFAULT_SERVICE)),
+            service=applied.spec.service,
             payload_name=name,
             payload_version=applied.version,
             release=applied.release_id,
             health_url=health,
-            spec=applied.spec,
+            spec=applied.spec.doc,
             desired_source=applied.source,
             desired_at=applied.source_at or applied.applied_at,
         )
@@ -359,7 +356,7 @@ class HostEngine:
     async def _watch_service(self, service: str | None) -> None:
         """Mirror the service's ActiveState/SubState from systemd's signals (no polling)."""
         ctx = self._ctx()
-        unit = f"{service}.service" if service else None
+        unit = unit_name(service) if service else None
         if self._watch is not None and self._watch.name == unit:
             return
         await self.close()
