@@ -90,15 +90,32 @@ def install(node: Node, payload: str) -> float:
                  timeout=1800)
 
 
-def restart_share(node: Node) -> float:
-    """Seconds of the last operation spent restarting the service and in the settle window,
-    as pxhostd logs it ("... took T s: plan and import P s, restart and settle R s, ...")."""
+def op_timing(node: Node) -> dict[str, float]:
+    """Where the last operation's time went, as pxhostd logs it ("... took T s: plan and
+    import P s, restart and settle R s, the rest X s")."""
     lines = [ln for ln in node.run(["journalctl", "-u", "pxhostd", "-o", "cat", "-n", "400",
                                     "--no-pager"]).stdout.splitlines()
              if " took " in ln and "restart and settle" in ln]
     if not lines:
         raise RuntimeError("pxhostd logged no operation timing")
-    return float(lines[-1].split("restart and settle ")[1].split(" s")[0])
+    line = lines[-1]
+
+    def after(label: str) -> float:
+        return float(line.split(label)[1].split(" s")[0])
+
+    return {"total": after(" took "), "plan_import": after("plan and import "),
+            "restart": after("restart and settle "), "rest": after("the rest ")}
+
+
+TIMINGS: list[dict[str, Any]] = []
+
+
+def restart_share(node: Node, what: str = "") -> float:
+    """Seconds of the last operation spent restarting the service and in the settle
+    window; every timing is kept for the JSON."""
+    timing = op_timing(node)
+    TIMINGS.append({"what": what, **timing})
+    return timing["restart"]
 
 
 def idle(node: Node) -> None:
@@ -227,7 +244,7 @@ def measure(node: Node) -> dict[str, Any]:
     small_work = []
     for k in range(n):
         small_up.append(install(node, demo(node, f"d{k + 1}", f"0.2.{k}")))
-        small_work.append(small_up[-1] - restart_share(node))
+        small_work.append(small_up[-1] - restart_share(node, "2-file upgrade"))
         idle(node)
     r["upgrade_small"] = summary(small_up)
     r["upgrade_small_without_restart"] = summary(small_work)
@@ -257,7 +274,7 @@ def measure(node: Node) -> dict[str, Any]:
             sampler.seconds = 15.0
             sampler.start()
         fresh.append(install(node, v1))
-        fresh_work.append(fresh[-1] - restart_share(node))
+        fresh_work.append(fresh[-1] - restart_share(node, "fresh install"))
         peaks.append(proc_kb(node, pxhostd_pid(node), "VmHWM"))
         if k == 0:
             sampler.join()
@@ -286,13 +303,13 @@ def measure(node: Node) -> dict[str, Any]:
             pid = pxhostd_pid(node)
             before = wchar(node, pid)
             ups.append(install(node, vk))
-            works.append(ups[-1] - restart_share(node))
+            works.append(ups[-1] - restart_share(node, f"upgrade {label}"))
             writes.append(wchar(node, pid) - before)
             idle(node)
             if kind == "small" and k == 0:
                 r["disk_v1_v2_kb"] = du_kb(node, RELEASES)
             backs.append(install(node, v1))
-            backs_work.append(backs[-1] - restart_share(node))
+            backs_work.append(backs[-1] - restart_share(node, "switch back"))
             idle(node)
         size = int(node.run(["stat", "-c", "%s", f"{v1}/{changed}"]).stdout)
         r[f"upgrade_{label}"] = summary(ups)
@@ -306,6 +323,10 @@ def measure(node: Node) -> dict[str, Any]:
         r["switch_back"] += backs
     r["switch_back"] = summary(r["switch_back"])
     r["switch_back_without_restart"] = summary(r["switch_back_without_restart"])
+    for what in ("2-file upgrade", "fresh install", "upgrade v2", "upgrade v3", "switch back"):
+        mine = [t for t in TIMINGS if t["what"] == what]
+        r[f"daemon_plan_import {what}"] = summary([t["plan_import"] for t in mine])
+        r[f"daemon_rest {what}"] = summary([t["rest"] for t in mine])
     r["restart_big"] = summary([restart_pxhostd(node) for _ in range(n)])
     r["idle_rss_kb"] = proc_kb(node, pxhostd_pid(node), "VmRSS")
 
@@ -351,6 +372,9 @@ def report(r: dict[str, Any]) -> None:
         work = r[f"upgrade_{label}_without_restart"]
         rows.append(row("  without restart + settle", s(work), "cp -al + cp " + s(base),
                         ratio(work, base), "<= 2x"))
+        own = r[f"daemon_plan_import upgrade {label}"]
+        rows.append(row("  pxhostd's plan + import", s(own), "cp -al + cp " + s(base),
+                        ratio(own, base), "-"))
         written = r[f"upgrade_{label}_written"]["median"]
         limit = r[f"upgrade_{label}_changed_bytes"] + 10 * 1024 * 1024
         rows.append(row(f"  bytes written ({what})", f"{written / 1e6:.2f} MB",
