@@ -8,7 +8,9 @@ library has no `syncfs`, every object is `fsync`ed as it is written instead.
 Where the source lies on the same filesystem and the filesystem shares extents (btrfs,
 XFS), the object is a reflink (`FICLONE`): no data is copied, and the object is hashed by
 reading the object itself, so what is verified is what is stored. Elsewhere (ext4) the
-source is read once into a reused buffer, hashed and written from that same buffer.
+source is read once into a reused buffer, hashed and written from that same buffer:
+`copy_file_range` or `sendfile` would move the bytes without pxhostd seeing them, and
+hashing them would then read every byte a second time.
 """
 
 from __future__ import annotations
