@@ -68,12 +68,6 @@ class NoPreviousRelease(NotInstalled):
     name = "NoPreviousRelease"
 
 
-class NothingToDo(PxError):
-    """The host already matches the request."""
-
-    name = "NothingToDo"
-
-
 class RolledBack(PxError):
     """An upgrade failed and the previous release was restored."""
 

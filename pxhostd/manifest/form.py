@@ -23,6 +23,7 @@ from pxhostd.manifest.params import (
     PARAMS,
     ParamDef,
 )
+from pxhostd.manifest.values import parse_bool
 
 #: Form sections: (legend, parameter fields); what nearly every cluster sets comes first.
 _SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -102,7 +103,12 @@ def _render(template: str, **context: Any) -> str:
     return _templates().get_template(template).render(**context)
 
 
-_TRUE_WORDS = ("true", "on", "1", "yes")
+def _is_true(value: str) -> bool:
+    """A box is ticked for every word the parameter parser reads as true."""
+    try:
+        return parse_bool("", value)
+    except ValueError:
+        return False
 
 
 def _field(param: ParamDef, prefill: Mapping[str, str], errors: Sequence[str]) -> dict[str, Any]:
@@ -113,7 +119,7 @@ def _field(param: ParamDef, prefill: Mapping[str, str], errors: Sequence[str]) -
         "help": param.help, "errors": list(errors), "value": value, "placeholder": "",
     }
     if param.is_bool:
-        return {**field, "kind": "check", "checked": value.lower() in _TRUE_WORDS}
+        return {**field, "kind": "check", "checked": _is_true(value)}
     if param.choices:
         chosen = value or param.choices[0]
         options = [(c, c, c == chosen) for c in param.choices]
@@ -162,7 +168,7 @@ def equivalent_command(pairs: Sequence[tuple[str, str]]) -> str:
         if param.choices and value == param.choices[0]:
             continue  # the default, which the form always sends
         if param.is_bool:
-            if value.lower() in ("true", "on", "1", "yes"):
+            if _is_true(value):
                 words.append(option)
             else:
                 words.append(f"{param.short}={shlex.quote(value)}")

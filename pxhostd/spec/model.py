@@ -58,10 +58,6 @@ class Spec:
     def unit_name(self) -> str:
         return unit_name(self.service)
 
-    @property
-    def env_dict(self) -> dict[str, str]:
-        return dict(self.env)
-
     def to_dict(self) -> dict[str, object]:
         """Canonical plain form; `spec_from_dict(s.to_dict()) == s`."""
         return {

@@ -233,7 +233,7 @@ def test_browser_gets_the_form_again_on_error_escaped(specgen: ServerProcess) ->
     assert resp.headers["Cache-Control"] == "no-store"
 
 
-def test_queries_are_never_logged() -> None:
+def test_queries_and_bodies_are_never_logged() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pxhostd.manifest.web", "--port", "0"],
@@ -245,6 +245,9 @@ def test_queries_are_never_logged() -> None:
     try:
         assert server.get("/?c=px&t=sup3rs3cret").status == 200
         assert server.get("/?pwd=nocolon-sup3rs3cret").status == 400
+        assert server.post("/", [("c", "px"), ("t", "sup3rs3cret")]).status == 200
+        assert server.post("/form", [("t", "sup3rs3cret")]).status == 200
+        assert server.post("/", [("pwd", "nocolon-sup3rs3cret")]).status == 400
         host, port = urlsplit(base).hostname, urlsplit(base).port
         with socket.create_connection((host, port), timeout=10) as sock:
             sock.sendall(b"GET /?t=sup3rs3cret extra HTTP/1.1\r\n\r\n")  # malformed line
@@ -255,6 +258,7 @@ def test_queries_are_never_logged() -> None:
     assert proc.returncode == 0
     assert "sup3rs3cret" not in err
     assert '"GET /" 200' in err and '"GET /" 400' in err
+    assert '"POST /" 200' in err and '"POST /form" 200' in err and '"POST /" 400' in err
 
 
 def test_result_page_offers_download_command_and_change_link(specgen: ServerProcess) -> None:

@@ -50,7 +50,7 @@ def test_every_container_value_arrives_as_intended(value: str) -> None:
     assert len(daemonsets) == 2
     for ds, zero in zip(daemonsets, (False, True), strict=True):
         got = container_as_run(container(ds), secret, node_name="node-1")
-        assert got["command"] == [n.ENTRYPOINT]
+        assert got["command"] == list(n.ENTRYPOINT)
         assert got["args"] == daemonset.payload_args(p, zero_storage=zero)
         assert "/etc/pwx/ca" + value in got["args"] and "/etc/pwx/k" + value in got["args"]
         assert got["env"] == {

@@ -107,7 +107,7 @@ def test_one_global_service_on_the_host_network_with_three_binds() -> None:
     svc = service(text)
     assert svc["networks"] == ["hostnet"]
     assert svc["deploy"]["mode"] == "global"
-    assert svc["entrypoint"] == ["pxhostd-pod"]
+    assert svc["entrypoint"] == ["tini", "-s", "--", "pxhostd-pod"]
     assert svc["command"][0] == "--host-access=bus"
     assert [(v["type"], v["source"], v["target"]) for v in svc["volumes"]] == [
         ("bind", p, p) for p in ("/run/dbus/system_bus_socket", "/opt/pwx", "/run/pxhostd")

@@ -112,8 +112,8 @@ def test_depends_on_distribution_packages_only(deb_file: Path) -> None:
     depends = run("dpkg-deb", "-f", deb_file, "Depends").strip()
     names = {re.split(r"[\s(:]", dep.strip())[0] for dep in depends.split(",")}
     assert names == {
-        "dbus", "python3", "python3-dbus-fast", "python3-jinja2", "python3-sdnotify",
-        "python3-yaml",
+        "dbus", "python3", "python3-dbus-fast", "python3-debian", "python3-jinja2",
+        "python3-sdnotify", "python3-systemd", "python3-yaml",
     }, depends
 
 

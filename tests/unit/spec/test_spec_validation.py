@@ -248,7 +248,7 @@ def test_free_text_keeps_shell_and_unit_metacharacters() -> None:
     nasty = ['"', "'", "%n", "$X", "\\", " ", "ü", ";", "#", "="]
     spec = spec_from_dict(with_(args=nasty, env={"V": "".join(nasty)}))
     assert spec.args == tuple(nasty)
-    assert spec.env_dict == {"V": "".join(nasty)}
+    assert dict(spec.env) == {"V": "".join(nasty)}
 
 
 @pytest.mark.parametrize(
