@@ -19,7 +19,7 @@ help:
 	@echo "make demo       boot a node, install pxhostd from its .deb, show it running"
 	@echo "make test       everything: lint, unit tests, node end-to-end tests"
 	@echo "make test-fast  the quick loop: all tests except those that boot nodes (no lint)"
-	@echo "make lint       ruff, mypy --strict, shellcheck"
+	@echo "make lint       ruff, mypy --strict, import contracts, shellcheck"
 	@echo "make setup      install build/test dependencies (root, Debian 12)"
 	@echo "make node-root  build the cached Debian 12 node root"
 	@echo "make deb | rpm | packages   build the packages into out/"
@@ -55,6 +55,7 @@ SHELL_SCRIPTS = $(shell grep -lsE '^\#!(/usr)?/bin/(env )?(ba)?sh' scripts/* .ci
 lint: $(SETUP_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	.venv/bin/lint-imports --no-logo --no-cache
 	$(PY) -m mypy --strict tests/nodeharness
 	MYPYPATH=tests $(PY) -m mypy --strict scripts/demo
 	shellcheck -x $(SHELL_SCRIPTS)

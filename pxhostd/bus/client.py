@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from dbus_fast import BusType, Message, MessageType, Variant
@@ -30,6 +30,10 @@ PROPERTIES = "org.freedesktop.DBus.Properties"
 CALL_TIMEOUT = 30.0
 
 ProgressCallback = Callable[[int, str], None]
+#: How a caller that retries gets a fresh connected client.
+Connect = Callable[[], Awaitable["PxClient"]]
+#: How long a caller waits out a Busy daemon (another operation running) before giving up.
+BUSY_WAIT = 600.0
 
 
 class PxClient:

@@ -29,7 +29,7 @@ from pxhostd.bus.names import BUS_NAME, NO_TRANSACTION, OBJECT_PATH
 from pxhostd.bus.transactions import Transaction, TransactionManager
 from pxhostd.daemon.notify import Notifier, watchdog_interval
 from pxhostd.daemon.supervise import Backoff
-from pxhostd.engine.api import Engine, Outcome, ProgressFn, Request, new_txid
+from pxhostd.engine.api import Engine, EngineHost, Outcome, ProgressFn, Request, new_txid
 from pxhostd.engine.history import History, HistoryEntry, Result
 from pxhostd.errors import ERROR_PREFIX, Busy, Failed, NotInstalled, PxError, RolledBack
 from pxhostd.paths import Paths
@@ -63,7 +63,7 @@ class DaemonOptions:
     bus_type: BusType = BusType.SYSTEM
 
 
-EngineFactory = Callable[["Daemon"], Engine]
+EngineFactory = Callable[[EngineHost], Engine]
 
 
 class Daemon:

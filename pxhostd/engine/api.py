@@ -1,5 +1,8 @@
 """The engine's vocabulary, shared by the daemon and the D-Bus surface.
 
+`Engine` is what the daemon asks of the engine; `EngineHost` is all the engine may ask of
+the daemon, so the engine layer never imports the daemon above it.
+
 A Request names an operation and its parameters; the engine answers with an Outcome or
 raises a PxError. `Request.key` decides whether two requests are the same work (then the
 second joins the first instead of getting Busy).
@@ -12,6 +15,10 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from dbus_fast.aio.message_bus import MessageBus
+
+from pxhostd.paths import Paths
 
 #: Operations the engine knows.
 OPERATIONS = (
@@ -96,3 +103,17 @@ class Engine(Protocol):
         """Re-read the daemon's settings file (SIGHUP); keep the old ones if it is bad."""
 
     async def close(self) -> None: ...
+
+
+class EngineHost(Protocol):
+    """What the engine needs of the process it runs in (the daemon), and nothing more."""
+
+    @property
+    def paths(self) -> Paths: ...
+
+    @property
+    def bus(self) -> MessageBus | None:
+        """The connected bus, for the systemd client (None before the daemon connects)."""
+
+    def set_service_state(self, state: str) -> None:
+        """The service's `ActiveState/SubState` changed ("": nothing is installed)."""

@@ -13,18 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from pxhostd.engine import journal as jn
 from pxhostd.engine.api import Outcome, ProgressFn
 from pxhostd.engine.commit import finish
 from pxhostd.engine.context import HostContext, in_thread
-from pxhostd.engine.decision import compute_restart_digest, unit_digests
+from pxhostd.engine.decision import compute_restart_digest
 from pxhostd.engine.holds import Holds
 from pxhostd.engine.ownership import check_unit_ownership
 from pxhostd.engine.pending import record_pending
-from pxhostd.engine.plan import action_reasons, restart_reasons, service_action
+from pxhostd.engine.plan import Files, Plan, action_reasons, restart_reasons, service_action
 from pxhostd.engine.state import AppliedState, DesiredSource
 from pxhostd.engine.undo import perform_undo, unit_failure_reason
 from pxhostd.errors import (
@@ -47,88 +46,10 @@ from pxhostd.render.names import is_unit_file
 from pxhostd.render.units import render_units
 from pxhostd.render.verify import verify_unit_text
 from pxhostd.spec.model import Spec
+from pxhostd.systemd.verify import restart_and_verify, start_and_verify, wait_settled, wait_stable
+from pxhostd.versions import BadVersion, compare_versions
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything the apply decided, before it touches the host."""
-
-    spec: Spec
-    #: The payload as far as rendering and the decision need it (no file list).
-    header: PayloadHeader
-    #: The payload.yaml bytes (kept beside the release when it is imported).
-    manifest_bytes: bytes
-    #: The file list, when the manifest had to be parsed (None: a release on disk has it).
-    files: Files | None
-    release_id: str
-    units: dict[str, str]
-    #: Unit files as they are now (None: absent), for every name the apply may touch.
-    live_units: dict[str, str | None]
-    stale_units: tuple[str, ...]
-    restart_digest: str
-    previous: AppliedState | None
-    current_release: str | None
-    enabled: bool
-    active: bool
-    need_stage: bool
-    need_restart: bool
-    need_start: bool
-    #: Where the desired state comes from (the previous one's when a reconcile keeps it).
-    source: DesiredSource
-    #: Units changed only by a pxhostd upgrade: they apply at the service's next restart.
-    deferred: bool = False
-    #: Why the running service must restart (`plan.restart_reasons`); empty: it need not.
-    reasons: tuple[str, ...] = ()
-
-    @property
-    def unit_changes(self) -> dict[str, str | None]:
-        wanted: dict[str, str | None] = {**self.units, **dict.fromkeys(self.stale_units)}
-        return {n: t for n, t in wanted.items() if self.live_units.get(n) != t}
-
-    @property
-    def applied(self) -> AppliedState:
-        return AppliedState(
-            spec=self.spec.to_dict(),
-            release_id=self.release_id,
-            payload_digest=self.header.digest,
-            restart_digest=self.restart_digest,
-            unit_digests=unit_digests(self.units),
-            enabled=True,
-            version=self.header.version,
-            source=self.source.what,
-            source_at=self.source.at,
-            file_digest=self.source.file_digest,
-        )
-
-    @property
-    def source_changed(self) -> bool:
-        """The spec file was applied with new bytes but the same spec: record its digest."""
-        return self.previous is not None and self.previous.file_digest != self.source.file_digest
-
-    @property
-    def nothing_to_do(self) -> bool:
-        return not (
-            self.need_stage
-            or self.unit_changes
-            or not self.enabled
-            or self.need_restart
-            or self.need_start
-            or self.previous is None
-            or self.previous.spec != self.spec.to_dict()
-        )
-
-    @property
-    def operation(self) -> str:
-        if self.previous is None:
-            return jn.OP_INSTALL
-        if self.need_stage:
-            return jn.OP_UPGRADE
-        return jn.OP_RECONFIGURE
-
-
-Files = tuple[tuple[str, str], ...]
 
 
 def _read_payload(releases: Releases, spec: Spec) -> tuple[PayloadHeader, bytes, Files | None]:
@@ -185,7 +106,9 @@ async def make_plan(
     if state.active_state in ("activating", "deactivating"):
         # At boot systemd may still be starting the service: wait for its own job, never
         # queue a second start (or a restart) on top of it.
-        state = await ctx.systemd.wait_settled(spec.unit_name, ctx.settings.activation_timeout)
+        state = await wait_settled(
+            ctx.systemd, spec.unit_name, ctx.settings.activation_timeout
+        )
     active = state.active_state in ("active", "reloading")
     need_stage = current != rid or not await in_thread(ctx.releases.exists, rid)
     # Same spec, same payload, different units: the change comes from upgrading pxhostd
@@ -335,8 +258,6 @@ async def apply(
 
 def upgrade_verb(before: str | None, after: str) -> str:
     """A downgrade is not reported as an upgrade (versions in dpkg's order)."""
-    from pxhostd.pod.versions import BadVersion, compare_versions
-
     try:
         older = bool(before) and compare_versions(after, str(before)) < 0
     except BadVersion:
@@ -453,7 +374,7 @@ def _describe(exc: BaseException) -> str:
 async def _activate(ctx: HostContext, name: str, *, restart: bool) -> None:
     timeout = ctx.settings.activation_timeout
     if restart:
-        await ctx.systemd.restart_and_verify(name, timeout)
+        await restart_and_verify(ctx.systemd, name, timeout)
     else:
-        await ctx.systemd.start_and_verify(name, timeout)
-    await ctx.systemd.wait_stable(name, ctx.settings.settle_seconds)
+        await start_and_verify(ctx.systemd, name, timeout)
+    await wait_stable(ctx.systemd, name, ctx.settings.settle_seconds)

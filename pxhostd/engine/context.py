@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pxhostd.engine.failpoints import Failpoints
 from pxhostd.engine.journal import Journal
 from pxhostd.engine.settings import EngineSettings
 from pxhostd.engine.state import AppliedStateStore
 from pxhostd.errors import Busy, HostStateError
+from pxhostd.failpoints import Failpoints
 from pxhostd.hostfs import atomic_write, host_lock, remove_file
 from pxhostd.paths import Paths
 from pxhostd.payload.staging import Releases

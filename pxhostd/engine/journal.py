@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pxhostd.engine.failpoints import (
+from pxhostd.engine.state import (
+    STATE_FILE_MODE,
+    CorruptStateFile,
+    dump_json,
+    read_json_object,
+    utc_now,
+)
+from pxhostd.errors import HostStateError
+from pxhostd.failpoints import (
     AFTER_COMMIT,
     AFTER_DAEMON_RELOAD,
     AFTER_DISABLE,
@@ -39,15 +47,7 @@ from pxhostd.engine.failpoints import (
     DISABLED,
     Failpoints,
 )
-from pxhostd.engine.failpoints import register as register_failpoint
-from pxhostd.engine.state import (
-    STATE_FILE_MODE,
-    CorruptStateFile,
-    dump_json,
-    read_json_object,
-    utc_now,
-)
-from pxhostd.errors import HostStateError
+from pxhostd.failpoints import register as register_failpoint
 from pxhostd.hostfs import atomic_write, fsync_dir, remove_file
 
 JOURNAL_SCHEMA = 1

@@ -3,24 +3,105 @@
 `restart_reasons` *is* the restart decision: the apply restarts exactly when it returns
 something (`apply.make_plan`), so what `plan` says beforehand, what the transaction's
 result and history say afterwards, and what the journal line says are the same words.
-`describe` turns an apply's Plan into the report `Manager.Plan` returns; it writes
+`Plan` is what an apply decided before it touches the host; `describe` turns it into the
+report `Manager.Plan` returns, and writes
 nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-from pxhostd.engine.decision import is_pod_volume_mount
-from pxhostd.engine.state import AppliedState
+from pxhostd.engine import journal as jn
+from pxhostd.engine.decision import is_pod_volume_mount, unit_digests
+from pxhostd.engine.state import AppliedState, DesiredSource
 from pxhostd.errors import InvalidSpec
 from pxhostd.log import REDACTED, is_secret_name
+from pxhostd.payload.manifest import PayloadHeader
 from pxhostd.spec.model import Spec
 from pxhostd.spec.validate import spec_from_dict
 
-if TYPE_CHECKING:
-    from pxhostd.engine.apply import Plan
+Files = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the apply decided, before it touches the host."""
+
+    spec: Spec
+    #: The payload as far as rendering and the decision need it (no file list).
+    header: PayloadHeader
+    #: The payload.yaml bytes (kept beside the release when it is imported).
+    manifest_bytes: bytes
+    #: The file list, when the manifest had to be parsed (None: a release on disk has it).
+    files: Files | None
+    release_id: str
+    units: dict[str, str]
+    #: Unit files as they are now (None: absent), for every name the apply may touch.
+    live_units: dict[str, str | None]
+    stale_units: tuple[str, ...]
+    restart_digest: str
+    previous: AppliedState | None
+    current_release: str | None
+    enabled: bool
+    active: bool
+    need_stage: bool
+    need_restart: bool
+    need_start: bool
+    #: Where the desired state comes from (the previous one's when a reconcile keeps it).
+    source: DesiredSource
+    #: Units changed only by a pxhostd upgrade: they apply at the service's next restart.
+    deferred: bool = False
+    #: Why the running service must restart (`plan.restart_reasons`); empty: it need not.
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def unit_changes(self) -> dict[str, str | None]:
+        wanted: dict[str, str | None] = {**self.units, **dict.fromkeys(self.stale_units)}
+        return {n: t for n, t in wanted.items() if self.live_units.get(n) != t}
+
+    @property
+    def applied(self) -> AppliedState:
+        return AppliedState(
+            spec=self.spec.to_dict(),
+            release_id=self.release_id,
+            payload_digest=self.header.digest,
+            restart_digest=self.restart_digest,
+            unit_digests=unit_digests(self.units),
+            enabled=True,
+            version=self.header.version,
+            source=self.source.what,
+            source_at=self.source.at,
+            file_digest=self.source.file_digest,
+        )
+
+    @property
+    def source_changed(self) -> bool:
+        """The spec file was applied with new bytes but the same spec: record its digest."""
+        return self.previous is not None and self.previous.file_digest != self.source.file_digest
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not (
+            self.need_stage
+            or self.unit_changes
+            or not self.enabled
+            or self.need_restart
+            or self.need_start
+            or self.previous is None
+            or self.previous.spec != self.spec.to_dict()
+        )
+
+    @property
+    def operation(self) -> str:
+        if self.previous is None:
+            return jn.OP_INSTALL
+        if self.need_stage:
+            return jn.OP_UPGRADE
+        return jn.OP_RECONFIGURE
+
 
 
 def _previous_spec(previous: AppliedState) -> Spec | None:

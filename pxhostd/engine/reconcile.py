@@ -16,13 +16,12 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pxhostd.engine import recovery
-from pxhostd.engine.api import EngineSnapshot, Outcome, ProgressFn, Request
+from pxhostd.engine.api import EngineHost, EngineSnapshot, Outcome, ProgressFn, Request
 from pxhostd.engine.collect import collect
 from pxhostd.engine.context import HostContext, in_thread
-from pxhostd.engine.failpoints import FAILPOINTS_ENV, Failpoints
 from pxhostd.engine.holds import Holds, HoldStore
 from pxhostd.engine.pending import pending_message
 from pxhostd.engine.rollback import PREVIOUS_FILE, PreviousStore, rollback_target
@@ -31,16 +30,15 @@ from pxhostd.engine.state import AppliedState, DesiredSource
 from pxhostd.engine.uninstall import managed_files, uninstall
 from pxhostd.engine.verify import verify_releases
 from pxhostd.errors import InvalidOptions, NotInstalled
+from pxhostd.failpoints import FAILPOINTS_ENV, Failpoints
 from pxhostd.payload.manifest import load_manifest
 from pxhostd.render.names import is_unit_file
 from pxhostd.spec.model import DEFAULT_SERVICE
 from pxhostd.spec.validate import load_spec, spec_from_dict
 from pxhostd.systemd.client import Systemd
 from pxhostd.systemd.unit import UnitActivity
+from pxhostd.systemd.verify import restart_and_verify, start_and_verify
 from pxhostd.systemd.watch import UnitWatch
-
-if TYPE_CHECKING:
-    from pxhostd.daemon.service import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +73,7 @@ def release_memory() -> None:
 
 
 class HostEngine:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: EngineHost) -> None:
         self.daemon = daemon
         self.paths = daemon.paths
         self.settings = load_settings(self.paths.config_file)
@@ -272,10 +270,10 @@ class HostEngine:
             holds = Holds(False, holds.disabled)
             changed = not was_active
             if changed:
-                await ctx.systemd.start_and_verify(unit, timeout)
+                await start_and_verify(ctx.systemd, unit, timeout)
         elif op == "restart":
             holds = Holds(False, holds.disabled)
-            await ctx.systemd.restart_and_verify(unit, timeout)
+            await restart_and_verify(ctx.systemd, unit, timeout)
         elif op == "stop":
             holds = Holds(True, holds.disabled)
             changed = state.active_state not in ("inactive", "failed")

@@ -14,6 +14,7 @@ from pxhostd.redact import with_log_excerpt
 from pxhostd.render.names import is_unit_file
 from pxhostd.systemd.errors import NoSuchUnit
 from pxhostd.systemd.journal import unit_journal_tail
+from pxhostd.systemd.verify import restart_and_verify
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ async def perform_undo(
                 await disable_units(ctx, touched)
         elif action is jn.Undo.RESTART_PREVIOUS and unit is not None:
             if before.active and await _present(ctx, unit):
-                await ctx.systemd.restart_and_verify(unit, ctx.settings.activation_timeout)
+                await restart_and_verify(ctx.systemd, unit, ctx.settings.activation_timeout)
             else:
                 await stop(ctx, unit)
                 await reset_failed(ctx, unit)

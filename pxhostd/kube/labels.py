@@ -32,12 +32,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from pxhostd.bus.client import BUSY_WAIT, Connect
 from pxhostd.errors import Busy, PxError
 from pxhostd.kube.api import KubeApi, Obj, pointer
-from pxhostd.kube.drain import guarded
+from pxhostd.kube.drain import Say, guarded
 from pxhostd.kube.errors import KubeApiError
 from pxhostd.kube.threads import in_thread
-from pxhostd.pod.submit import BUSY_WAIT, Connect, Say
 
 SERVICE_LABEL = "px/service"
 ENABLED_LABEL = "px/enabled"
@@ -54,7 +54,7 @@ WATCH_TIMEOUT = 300
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 #: Bound on one action's transaction (a Busy daemon is waited out as long as the pod's
-#: own submission waits, BUSY_WAIT).
+#: own submission waits, bus.client.BUSY_WAIT).
 ACTION_TIMEOUT = 1800.0
 _log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pxhostd.bus.client import PxClient
+from pxhostd.bus.client import Connect, PxClient
 from pxhostd.kube import record as records
 from pxhostd.kube.api import SERVICE_ACCOUNT_DIR, KubeApi, in_cluster_available
 from pxhostd.kube.drain import Drainer
@@ -27,7 +27,6 @@ from pxhostd.payload.manifest import Manifest
 from pxhostd.payload.staging import make_release_id
 
 Say = Callable[[str], None]
-Connect = Callable[[], Awaitable[PxClient]]
 _log = logging.getLogger(__name__)
 
 

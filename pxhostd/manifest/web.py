@@ -1,4 +1,4 @@
-"""`pxhostd-specgen`: the HTTP successor of px-spec-websvc (stdlib http.server).
+"""`pxhostd-specgen`: the HTTP successor of px-spec-websvc (on `pxhostd.httpserve`).
 
 GET / without a query serves the form; with a query, the manifest (application/yaml, or
 an HTML page with the YAML when a browser asks for text/html). /download?QUERY is the
@@ -10,19 +10,18 @@ and name their replacement. The query string is never logged (it may carry secre
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import logging
 import signal
-import socket
 import sys
 from collections.abc import Sequence
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
-from typing import ClassVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from pxhostd import __version__
 from pxhostd.errors import InvalidSpec
+from pxhostd.httpserve import Limits, Request, Response, Server, serve
 from pxhostd.log import setup_logging
 from pxhostd.manifest import form
 from pxhostd.manifest.model import render_for_platform
@@ -64,63 +63,44 @@ def _wants_html(accept: str) -> bool:
     return "text/html" in accept and "application/yaml" not in accept
 
 
-class SpecGenHandler(BaseHTTPRequestHandler):
-    server_version = f"pxhostd-specgen/{__version__}"
-    sys_version = ""
-    protocol_version = "HTTP/1.1"
-    #: Reject unknown parameter names (400) instead of warning about them.
-    strict: ClassVar[bool] = True
+#: Request targets carry the whole query; the rest of a browser's head stays well within.
+LIMITS = Limits(max_target=MAX_QUERY_BYTES, max_head=MAX_QUERY_BYTES + 16 * 1024)
+SERVER_NAME = f"pxhostd-specgen/{__version__}"
 
-    def version_string(self) -> str:
-        """`Server: pxhostd-specgen/VERSION` (http.server would append a blank)."""
-        return self.server_version
 
-    def do_GET(self) -> None:
-        self._dispatch(send_body=True)
+class SpecGen:
+    """The generator's routes: pure functions of the request, run off the event loop."""
 
-    def do_HEAD(self) -> None:
-        self._dispatch(send_body=False)
+    def __init__(self, *, strict: bool = True) -> None:
+        #: Reject unknown parameter names (400) instead of warning about them.
+        self.strict = strict
 
-    def log_message(self, format: str, *args: object) -> None:
-        # The request line may carry secrets in its query; log_request passes a sanitised one.
-        log.info("%s " + format, self.address_string(), *args)
+    async def handle(self, request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return _text(HTTPStatus.NOT_IMPLEMENTED, f"unsupported method {request.method!r}\n")
+        if request.path == "/healthz":
+            return _text(HTTPStatus.OK, "ok\n")
+        # Rendering a manifest or a page is CPU work: a thread, under the server's bound.
+        return await asyncio.to_thread(self.respond, request)
 
-    def log_error(self, format: str, *args: object) -> None:
-        # http.server puts the raw request line (query included) into its error messages.
-        code = args[0] if args and isinstance(args[0], int) else "?"
-        log.warning("%s request rejected with code %s", self.address_string(), code)
+    def respond(self, request: Request) -> Response:
+        path, query = request.path, request.query
+        if path in GONE:
+            return _text(HTTPStatus.GONE, GONE[path] + "\n")
+        if path == "/":
+            return self._root(query, request.header("accept"))
+        if path == "/download":
+            return self._root(query, request.header("accept"), download=True)
+        if path == "/form":
+            prefill = {BY_NAME[k].short: v for k, v in pairs_or_empty(query) if k in BY_NAME}
+            return _page(HTTPStatus.OK, form.form_page(prefill))
+        return _text(HTTPStatus.NOT_FOUND,
+                     "not found: the generator answers on /, /download and /form\n")
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # self.path is unset when the request line itself was malformed.
-        path = urlsplit(getattr(self, "path", "")).path or "-"
-        self.log_message('"%s %s" %s', self.command or "-", path, str(code))
-
-    def _dispatch(self, *, send_body: bool) -> None:
-        self._send_body = send_body
-        if len(self.path) > MAX_QUERY_BYTES:
-            self._text(HTTPStatus.REQUEST_URI_TOO_LONG, "request URI too long\n")
-            return
-        url = urlsplit(self.path)
-        if url.path == "/healthz":
-            self._text(HTTPStatus.OK, "ok\n")
-        elif url.path in GONE:
-            self._text(HTTPStatus.GONE, GONE[url.path] + "\n")
-        elif url.path == "/":
-            self._root(url.query)
-        elif url.path == "/download":
-            self._root(url.query, download=True)
-        elif url.path == "/form":
-            prefill = {BY_NAME[k].short: v for k, v in pairs_or_empty(url.query) if k in BY_NAME}
-            self._send(HTTPStatus.OK, "text/html", form.form_page(prefill), html=True)
-        else:
-            self._text(HTTPStatus.NOT_FOUND,
-                       "not found: the generator answers on /, /download and /form\n")
-
-    def _root(self, query: str, *, download: bool = False) -> None:
-        html = _wants_html(self.headers.get("Accept", "")) and not download
+    def _root(self, query: str, accept: str, *, download: bool = False) -> Response:
+        html = _wants_html(accept) and not download
         if not query:
-            self._send(HTTPStatus.OK, "text/html", form.form_page(), html=True)
-            return
+            return _page(HTTPStatus.OK, form.form_page())
         try:
             pairs = parse_qsl(
                 query, keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS
@@ -128,51 +108,42 @@ class SpecGenHandler(BaseHTTPRequestHandler):
             params = parse_params(pairs, strict=self.strict)
         except (InvalidSpec, ValueError) as exc:
             message = str(exc) if isinstance(exc, InvalidSpec) else f"malformed query: {exc}"
-            if html:
-                prefill = {
-                    BY_NAME[k].short: v for k, v in pairs_or_empty(query) if k in BY_NAME
-                }
-                page = form.form_page(prefill, error=message)
-                self._send(HTTPStatus.BAD_REQUEST, "text/html", page, html=True)
-            else:
-                self._text(HTTPStatus.BAD_REQUEST, message + "\n")
-            return
+            if not html:
+                return _text(HTTPStatus.BAD_REQUEST, message + "\n")
+            prefill = {BY_NAME[k].short: v for k, v in pairs_or_empty(query) if k in BY_NAME}
+            return _page(HTTPStatus.BAD_REQUEST, form.form_page(prefill, error=message))
         manifest = render_for_platform(params)
         warnings = [("Warning", f"299 - {_quoted(w)}") for w in params.warnings]
         if html:
             page = form.result_page(manifest, params.warnings, params.platform, pairs)
-            self._send(HTTPStatus.OK, "text/html", page, html=True, extra=warnings)
-        else:
-            if download:
-                warnings.append(("Content-Disposition", 'attachment; filename="portworx.yaml"'))
-            self._send(HTTPStatus.OK, "application/yaml", manifest, extra=warnings)
+            return _page(HTTPStatus.OK, page, warnings)
+        if download:
+            warnings.append(("Content-Disposition", 'attachment; filename="portworx.yaml"'))
+        return _send(HTTPStatus.OK, "application/yaml", manifest, warnings)
 
-    def _text(self, status: HTTPStatus, text: str) -> None:
-        self._send(status, "text/plain", text)
 
-    def _send(
-        self,
-        status: HTTPStatus,
-        content_type: str,
-        body: str,
-        *,
-        html: bool = False,
-        extra: Sequence[tuple[str, str]] = (),
-    ) -> None:
-        data = body.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", f"{content_type}; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Referrer-Policy", "no-referrer")
-        if html:
-            self.send_header("Content-Security-Policy", form.CONTENT_SECURITY_POLICY)
-        for name, value in extra:
-            self.send_header(name, value)
-        self.end_headers()
-        if self._send_body:
-            self.wfile.write(data)
+def _text(status: HTTPStatus, text: str) -> Response:
+    return _send(status, "text/plain", text)
+
+
+def _page(status: HTTPStatus, page: str, extra: Sequence[tuple[str, str]] = ()) -> Response:
+    return _send(
+        status, "text/html", page,
+        [("Content-Security-Policy", form.CONTENT_SECURITY_POLICY), *extra],
+    )
+
+
+def _send(
+    status: HTTPStatus, content_type: str, body: str, extra: Sequence[tuple[str, str]] = ()
+) -> Response:
+    headers = [
+        ("Content-Type", f"{content_type}; charset=utf-8"),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),
+        *extra,
+    ]
+    return Response(status, headers, body.encode("utf-8"))
 
 
 def pairs_or_empty(query: str) -> list[tuple[str, str]]:
@@ -183,20 +154,33 @@ def pairs_or_empty(query: str) -> list[tuple[str, str]]:
         return []
 
 
-class SpecGenServer(ThreadingHTTPServer):
-    daemon_threads = True
+async def start(
+    host: str, port: int, *, strict: bool = True, limits: Limits | None = None
+) -> Server:
+    """A listening generator (port 0 picks a free one); `close()` it when done."""
+    return await serve(
+        SpecGen(strict=strict).handle, host, port,
+        limits=limits or LIMITS, server_name=SERVER_NAME, access_log=log,
+    )
 
 
-def make_server(host: str, port: int, *, strict: bool = True) -> SpecGenServer:
-    """A bound server (port 0 picks a free one); call serve_forever() to run it."""
-    handler = type("Handler", (SpecGenHandler,), {"strict": strict})
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    server_cls: type[SpecGenServer] = type("Server", (SpecGenServer,), {"address_family": family})
-    return server_cls((host, port), handler)
-
-
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
+async def _run(host: str, port: int, *, strict: bool, limits: Limits) -> int:
+    try:
+        server = await start(host, port, strict=strict, limits=limits)
+    except OSError as exc:
+        print(f"pxhostd-specgen: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    shown = f"[{server.host}]" if ":" in server.host else server.host
+    print(f"pxhostd-specgen: serving on http://{shown}:{server.port}/", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.close()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,26 +194,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0: any)")
     parser.add_argument("--no-strict", dest="strict", action="store_false",
                         help="ignore unknown parameter names with a warning instead of a 400")
+    parser.add_argument("--head-timeout", type=float, default=LIMITS.head_timeout,
+                        metavar="SECONDS",
+                        help="a client must send its request head within this time, else the "
+                             "connection is closed (default %(default)g)")
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.debug)
-    try:
-        server = make_server(args.listen, args.port, strict=args.strict)
-    except OSError as exc:
-        print(f"pxhostd-specgen: cannot listen on {args.listen}:{args.port}: {exc}",
-              file=sys.stderr)
-        return 1
-    signal.signal(signal.SIGTERM, _stop)
-    host, port = str(server.server_address[0]), int(server.server_address[1])
-    shown = f"[{host}]" if ":" in host else host
-    print(f"pxhostd-specgen: serving on http://{shown}:{port}/", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    if not 0 < args.head_timeout <= 3600:
+        parser.error("--head-timeout must be between 0 and 3600 seconds")
+    limits = dataclasses.replace(LIMITS, head_timeout=args.head_timeout)
+    return asyncio.run(_run(args.listen, args.port, strict=args.strict, limits=limits))
 
 
 if __name__ == "__main__":

@@ -24,14 +24,14 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from pxhostd.engine.failpoints import (
+from pxhostd.errors import HostStateError, InvalidPayload
+from pxhostd.failpoints import (
     DISABLED,
     MID_PRUNE,
     MID_RELEASE_REMOVE,
     MID_STAGE,
     Failpoints,
 )
-from pxhostd.errors import HostStateError, InvalidPayload
 from pxhostd.hostfs import (
     TEMP_PREFIX,
     atomic_symlink,

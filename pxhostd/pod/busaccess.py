@@ -19,12 +19,12 @@ import enum
 from collections.abc import Mapping
 from pathlib import Path
 
-from pxhostd.bus.client import PxClient
+from pxhostd.bus.client import Connect, PxClient
 from pxhostd.errors import DaemonUnavailable, HostStateError
 from pxhostd.pod import submit
 from pxhostd.pod.dockersecrets import merge_secrets, read_docker_secrets
-from pxhostd.pod.versions import BadVersion, compare_versions
 from pxhostd.spec.rules import show
+from pxhostd.versions import BadVersion, compare_versions
 
 #: What the pod needs from the host in this mode: the system bus socket (a bind of the
 #: socket itself, or of /run/dbus), the payload area and the status file / host lock.
@@ -73,7 +73,7 @@ def check_daemon_version(host_version: str, needed: str) -> None:
 
 
 async def connect_host_daemon(
-    connect: submit.Connect, say: submit.Say, needed: str, wait: float
+    connect: Connect, say: submit.Say, needed: str, wait: float
 ) -> PxClient:
     """A client of the host's pxhostd, once it answers and is new enough."""
     try:

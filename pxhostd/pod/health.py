@@ -7,8 +7,10 @@ while an install or upgrade runs, then the payload's own node health relayed as 
 needs no D-Bus for it. The old unauthenticated `POST /service/*` control is gone: every
 POST gets 405 and a pointer to `pxhostctl`.
 
-asyncio, one task per connection, bounded request head and time: a slow or huge request
-can never hold up a health GET (the old monitor's long drain blocked its probe).
+Served by `pxhostd.httpserve` (head timeout, per-peer and global connection caps, bounded
+handlers, strict parsing): a slow, huge or hostile request can never hold up a health GET
+(the old monitor's long drain blocked its probe), and a connection over a cap is answered
+`503 overloaded`, never with a node status.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pxhostd.httpserve import Limits, Request, Response, Server
 from pxhostd.paths import Paths
 from pxhostd.status.probe import UnsafeHealthUrl, check_local_url
 from pxhostd.status.statusfile import (
@@ -39,14 +42,10 @@ RELAY_TIMEOUT = 5.0
 #: Relay errors are logged at debug level only this long after start (the payload is
 #: still coming up), then as warnings at most once per period.
 QUIET_PERIOD = 60.0
-#: Longest request head (request line and headers) accepted.
-MAX_REQUEST_HEAD = 8192
-#: A client must send its request head within this time.
-REQUEST_TIMEOUT = 10.0
 #: Longest relayed answer read from the payload.
 MAX_RELAY_BYTES = 64 * 1024
-#: Connections served at once; more get 503 at once.
-MAX_CONNECTIONS = 64
+#: The endpoint's share of the node: a probe is one small GET, so heads are short.
+LIMITS = Limits(max_target=2048, max_head=8192)
 
 UNKNOWN = b"Node status UNKNOWN\n"
 INSTALLING = b"Node status INSTALLING\n"
@@ -55,11 +54,6 @@ MOVED = (
     b"Control over this endpoint was removed. Use `pxhostctl` on the node (D-Bus, root only):"
     b" pxhostctl status | restart | uninstall. This endpoint answers GET and HEAD only.\n"
 )
-
-_REASONS = {
-    200: "OK", 400: "Bad Request", 405: "Method Not Allowed", 408: "Request Timeout",
-    431: "Request Header Fields Too Large", 502: "Bad Gateway", 503: "Service Unavailable",
-}
 
 _log = logging.getLogger(__name__)
 _DEFAULT_STATUS_PATH = Paths().status_file
@@ -160,17 +154,6 @@ async def relay(url: str, timeout: float = RELAY_TIMEOUT) -> Answer:
     return Answer(int(fields[1]), body, content_type)
 
 
-def _response(answer: Answer, *, head_only: bool = False, extra: str = "") -> bytes:
-    reason = _REASONS.get(answer.code, "Status")
-    head = (
-        f"HTTP/1.1 {answer.code} {reason}\r\n"
-        f"Content-Type: {answer.content_type}\r\n"
-        f"Content-Length: {len(answer.body)}\r\n"
-        f"{extra}Connection: close\r\n\r\n"
-    )
-    return head.encode("latin-1") + (b"" if head_only else answer.body)
-
-
 class HealthServer:
     """A running legacy endpoint; `close()` stops it and drops connections in flight."""
 
@@ -182,33 +165,29 @@ class HealthServer:
         relay_timeout: float,
         quiet_period: float,
         clock: Callable[[], float],
+        limits: Limits | None = None,
     ) -> None:
         self.status_path = status_path
         self.max_age = max_age
         self.relay_timeout = relay_timeout
         self._clock = clock
         self._quiet = _QuietLog(quiet_period, time.monotonic)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
+        self._http = Server(self._handle, limits=limits or LIMITS)
 
-        #: The bound port (useful when started on port 0); set by `start`.
-        self.port = 0
+    @property
+    def port(self) -> int:
+        """The bound port (useful when started on port 0); set by `start`."""
+        return self._http.port
+
+    @property
+    def connections(self) -> int:
+        return self._http.connections
 
     async def start(self, addr: str, port: int) -> None:
-        self._server = await asyncio.start_server(
-            self._handle, addr, port, limit=MAX_REQUEST_HEAD, reuse_address=True
-        )
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        await self._http.start(addr, port)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        await self._http.close()
 
     async def health_answer(self) -> Answer:
         try:
@@ -225,66 +204,15 @@ class HealthServer:
             self._quiet.error(f"health relay to {decision.url} failed: {exc or type(exc).__name__}")
             return Answer(503, UNKNOWN)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        if len(self._tasks) >= MAX_CONNECTIONS:
-            await self._send(writer, _response(Answer(503, UNKNOWN), head_only=False))
-            return
-        self._tasks.add(task)
-        try:
-            await self._serve_one(reader, writer)
-        except (OSError, asyncio.IncompleteReadError):
-            pass  # the client went away
-        finally:
-            self._tasks.discard(task)
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(REQUEST_TIMEOUT):
-                head = await reader.readuntil(b"\r\n\r\n")
-        except TimeoutError:
-            await self._send(writer, _response(Answer(408, b"request timeout\n")))
-            return
-        except asyncio.LimitOverrunError:
-            await self._send(writer, _response(Answer(431, b"request too large\n")))
-            return
-        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        parts = request_line.split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            await self._send(writer, _response(Answer(400, b"bad request\n"), head_only=False))
-            return
-        method = parts[0]
-        if method in ("GET", "HEAD"):
+    async def _handle(self, request: Request) -> Response:
+        if request.method in ("GET", "HEAD"):
             answer = await self.health_answer()
-            await self._send(writer, _response(answer, head_only=method == "HEAD"))
-            return
-        _log.info("refused %s %s on the legacy health endpoint", method[:16], parts[1][:80])
-        await self._discard_body(reader, head)
-        await self._send(
-            writer, _response(Answer(405, MOVED), head_only=False, extra="Allow: GET, HEAD\r\n")
+            return Response(answer.code, [("Content-Type", answer.content_type)], answer.body)
+        _log.info("refused %s %s on the legacy health endpoint",
+                  request.method[:16], request.path[:80])
+        return Response(
+            405, [("Content-Type", "text/plain; charset=utf-8"), ("Allow", "GET, HEAD")], MOVED
         )
-
-    @staticmethod
-    async def _discard_body(reader: asyncio.StreamReader, head: bytes) -> None:
-        """Read a (bounded) request body so closing does not reset the answer away."""
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length" and value.strip().isdigit():
-                length = min(int(value.strip()), MAX_RELAY_BYTES)
-        with contextlib.suppress(TimeoutError, OSError, asyncio.IncompleteReadError):
-            async with asyncio.timeout(1.0):
-                await reader.readexactly(length)
-
-    @staticmethod
-    async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
-        writer.write(data)
-        async with asyncio.timeout(REQUEST_TIMEOUT):
-            await writer.drain()
 
 
 async def serve_health(
@@ -296,6 +224,7 @@ async def serve_health(
     relay_timeout: float = RELAY_TIMEOUT,
     quiet_period: float = QUIET_PERIOD,
     clock: Callable[[], float] = time.time,
+    limits: Limits | None = None,
 ) -> HealthServer:
     """Start the legacy endpoint on `addr:port`; returns once it listens."""
     server = HealthServer(
@@ -304,6 +233,7 @@ async def serve_health(
         relay_timeout=relay_timeout,
         quiet_period=quiet_period,
         clock=clock,
+        limits=limits,
     )
     await server.start(addr, port)
     return server

@@ -29,7 +29,7 @@ from pxhostd.errors import HostStateError
 from pxhostd.hostfs import atomic_write, remove_file, sha256_file
 from pxhostd.pod.hostenter import Host, HostCommandFailed
 from pxhostd.pod.locking import DEFAULT_LOCK, host_locked
-from pxhostd.pod.versions import BadVersion, compare_versions
+from pxhostd.versions import BadVersion, compare_versions
 
 #: What the image adds for the pod (see container/Containerfile).
 IMAGE_DIR = Path("/usr/share/pxhostd-pod")

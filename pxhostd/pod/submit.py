@@ -13,17 +13,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from pxhostd.bus.client import PxClient
+from pxhostd.bus.client import BUSY_WAIT, Connect, PxClient
 from pxhostd.errors import Busy, DaemonUnavailable, PxError, Timeout
 
 #: How long the pod waits for pxhostd to answer on the bus (seconds).
 DAEMON_WAIT = 120.0
-#: How long a Busy daemon (another operation running) is waited out before giving up.
-BUSY_WAIT = 600.0
 #: Bound on one install or uninstall transaction (a payload may start slowly).
 TRANSACTION_TIMEOUT = 1800.0
 
-Connect = Callable[[], Awaitable[PxClient]]
 Say = Callable[[str], None]
 _log = logging.getLogger(__name__)
 

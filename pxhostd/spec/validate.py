@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pxhostd.errors import InvalidSpec
-from pxhostd.render.names import reserved_reason
 from pxhostd.spec import rules
 from pxhostd.spec.model import DEFAULT_SERVICE, MOUNT_OPTION_ORDER, Mount, Spec
+from pxhostd.spec.reserved import reserved_reason
 from pxhostd.spec.yamlio import parse_yaml_document, read_text_file
 
 #: Caps: far above any real deployment, far below anything that hurts.
@@ -23,9 +23,6 @@ MAX_ARGS_TOTAL = 128 * 1024
 MAX_ENV = 256
 MAX_ENV_VALUE = 32 * 1024
 MAX_MOUNTS = 128
-
-#: Names pxhostd itself uses; a spec may not take them over.
-RESERVED_SERVICES = frozenset({"pxhostd", "dbus", "systemd", "init", "default"})
 
 SPEC_KEYS = ("service", "payload", "args", "env", "mounts")
 
@@ -138,8 +135,8 @@ def spec_from_dict(data: object) -> Spec:
         "spec.service", data.get("service", DEFAULT_SERVICE), InvalidSpec
     )
     reserved = reserved_reason(service)
-    if service in RESERVED_SERVICES or reserved:
-        raise InvalidSpec(f"spec.service: {service!r} is reserved: {reserved or 'pxhostd uses it'}")
+    if reserved:
+        raise InvalidSpec(f"spec.service: {service!r} is reserved: {reserved}")
     # An empty YAML key (`env:`) is null: the same as leaving the key out.
     args, env, mounts = (data.get(k) for k in ("args", "env", "mounts"))
     return Spec(

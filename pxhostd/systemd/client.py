@@ -10,7 +10,6 @@ the unit's state at that moment.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from dbus_fast.aio.message_bus import MessageBus
 
 from pxhostd.errors import PxError, SystemdError, Timeout
 from pxhostd.systemd import constants as c
-from pxhostd.systemd import verify
 from pxhostd.systemd.jobs import JobTracker
 from pxhostd.systemd.transport import Signal, Transport, bounded, match_rule
 from pxhostd.systemd.unit import (
@@ -155,32 +153,6 @@ class Systemd:
                           ) from exc
         log.debug("%s: job %s finished: %s", what, job, result.result)
         return result
-
-    # -- verified jobs (the engine's correctness rule; see verify.py) -------------------
-
-    def pinned(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
-        """Keep the unit loaded (Unit.Ref) while reading its state after a job."""
-        return verify.pinned(self, name)
-
-    async def start_and_verify(self, name: str, timeout: float = c.JOB_TIMEOUT) -> UnitState:
-        """Start; require job `done` and ActiveState `active` (already running is fine)."""
-        return await verify.start_and_verify(self, name, timeout)
-
-    async def restart_and_verify(
-        self, name: str, timeout: float = c.JOB_TIMEOUT
-    ) -> UnitState:
-        """Restart; require `done`, `active` and a new InvocationID (proof it restarted)."""
-        return await verify.restart_and_verify(self, name, timeout)
-
-    async def wait_stable(
-        self, name: str, settle: float, timeout: float = c.JOB_TIMEOUT
-    ) -> UnitState:
-        """Require the unit to stay `active` for `settle` seconds in a row (bounded)."""
-        return await verify.wait_stable(self, name, settle, timeout)
-
-    async def wait_settled(self, name: str, timeout: float = c.JOB_TIMEOUT) -> UnitState:
-        """The unit's state once it is no longer activating/deactivating (bounded)."""
-        return await verify.wait_settled(self, name, timeout)
 
     async def unit_call(self, name: str, path: str, member: str) -> None:
         """A no-argument method on a unit object (Ref, Unref), bounded."""

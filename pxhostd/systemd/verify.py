@@ -13,16 +13,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 from pxhostd.errors import PxError, SystemdError, Timeout
 from pxhostd.systemd import constants as c
+from pxhostd.systemd.client import Systemd
 from pxhostd.systemd.transport import bounded
 from pxhostd.systemd.unit import ActiveState, JobResult, JobResultKind, UnitActivity, UnitState
 from pxhostd.systemd.watch import UnitWatch
-
-if TYPE_CHECKING:
-    from pxhostd.systemd.client import Systemd
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +51,19 @@ async def pinned(systemd: Systemd, name: str) -> AsyncIterator[None]:
                 log.debug("could not unpin %s: %s", name, exc)
 
 
-async def start_and_verify(systemd: Systemd, name: str, timeout: float) -> UnitState:
+async def start_and_verify(
+    systemd: Systemd, name: str, timeout: float = c.JOB_TIMEOUT
+) -> UnitState:
+    """Start; require job `done` and ActiveState `active` (already running is fine)."""
     async with pinned(systemd, name):
         job = await systemd.start_unit(name, timeout)
         return _verified(job, await systemd.unit_state(name), "start")
 
 
-async def restart_and_verify(systemd: Systemd, name: str, timeout: float) -> UnitState:
+async def restart_and_verify(
+    systemd: Systemd, name: str, timeout: float = c.JOB_TIMEOUT
+) -> UnitState:
+    """Restart; require `done`, `active` and a new InvocationID (proof it restarted)."""
     async with pinned(systemd, name):
         before = await systemd.unit_state(name)
         job = await systemd.restart_unit(name, timeout)
@@ -81,7 +84,9 @@ def _verified(job: JobResult, state: UnitState, action: str) -> UnitState:
     return state
 
 
-async def wait_stable(systemd: Systemd, name: str, settle: float, timeout: float) -> UnitState:
+async def wait_stable(
+    systemd: Systemd, name: str, settle: float, timeout: float = c.JOB_TIMEOUT
+) -> UnitState:
     """Require `active` for `settle` seconds in a row, within `timeout`.
 
     Leaving active for good (failed, inactive) raises SystemdError at once; a unit that
@@ -123,7 +128,9 @@ async def _settle(systemd: Systemd, watch: UnitWatch, settle: float) -> None:
             return
 
 
-async def wait_settled(systemd: Systemd, name: str, timeout: float) -> UnitState:
+async def wait_settled(
+    systemd: Systemd, name: str, timeout: float = c.JOB_TIMEOUT
+) -> UnitState:
     """Wait until the unit is neither activating nor deactivating (a job systemd itself
     runs, e.g. at boot), so a decision is made on where it ends, not on the way there."""
     moving = (ActiveState.ACTIVATING, ActiveState.DEACTIVATING)

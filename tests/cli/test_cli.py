@@ -10,7 +10,8 @@ import pytest
 
 from pxhostd import errors
 from pxhostd.cli import exitcodes
-from pxhostd.cli.main import build_parser, load_spec_file, main
+from pxhostd.cli.main import load_spec_file, main
+from pxhostd.cli.parser import build_parser
 
 COMMANDS = [
     "status",

@@ -54,7 +54,7 @@ def test_every_option_is_in_help_and_man_page(command: str) -> None:
 
 
 def test_top_level_options_are_documented() -> None:
-    from pxhostd.cli.main import build_parser
+    from pxhostd.cli.parser import build_parser
 
     page = man_text("pxhostctl.1")
     for option in options(build_parser()):

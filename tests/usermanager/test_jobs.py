@@ -18,6 +18,7 @@ from pxhostd.systemd import (
     unit_journal_tail,
     unit_object_path,
 )
+from pxhostd.systemd.verify import pinned, restart_and_verify, start_and_verify
 
 pytestmark = pytest.mark.usermanager
 
@@ -54,7 +55,7 @@ async def test_start_restart_stop_with_invocation_ids(
     name = units.name("svc")
     units.write(name, SLEEPER)
     async with systemd_client(user_manager) as systemd:
-        started = await systemd.start_and_verify(name, timeout=30)
+        started = await start_and_verify(systemd, name, timeout=30)
         assert started.load_state is LoadState.LOADED
         assert started.sub_state == "running"
         assert started.main_pid > 0
@@ -62,7 +63,7 @@ async def test_start_restart_stop_with_invocation_ids(
         assert started.fragment_path == str(units.path(name))
         assert started.n_restarts == 0
 
-        restarted = await systemd.restart_and_verify(name, timeout=30)
+        restarted = await restart_and_verify(systemd, name, timeout=30)
         assert restarted.invocation_id != started.invocation_id
         assert restarted.is_active
 
@@ -93,7 +94,7 @@ async def test_reload_or_restart_reloads_without_a_new_invocation(
     name = units.name("svc")
     units.write(name, SLEEPER + "ExecReload=/bin/true\n")
     async with systemd_client(user_manager) as systemd:
-        before = await systemd.start_and_verify(name, timeout=30)
+        before = await start_and_verify(systemd, name, timeout=30)
         job = await systemd.reload_or_restart_unit(name, timeout=30)
         assert job.done
         after = await systemd.unit_state(name)
@@ -108,7 +109,7 @@ async def test_notify_service_job_is_done_only_after_ready(
     marker = user_manager.base / f"{name}.ready-sent"
     units.write(name, notify_unit(units, 1.0, "ready", str(marker)))
     async with systemd_client(user_manager) as systemd:
-        state = await systemd.start_and_verify(name, timeout=30)
+        state = await start_and_verify(systemd, name, timeout=30)
         # The script creates the marker right before it sends READY=1.
         assert marker.exists()
         assert state.sub_state == "running"
@@ -130,7 +131,7 @@ async def test_notify_service_that_never_gets_ready_times_out(
         # The job is still queued in systemd; replacing it with a stop ends it.
         assert (await systemd.stop_unit(name, timeout=30)).done
         with pytest.raises(Timeout):
-            await systemd.start_and_verify(name, timeout=1.0)
+            await start_and_verify(systemd, name, timeout=1.0)
         await systemd.stop_unit(name, timeout=30)
 
 
@@ -149,7 +150,7 @@ async def test_service_failing_at_once(user_manager: UserManager, units: Units) 
         assert state.exec_main_status == 3
 
         with pytest.raises(SystemdError) as caught:
-            await systemd.start_and_verify(name, timeout=30)
+            await start_and_verify(systemd, name, timeout=30)
         assert "'failed'" in str(caught.value)
         assert "exit_status=3" in str(caught.value)
 
@@ -170,14 +171,14 @@ async def test_unmet_condition_is_done_but_not_active(
         "[Service]\nExecStart=/bin/sleep 3600\n",
     )
     async with systemd_client(user_manager) as systemd:
-        async with systemd.pinned(name):
+        async with pinned(systemd, name):
             job = await systemd.start_unit(name, timeout=30)
             assert job.result is JobResultKind.DONE
             state = await systemd.unit_state(name)
         assert not state.is_active
         assert state.condition_result is False
         with pytest.raises(SystemdError) as caught:
-            await systemd.start_and_verify(name, timeout=30)
+            await start_and_verify(systemd, name, timeout=30)
         assert "not active" in str(caught.value)
         assert "condition not met" in str(caught.value)
 
@@ -228,7 +229,7 @@ async def test_list_units_by_names(user_manager: UserManager, units: Units) -> N
     name = units.name("svc")
     units.write(name, SLEEPER)
     async with systemd_client(user_manager) as systemd:
-        await systemd.start_and_verify(name, timeout=30)
+        await start_and_verify(systemd, name, timeout=30)
         (row,) = await systemd.list_units_by_names([name])
         assert (row.name, row.active_state, row.sub_state) == (name, "active", "running")
         assert row.path == unit_object_path(name)

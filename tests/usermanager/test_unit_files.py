@@ -7,6 +7,7 @@ from um_harness import IDLE_TARGET, UserManager
 from um_helpers import Units, systemd_client
 
 from pxhostd.systemd import UnitFileState
+from pxhostd.systemd.verify import start_and_verify
 
 pytestmark = pytest.mark.usermanager
 
@@ -15,7 +16,7 @@ async def test_reload_clears_need_daemon_reload(user_manager: UserManager, units
     name = units.name("svc")
     units.write(name, "[Unit]\nDescription=first\n[Service]\nExecStart=/bin/sleep 3600\n")
     async with systemd_client(user_manager) as systemd:
-        state = await systemd.start_and_verify(name, timeout=30)
+        state = await start_and_verify(systemd, name, timeout=30)
         assert state.need_daemon_reload is False
 
         units.write(name, "[Unit]\nDescription=second\n[Service]\nExecStart=/bin/sleep 3600\n")

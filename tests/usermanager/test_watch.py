@@ -10,6 +10,7 @@ from um_helpers import Units, systemd_client
 
 from pxhostd.errors import SystemdError, Timeout
 from pxhostd.systemd import ActiveState, UnitActivity
+from pxhostd.systemd.verify import start_and_verify, wait_stable
 
 pytestmark = pytest.mark.usermanager
 
@@ -68,8 +69,8 @@ async def test_wait_stable_accepts_a_healthy_service(
     name = units.name("svc")
     units.write(name, SLEEPER)
     async with systemd_client(user_manager) as systemd:
-        await systemd.start_and_verify(name, timeout=30)
-        state = await systemd.wait_stable(name, settle=0.5, timeout=30)
+        await start_and_verify(systemd, name, timeout=30)
+        state = await wait_stable(systemd, name, settle=0.5, timeout=30)
         assert state.is_active
         await systemd.stop_unit(name, timeout=30)
 
@@ -82,7 +83,7 @@ async def test_wait_stable_catches_a_service_that_dies_after_start(
     async with systemd_client(user_manager) as systemd:
         assert (await systemd.start_unit(name, timeout=30)).done  # it did start
         with pytest.raises(SystemdError) as caught:
-            await systemd.wait_stable(name, settle=20, timeout=30)
+            await wait_stable(systemd, name, settle=20, timeout=30)
         assert "did not stay active" in str(caught.value)
         assert "exit_status=7" in str(caught.value)
         await systemd.reset_failed_unit(name)
@@ -101,7 +102,7 @@ async def test_wait_stable_times_out_on_a_flapping_service(
     async with systemd_client(user_manager) as systemd:
         await systemd.start_unit(name, timeout=30)
         with pytest.raises(Timeout) as caught:
-            await systemd.wait_stable(name, settle=20, timeout=3)
+            await wait_stable(systemd, name, settle=20, timeout=3)
         assert name in str(caught.value)
         assert "activating" in str(caught.value) or "active/running" in str(caught.value)
         assert (await systemd.unit_state(name)).n_restarts

@@ -26,17 +26,26 @@ from pxhostd.engine.api import Outcome
 from pxhostd.engine.apply import apply
 from pxhostd.engine.collect import collect
 from pxhostd.engine.context import HostContext
-from pxhostd.engine.failpoints import DISABLED, Failpoints
 from pxhostd.engine.holds import Holds
 from pxhostd.engine.settings import EngineSettings
 from pxhostd.engine.state import DesiredSource
 from pxhostd.engine.uninstall import uninstall
 from pxhostd.errors import SystemdError
+from pxhostd.failpoints import DISABLED, Failpoints
 from pxhostd.hostfs import atomic_write
 from pxhostd.paths import Paths
 from pxhostd.spec.validate import spec_from_dict
 from pxhostd.systemd.errors import NoSuchUnit
-from pxhostd.systemd.unit import ActiveState, LoadState, UnitFileState, UnitState
+from pxhostd.systemd.unit import (
+    ActiveState,
+    JobResult,
+    JobResultKind,
+    LoadState,
+    UnitActivity,
+    UnitFileState,
+    UnitState,
+)
+from pxhostd.systemd.watch import UnitWatch
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD = REPO_ROOT / "container" / "demo-payload" / "build.py"
@@ -157,19 +166,35 @@ class FakeSystemd:
         self.save(doc)
         return self._unit_state(name)
 
-    async def start_and_verify(self, name: str, timeout: float = 0) -> UnitState:
-        if (await self.unit_state(name)).is_active:
-            return await self.unit_state(name)
-        return await asyncio.to_thread(self._run, "start", name)
+    # The verified jobs (pxhostd.systemd.verify) run on these, as on the real client: a
+    # start of an active unit is a no-op, a restart starts a new invocation.
 
-    async def restart_and_verify(self, name: str, timeout: float = 0) -> UnitState:
-        return await asyncio.to_thread(self._run, "start", name)
+    async def start_unit(self, name: str, timeout: float = 0) -> JobResult:
+        if not (await self.unit_state(name)).is_active:
+            await asyncio.to_thread(self._run, "start", name)
+        return JobResult(name, "/job/start", JobResultKind.DONE)
 
-    async def wait_stable(self, name: str, settle: float, timeout: float = 0) -> UnitState:
-        return await self.unit_state(name)
+    async def restart_unit(self, name: str, timeout: float = 0) -> JobResult:
+        await asyncio.to_thread(self._run, "start", name)
+        return JobResult(name, "/job/restart", JobResultKind.DONE)
 
-    async def wait_settled(self, name: str, timeout: float = 0) -> UnitState:
-        return await self.unit_state(name)
+    async def unit_call(self, name: str, path: str, member: str) -> None:
+        """Ref/Unref: nothing unloads in the fake."""
+
+    async def state_hint(self, name: str) -> str:
+        return (await self.unit_state(name)).describe()
+
+    async def watch_unit(self, name: str, *_a: Any, **_k: Any) -> UnitWatch:
+        """A watch that sees the state as it is now; the fake's state changes only in
+        calls the engine makes itself, never behind its back."""
+
+        async def closed(_watch: UnitWatch) -> None:
+            return None
+
+        state = await self.unit_state(name)
+        watch = UnitWatch(name, await self.load_unit(name), None, closed)
+        watch.initial(UnitActivity(state.active_state, state.sub_state))
+        return watch
 
     async def stop_unit(self, name: str, timeout: float = 0) -> None:
         await asyncio.to_thread(self._stop, name)

@@ -23,7 +23,6 @@ from enginekit import build_payload, context, install, recover, remove, systemd_
 
 from pxhostd.engine import journal as jn
 from pxhostd.engine.context import HostContext
-from pxhostd.engine.failpoints import FAILPOINTS_ENV
 from pxhostd.errors import (
     ForeignUnit,
     HostStateError,
@@ -32,6 +31,7 @@ from pxhostd.errors import (
     RolledBack,
     SystemdError,
 )
+from pxhostd.failpoints import FAILPOINTS_ENV
 from pxhostd.hostfs import TEMP_PREFIX
 from pxhostd.spec.validate import spec_from_dict
 
@@ -332,7 +332,7 @@ def test_a_crash_at_every_uninstall_step_completes_it_wipe_included(
 
 
 def test_every_declared_step_has_a_kind_and_its_failpoint_is_known() -> None:
-    from pxhostd.engine.failpoints import known_failpoints
+    from pxhostd.failpoints import known_failpoints
 
     for step in jn.STEPS.values():
         assert step.kinds
@@ -344,7 +344,7 @@ def test_an_injected_failure_after_daemon_reload_rolls_back(
     tmp_path: Path, payloads: dict[str, Path]
 ) -> None:
     """What the node test arms with `error:after-daemon-reload`: a failing step."""
-    from pxhostd.engine.failpoints import Failpoints, InjectedFault
+    from pxhostd.failpoints import Failpoints, InjectedFault
 
     on_v1(tmp_path, payloads)
     ctx = context(tmp_path, Failpoints.parse("error:after-daemon-reload"))

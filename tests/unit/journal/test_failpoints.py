@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pxhostd.engine import failpoints as fp
-from pxhostd.engine.failpoints import FAILPOINTS_ENV, Failpoints, UnknownFailpoint
+from pxhostd import failpoints as fp
+from pxhostd.failpoints import FAILPOINTS_ENV, Failpoints, UnknownFailpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -59,7 +59,7 @@ def test_known_names_are_unique_and_well_formed() -> None:
 
 CHILD = """
 import sys
-from pxhostd.engine.failpoints import Failpoints
+from pxhostd.failpoints import Failpoints
 points = Failpoints.from_env()
 for n in range(1, 6):
     print("before", n, flush=True)

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from pxhostd.pod.hostinstall import HostDaemon, Plan, decide, package_name, parse_version_output
-from pxhostd.pod.versions import BadVersion, compare_versions
+from pxhostd.versions import BadVersion, compare_versions
 
 PAIRS = [
     ("1.10", "1.7", 1),  # numbers, not strings (the old monitor got this wrong)

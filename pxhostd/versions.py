@@ -1,4 +1,4 @@
-"""Version order for deciding whether the host's pxhostd is older than the pod's.
+"""Version order: is the host's pxhostd older than the pod's, is an apply a downgrade.
 
 Versions are compared the way dpkg compares them (`dpkg --compare-versions`), so the
 order agrees with the package manager that installs them: numbers compare as numbers
