@@ -131,6 +131,7 @@ class PxMessageBus(MessageBus):
         future: asyncio.Future[None] = self._loop.create_future()
         if self._disconnected:
             future.set_exception(ConnectionError("the bus connection is closed"))
+            future.exception()  # a fire-and-forget send (a signal) need not look at it
             return future
         dest = msg.destination
         is_reply = msg.message_type in (MessageType.METHOD_RETURN, MessageType.ERROR)

@@ -28,7 +28,8 @@ from pxhostd.bus.caller import CallerTracker
 from pxhostd.bus.names import TRANSACTION_INTERFACE, TRANSACTION_PATH_PREFIX
 from pxhostd.bus.variants import to_vardict
 from pxhostd.engine.api import Outcome, ProgressFn, Request, new_txid
-from pxhostd.errors import Busy, PxError
+from pxhostd.engine.interruption import STOPPED
+from pxhostd.errors import Busy, Interrupted, PxError
 from pxhostd.log import current_txid
 from pxhostd.redact import public_text
 
@@ -202,6 +203,7 @@ class TransactionManager:
         self._active: Transaction | None = None
         self._retained: deque[Transaction] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stop_reason = STOPPED
 
     @property
     def active(self) -> Transaction | None:
@@ -245,7 +247,10 @@ class TransactionManager:
         except PxError as exc:
             error = exc
         except asyncio.CancelledError:
-            error = PxError("cancelled: the daemon is stopping")
+            error = Interrupted(
+                f"interrupted: {self._stop_reason}; recovery finishes or rolls it back when "
+                "pxhostd starts again (see pxhostctl history)"
+            )
             raise
         except Exception as exc:  # the runner's bug must not kill the daemon
             log.exception("transaction %s crashed", tx.request.txid)
@@ -290,7 +295,9 @@ class TransactionManager:
         with contextlib.suppress(Exception):
             self._bus.unexport(tx.path, tx.interface)
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, reason: str = STOPPED) -> None:
+        """Cancel the running transaction (its journal stays for recovery), saying why."""
+        self._stop_reason = reason
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
