@@ -130,8 +130,14 @@ class PxMessageBus(MessageBus):
             msg.serial = self.next_serial()
         future: asyncio.Future[None] = self._loop.create_future()
         if self._disconnected:
-            future.set_exception(ConnectionError("the bus connection is closed"))
+            closed = ConnectionError("the bus connection is closed")
+            future.set_exception(closed)
             future.exception()  # a fire-and-forget send (a signal) need not look at it
+            # A call on a dead connection fails now: its reply would never come, and a
+            # caller awaiting it (a systemd query during shutdown) would hang.
+            handler = self._method_return_handlers.pop(msg.serial, None)
+            if handler is not None:
+                self._loop.call_soon(handler, None, closed)
             return future
         dest = msg.destination
         is_reply = msg.message_type in (MessageType.METHOD_RETURN, MessageType.ERROR)

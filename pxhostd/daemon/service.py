@@ -333,6 +333,7 @@ class Daemon:
             on_finished=self._finished,
         )
         self.transactions.service_name = lambda: self.engine.snapshot().service
+        self.transactions.on_interrupted = self.engine.interrupted
 
         self.notifier.status("recovering")
         try:
@@ -388,12 +389,6 @@ class Daemon:
             if active is not None:
                 log.warning("stopping with transaction %s running (%s); recovery finishes "
                             "or rolls it back at the next start", active.request.txid, reason)
-                try:
-                    await asyncio.wait_for(
-                        self.engine.interrupted(active.request.txid, reason), CLOSE_TIMEOUT)
-                except Exception as exc:  # the history then says "restarted", no worse
-                    log.error("cannot record why transaction %s stops: %s",
-                              active.request.txid, exc)
             await self.transactions.shutdown(reason)
         for task in list(self._background):
             task.cancel()
