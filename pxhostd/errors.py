@@ -68,12 +68,6 @@ class NoPreviousRelease(NotInstalled):
     name = "NoPreviousRelease"
 
 
-class NothingToDo(PxError):
-    """The host already matches the request."""
-
-    name = "NothingToDo"
-
-
 class RolledBack(PxError):
     """An upgrade failed and the previous release was restored."""
 
@@ -104,6 +98,16 @@ class SystemdError(Failed):
     """systemd refused or failed a request."""
 
     name = "SystemdError"
+
+    def __init__(
+        self, message: str = "", *, reply_name: str = "", details: dict[str, object] | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        #: The D-Bus error name systemd replied with (`org.freedesktop.systemd1.NoSuchUnit`),
+        #: so callers test the name, not the message; "" when the failure was no error reply
+        #: (a lost connection, a job result, a check of ours). Not `dbus_name`: that is the
+        #: name pxhostd itself replies with.
+        self.reply_name = reply_name
 
 
 class HostStateError(Failed):

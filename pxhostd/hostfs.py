@@ -8,6 +8,7 @@ recovery can sweep leftovers (`sweep_temp_files`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import errno
@@ -16,7 +17,7 @@ import hashlib
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from pxhostd.errors import Busy, HostStateError
@@ -31,10 +32,6 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
@@ -207,3 +204,32 @@ def host_lock(path: Path, *, wait: bool = True) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+#: How often an event loop looks at a host lock someone else holds (seconds).
+HOST_LOCK_POLL = 0.2
+
+
+@contextlib.asynccontextmanager
+async def host_lock_polled(path: Path, wait: float, hint: str = "") -> AsyncIterator[None]:
+    """The host lock from an event loop (the daemon's and the pod's one way to take it).
+
+    Polled without blocking, so the loop (status reads, signals, the health endpoint) stays
+    live while another process holds it; Busy after `wait` seconds, HostStateError (with
+    `hint` appended) when the lock file cannot be opened at all.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    held = contextlib.ExitStack()
+    while True:
+        try:
+            held.enter_context(host_lock(path, wait=False))
+            break
+        except Busy:
+            if loop.time() >= deadline:
+                raise Busy(f"the host lock {path} stayed taken for {wait:g} s") from None
+        except OSError as exc:
+            raise HostStateError(f"cannot take the host lock {path}: {exc.strerror}{hint}") from exc
+        await asyncio.sleep(HOST_LOCK_POLL)
+    with held:
+        yield

@@ -20,6 +20,7 @@ import email.utils
 import logging
 import re
 import socket
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -136,6 +137,8 @@ class Server:
         self._turns = asyncio.Semaphore(limits.handlers)
         self._waiting = 0
         self._refused = 0
+        self._refusals = 0
+        self._refusals_logged = float("-inf")
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         #: The bound address and port (port 0 picks a free one); set by `start`.
@@ -143,7 +146,7 @@ class Server:
         self.port = 0
 
     async def start(self, host: str, port: int) -> None:
-        # The stream limit bounds any one line; _read_head checks the sums.
+        # The stream limit bounds any one line; _read_request checks the sums.
         self._server = await asyncio.start_server(
             self._connection,
             host,
@@ -166,10 +169,6 @@ class Server:
         """Complete requests waiting for a handler turn."""
         return self._waiting
 
-    async def serve_forever(self) -> None:
-        assert self._server is not None, "start() first"
-        await self._server.serve_forever()
-
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -185,32 +184,33 @@ class Server:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
         peer = str(peername[0]) if isinstance(peername, tuple) and peername else "?"
-        counts = self._counts
-        if counts.total >= self.limits.total or counts.by_peer[peer] >= self.limits.per_peer:
-            await self._refuse_overloaded(reader, writer)
-            return
         task = asyncio.current_task()
         assert task is not None
-        counts.total += 1
-        counts.by_peer[peer] += 1
         self._tasks.add(task)
+        counts = self._counts
         try:
-            await self._serve(reader, writer, peer)
-        except (OSError, asyncio.IncompleteReadError, TimeoutError):
-            pass  # the client went away, or would not read its answer
+            if counts.total >= self.limits.total or counts.by_peer[peer] >= self.limits.per_peer:
+                await self._refuse_overloaded(reader, writer)
+                return
+            counts.total += 1
+            counts.by_peer[peer] += 1
+            try:
+                await self._serve(reader, writer, peer)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError):
+                pass  # the client went away, or would not read its answer
+            finally:
+                counts.total -= 1
+                counts.by_peer[peer] -= 1
+                if counts.by_peer[peer] <= 0:
+                    del counts.by_peer[peer]
         finally:
             self._tasks.discard(task)
-            counts.total -= 1
-            counts.by_peer[peer] -= 1
-            if counts.by_peer[peer] <= 0:
-                del counts.by_peer[peer]
             await self._close(writer)
 
     async def _refuse_overloaded(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        if self._log is not None:
-            self._log.warning("connection refused: overloaded")
+        self._note_refusal()
         answer = text(HTTPStatus.SERVICE_UNAVAILABLE, OVERLOADED.decode(), [("Retry-After", "1")])
         # Lingering (so the answer is not lost to a reset) is itself capped: past the cap
         # a refused connection is just closed.
@@ -227,7 +227,14 @@ class Server:
                     await self._linger(reader)
         finally:
             self._refused -= 1
-            await self._close(writer)
+
+    def _note_refusal(self) -> None:
+        """Log refusals at most once a minute, with their number: a flood must not flood."""
+        self._refusals += 1
+        now = time.monotonic()
+        if self._log is not None and now - self._refusals_logged >= 60.0:
+            self._log.warning("%d connection(s) refused: overloaded", self._refusals)
+            self._refusals, self._refusals_logged = 0, now
 
     @staticmethod
     async def _close(writer: asyncio.StreamWriter) -> None:

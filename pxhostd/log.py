@@ -1,9 +1,9 @@
 """Logging set-up: journald's native protocol under systemd, plain stderr elsewhere.
 
 Under systemd (stderr is the journal stream named by JOURNAL_STREAM) records go to
-journald as structured entries, so the transaction id is a real field
-(`journalctl PXHOSTD_TXID=...`); if the journal socket cannot take a record, it goes to
-stderr with an sd-daemon `<N>` priority prefix. On a terminal the prefix is left out.
+journald as structured entries through python3-systemd, so the transaction id is a real
+field (`journalctl PXHOSTD_TXID=...`); if the journal socket cannot take a record, it goes
+to stderr with an sd-daemon `<N>` priority prefix. On a terminal the prefix is left out.
 Secret values never reach a log call: callers pass them through `redact_env`.
 """
 
@@ -12,18 +12,10 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
-import socket
-import struct
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-_PRIORITY = {
-    logging.CRITICAL: 2,
-    logging.ERROR: 3,
-    logging.WARNING: 4,
-    logging.INFO: 6,
-    logging.DEBUG: 7,
-}
+from systemd import journal
 
 #: Substrings that mark an environment name or option as secret.
 SECRET_MARKERS = ("PASS", "PWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "AUTH")
@@ -52,7 +44,7 @@ class JournalFormatter(logging.Formatter):
         text = super().format(record)
         if not self.with_prefix:
             return f"{record.levelname.lower()}: {text}"
-        prio = _PRIORITY.get(record.levelno, 6)
+        prio = journal.JournalHandler.map_priority(record.levelno)
         # One journal entry per line: prefix every line of a multi-line message.
         return "\n".join(f"<{prio}>{line}" for line in text.splitlines() or [""])
 
@@ -66,54 +58,36 @@ current_txid: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 
 
-def journal_fields(record: logging.LogRecord, message: str, identifier: str) -> bytes:
-    """One journald native-protocol datagram (see systemd's "Native Journal Protocol")."""
-    fields: dict[str, str] = {
-        "MESSAGE": message,
-        "PRIORITY": str(_PRIORITY.get(record.levelno, 6)),
-        "SYSLOG_IDENTIFIER": identifier,
-        "LOGGER": record.name,
-        "CODE_FILE": record.pathname,
-        "CODE_LINE": str(record.lineno),
-        "CODE_FUNC": record.funcName or "",
-    }
-    txid = getattr(record, "PXHOSTD_TXID", None) or current_txid.get()
-    if txid:
-        fields["PXHOSTD_TXID"] = str(txid)
-    out = bytearray()
-    for key, value in fields.items():
-        data = value.encode("utf-8", "replace")
-        if b"\n" in data:
-            out += key.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
-        else:
-            out += key.encode() + b"=" + data + b"\n"
-    return bytes(out)
+class JournalHandler(journal.JournalHandler):  # type: ignore[misc]
+    """python3-systemd's journal handler, with our transaction id and a stderr fallback.
 
+    The library sends MESSAGE, PRIORITY (logging levels mapped to syslog's), LOGGER,
+    CODE_FILE/LINE/FUNC and the fixed SYSLOG_IDENTIFIER; we add PXHOSTD_TXID from the
+    running transaction, and a record the journal socket cannot take goes to stderr with
+    an sd-daemon `<N>` prefix instead of being lost.
+    """
 
-class JournalHandler(logging.Handler):
-    """Structured records straight to journald; a record it cannot take goes to stderr."""
-
-    def __init__(self, identifier: str, path: str = JOURNAL_SOCKET) -> None:
-        super().__init__()
-        self.identifier = identifier
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    def __init__(self, identifier: str, sender: Callable[..., None] = journal.send) -> None:
+        super().__init__(sender_function=sender, SYSLOG_IDENTIFIER=identifier)
         self.fallback = logging.StreamHandler(sys.stderr)
         self.fallback.setFormatter(JournalFormatter(with_prefix=True))
         self.setFormatter(logging.Formatter("%(message)s"))
+        self.addFilter(_add_txid)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            datagram = journal_fields(record, self.format(record), self.identifier)
-            self.sock.sendto(datagram, self.path)
-        except OSError:
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
             self.fallback.handle(record)
-        except Exception:
-            self.handleError(record)
+        else:
+            super().handleError(record)
 
-    def close(self) -> None:
-        self.sock.close()
-        super().close()
+
+def _add_txid(record: logging.LogRecord) -> bool:
+    """The running transaction's id as the record's PXHOSTD_TXID (sent as a field)."""
+    if not getattr(record, "PXHOSTD_TXID", None):
+        txid = current_txid.get()
+        if txid:
+            record.PXHOSTD_TXID = txid
+    return True
 
 
 def stderr_is_journal() -> bool:

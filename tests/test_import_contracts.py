@@ -40,7 +40,7 @@ def add_import(root: Path, module: str, line: str) -> None:
 def test_the_tree_keeps_every_contract(tmp_path: Path) -> None:
     result = lint_imports(copy_tree(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 kept, 0 broken" in result.stdout
+    assert " kept, 0 broken." in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,8 @@ from pxhostd.bus.names import (
     TRANSACTION_INTERFACE,
     TRANSACTION_PATH_PREFIX,
 )
-from pxhostd.bus.variants import to_vardict, unwrap
 from pxhostd.errors import DaemonUnavailable, Timeout, error_from_dbus_name
+from pxhostd.variants import to_vardict, unwrap
 
 PROPERTIES = "org.freedesktop.DBus.Properties"
 #: Bound on a single method call; long work runs in transactions, not in calls.

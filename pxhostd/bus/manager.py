@@ -14,10 +14,10 @@ from dbus_fast.service import ServiceInterface, dbus_property, method
 from pxhostd.bus.errormap import dbus_errors
 from pxhostd.bus.names import MANAGER_INTERFACE, NO_TRANSACTION
 from pxhostd.bus.transactions import options_txid
-from pxhostd.bus.variants import to_vardict, unwrap
 from pxhostd.engine.api import Request
 from pxhostd.errors import InvalidOptions
 from pxhostd.redact import public_text
+from pxhostd.variants import to_vardict, unwrap
 
 #: Options every mutating method accepts, with their expected Python type after unwrap.
 COMMON_OPTIONS: dict[str, type] = {"id": str}

@@ -14,7 +14,6 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
-import os
 
 from dbus_fast import Message
 
@@ -55,11 +54,6 @@ def fix_mmap_threshold() -> None:
 def trim() -> None:
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
-
-
-def rss_bytes() -> int:
-    with open(f"/proc/{os.getpid()}/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def body_size(value: object, budget: int = LARGE) -> int:

@@ -26,12 +26,12 @@ from dbus_fast.service import ServiceInterface, dbus_property, method, signal
 from pxhostd.bus import txlog
 from pxhostd.bus.caller import CallerTracker
 from pxhostd.bus.names import TRANSACTION_INTERFACE, TRANSACTION_PATH_PREFIX
-from pxhostd.bus.variants import to_vardict
 from pxhostd.engine.api import Outcome, ProgressFn, Request, new_txid
 from pxhostd.engine.interruption import LOST_BUS, STOPPED
 from pxhostd.errors import Busy, Interrupted, PxError
 from pxhostd.log import current_txid
 from pxhostd.redact import public_text
+from pxhostd.variants import to_vardict
 
 log = logging.getLogger(__name__)
 

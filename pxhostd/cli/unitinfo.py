@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from pxhostd.bus.client import PxClient
-from pxhostd.bus.variants import unwrap
 from pxhostd.errors import PxError
+from pxhostd.variants import unwrap
 
 SYSTEMD = "org.freedesktop.systemd1"
 SYSTEMD_PATH = "/org/freedesktop/systemd1"

@@ -14,9 +14,9 @@ from dbus_fast import Message, MessageType
 
 from pxhostd.bus.client import PxClient
 from pxhostd.bus.names import BUS_NAME, MANAGER_INTERFACE, OBJECT_PATH
-from pxhostd.bus.variants import unwrap
 from pxhostd.cli.output import shown
 from pxhostd.cli.schema import iso
+from pxhostd.variants import unwrap
 
 #: Manager property -> the key `pxhostctl status --json` uses for the same fact.
 NAMES = {

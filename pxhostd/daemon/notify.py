@@ -11,7 +11,11 @@ import os
 
 import sdnotify
 
+from pxhostd.status.statusfile import one_line
+
 log = logging.getLogger(__name__)
+#: systemctl status shows one line of STATUS=: the daemon keeps it short.
+STATUS_LIMIT = 200
 
 
 class Notifier:
@@ -27,10 +31,10 @@ class Notifier:
             self._notifier.notify("\n".join(fields))
 
     def ready(self, status: str) -> None:
-        self.send("READY=1", f"STATUS={one_line(status)}")
+        self.send("READY=1", f"STATUS={one_line(status, STATUS_LIMIT)}")
 
     def status(self, status: str) -> None:
-        self.send(f"STATUS={one_line(status)}")
+        self.send(f"STATUS={one_line(status, STATUS_LIMIT)}")
 
     def reloading(self) -> None:
         self.send("RELOADING=1", "STATUS=reloading the spec")
@@ -40,13 +44,6 @@ class Notifier:
 
     def watchdog(self) -> None:
         self.send("WATCHDOG=1")
-
-    def extend_timeout(self, seconds: float) -> None:
-        self.send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}")
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())[:200]
 
 
 def watchdog_interval() -> float | None:

@@ -20,20 +20,6 @@ from dbus_fast.aio.message_bus import MessageBus
 
 from pxhostd.paths import Paths
 
-#: Operations the engine knows.
-OPERATIONS = (
-    "install",
-    "rollback",
-    "reconcile",
-    "start",
-    "stop",
-    "restart",
-    "enable",
-    "disable",
-    "uninstall",
-    "verify",
-)
-
 
 @dataclass(frozen=True)
 class Request:

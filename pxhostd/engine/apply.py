@@ -89,9 +89,9 @@ async def make_plan(
     units = await in_thread(render_units, spec, header, root, ctx.paths)
     digest = await in_thread(compute_restart_digest, spec, header, root, ctx.paths)
     previous = await in_thread(ctx.applied.load)
-    if previous is not None and previous.spec.get("service") != spec.service:
+    if previous is not None and previous.spec.service != spec.service:
         raise InvalidSpec(
-            f"service: {previous.spec.get('service')!r} is installed; uninstall it before "
+            f"service: {previous.spec.service!r} is installed; uninstall it before "
             f"installing under the name {spec.service!r}"
         )
     stale = tuple(sorted(n for n in (previous.unit_digests if previous else {}) if n not in units))
@@ -117,7 +117,7 @@ async def make_plan(
     only_pxhostd = (
         previous is not None
         and previous.restart_digest != digest
-        and previous.spec == spec.to_dict()
+        and previous.spec.doc == spec.to_dict()
         and previous.payload_digest == header.digest
         and not need_stage
     )

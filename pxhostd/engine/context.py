@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 from pxhostd.engine.journal import Journal
 from pxhostd.engine.settings import EngineSettings
 from pxhostd.engine.state import AppliedStateStore
-from pxhostd.errors import Busy, HostStateError
+from pxhostd.errors import HostStateError
 from pxhostd.failpoints import Failpoints
-from pxhostd.hostfs import atomic_write, host_lock, remove_file
+from pxhostd.hostfs import atomic_write, host_lock_polled, remove_file
 from pxhostd.paths import Paths
 from pxhostd.payload.staging import Releases
 from pxhostd.render.names import is_unit_file
@@ -83,22 +83,8 @@ class HostContext:
 
     @contextlib.asynccontextmanager
     async def locked(self, wait: float = 60.0) -> AsyncIterator[None]:
-        """The host lock the pod side shares, held for one whole operation.
-
-        Polled without blocking so the event loop (status reads, signals) stays live while
-        another process holds it; Busy after `wait` seconds.
-        """
-        deadline = asyncio.get_running_loop().time() + wait
-        held = contextlib.ExitStack()
-        while True:
-            try:
-                held.enter_context(host_lock(self.paths.lock_file, wait=False))
-                break
-            except Busy:
-                if asyncio.get_running_loop().time() >= deadline:
-                    raise
-            await asyncio.sleep(0.2)
-        with held:
+        """The host lock the pod side shares, held for one whole operation."""
+        async with host_lock_polled(self.paths.lock_file, wait):
             yield
 
 

@@ -156,7 +156,6 @@ def steps_of(kind: str) -> tuple[str, ...]:
 
 #: Apply steps a committed operation still has to finish (each idempotent).
 APPLY_FINISH_STEPS: tuple[str, ...] = (STEP_SAVE_APPLIED,)
-APPLY_STEPS = steps_of(APPLY)
 UNINSTALL_STEPS = steps_of(REMOVE)
 #: A collection always rolls forward: removing what no release needs is idempotent.
 COLLECT_STEPS = steps_of(COLLECT)
@@ -264,10 +263,6 @@ class JournalRecord:
     @property
     def steps(self) -> tuple[Step, ...]:
         return tuple(self._steps)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def reached(self, name: str) -> bool:
         """True if the step was recorded (so it may have been done, wholly or partly)."""

@@ -16,12 +16,11 @@ from typing import Any
 
 from pxhostd.engine import journal as jn
 from pxhostd.engine.decision import is_pod_volume_mount, unit_digests
-from pxhostd.engine.state import AppliedState, DesiredSource
+from pxhostd.engine.state import AppliedSpec, AppliedState, DesiredSource
 from pxhostd.errors import InvalidSpec
 from pxhostd.log import REDACTED, is_secret_name
 from pxhostd.payload.manifest import PayloadHeader
 from pxhostd.spec.model import Spec
-from pxhostd.spec.validate import spec_from_dict
 
 Files = tuple[tuple[str, str], ...]
 
@@ -65,7 +64,7 @@ class Plan:
     @property
     def applied(self) -> AppliedState:
         return AppliedState(
-            spec=self.spec.to_dict(),
+            spec=AppliedSpec.of(self.spec),
             release_id=self.release_id,
             payload_digest=self.header.digest,
             restart_digest=self.restart_digest,
@@ -91,7 +90,7 @@ class Plan:
             or self.need_restart
             or self.need_start
             or self.previous is None
-            or self.previous.spec != self.spec.to_dict()
+            or self.previous.spec.doc != self.spec.to_dict()
         )
 
     @property
@@ -106,7 +105,7 @@ class Plan:
 
 def _previous_spec(previous: AppliedState) -> Spec | None:
     try:
-        return spec_from_dict(previous.spec)
+        return previous.spec.to_spec()
     except InvalidSpec:
         return None  # written by an older pxhostd with other rules: say "changed" only
 

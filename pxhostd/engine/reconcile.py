@@ -41,7 +41,7 @@ from pxhostd.errors import InvalidOptions, NotInstalled
 from pxhostd.failpoints import FAILPOINTS_ENV, Failpoints
 from pxhostd.payload.manifest import load_manifest
 from pxhostd.render.names import is_unit_file
-from pxhostd.spec.model import DEFAULT_SERVICE
+from pxhostd.spec.model import unit_name
 from pxhostd.spec.validate import load_spec, spec_from_dict
 from pxhostd.systemd.client import Systemd
 from pxhostd.systemd.unit import UnitActivity
@@ -234,7 +234,7 @@ class HostEngine:
         if applied is None:
             return Outcome(False, f"nothing to do: no spec in {self.paths.spec_file}")
         # Keep the host at the desired state it already has; only drift is repaired.
-        return await apply(ctx, spec_from_dict(applied.spec), request.txid, progress, holds)
+        return await apply(ctx, applied.spec.to_spec(), request.txid, progress, holds)
 
     async def _rollback(self, ctx: HostContext, request: Request, progress: ProgressFn) -> Outcome:
         from pxhostd.engine.apply import apply
@@ -268,7 +268,7 @@ class HostEngine:
             if applied is None:
                 raise NotInstalled("nothing to plan: no spec given, none in "
                                    f"{self.paths.spec_file}, and nothing applied")
-            spec = spec_from_dict(applied.spec)
+            spec = applied.spec.to_spec()
         holds = await in_thread(self.holds.load)
         return describe(await make_plan(ctx, spec, holds), holds.stopped)
 
@@ -276,13 +276,12 @@ class HostEngine:
         applied = await in_thread(ctx.applied.load)
         if applied is None:
             raise NotInstalled(f"cannot {op}: nothing is installed")
-        unit = f"{applied.spec.get('service', DEFAULT_SERVICE)}.service"
+        unit = applied.spec.unit_name
         holds = self.holds.load()
         state = await ctx.systemd.unit_state(unit)
         was_active = state.active_state == "active"
         timeout = ctx.settings.activation_timeout
-        service = str(applied.spec.get("service", DEFAULT_SERVICE))
-        unit_files = [n for n in managed_files(applied, service) if is_unit_file(n)]
+        unit_files = [n for n in managed_files(applied, applied.spec.service) if is_unit_file(n)]
         progress(30, f"{op} {unit}")
         changed = True
         if op == "start":
@@ -350,26 +349,26 @@ class HostEngine:
 
     def _installed_snapshot(self, applied: AppliedState) -> EngineSnapshot:
         health = ""
-        payload = applied.spec.get("payload")
+        payload = applied.spec.payload
         name = ""
         # The release's small header, never the payload's manifest: start-up reads no
         # manifest before READY=1.
         with contextlib.suppress(Exception):
             header = self._ctx().releases.header(applied.release_id)
-            if header is None and isinstance(payload, str):  # a release from before the store
+            if header is None and payload is not None:  # a release from before the store
                 header = load_manifest(Path(payload)).header
             if header is not None and header.digest == applied.payload_digest:
                 health, name = header.health or "", header.name
-        if not name and isinstance(payload, str):
+        if not name and payload is not None:
             name = os.path.basename(payload)
         return EngineSnapshot(
             installed=True,
-            service=str(applied.spec.get("service", DEFAULT_SERVICE)),
+            service=applied.spec.service,
             payload_name=name,
             payload_version=applied.version,
             release=applied.release_id,
             health_url=health,
-            spec=applied.spec,
+            spec=applied.spec.doc,
             desired_source=applied.source,
             desired_at=applied.source_at or applied.applied_at,
         )
@@ -377,7 +376,7 @@ class HostEngine:
     async def _watch_service(self, service: str | None) -> None:
         """Mirror the service's ActiveState/SubState from systemd's signals (no polling)."""
         ctx = self._ctx()
-        unit = f"{service}.service" if service else None
+        unit = unit_name(service) if service else None
         if self._watch is not None and self._watch.name == unit:
             return
         await self.close()

@@ -27,7 +27,6 @@ from pxhostd.hostfs import atomic_write, remove_file
 from pxhostd.payload.manifest import load_manifest
 from pxhostd.payload.staging import Releases
 from pxhostd.spec.model import Spec
-from pxhostd.spec.validate import spec_from_dict
 
 PREVIOUS_FILE = "previous.json"
 
@@ -65,7 +64,7 @@ def rollback_target(store: PreviousStore, releases: Releases) -> tuple[AppliedSt
             f"cannot roll back: the previous release {previous.release_id} is no longer kept"
         )
     try:
-        spec = spec_from_dict(previous.spec)
+        spec = previous.spec.to_spec()
         manifest = load_manifest(Path(spec.payload))
     except InvalidSpec as exc:
         raise NoPreviousRelease(f"cannot roll back to {previous.release_id}: {exc}") from exc

@@ -15,6 +15,8 @@ from typing import Any
 
 from pxhostd.errors import HostStateError
 from pxhostd.hostfs import atomic_write, remove_file
+from pxhostd.spec.model import DEFAULT_SERVICE, Spec, unit_name
+from pxhostd.spec.validate import spec_from_dict
 
 #: Bumped when the layout of applied.json changes incompatibly.
 APPLIED_SCHEMA = 1
@@ -84,11 +86,46 @@ class DesiredSource:
 
 
 @dataclass(frozen=True)
+class AppliedSpec:
+    """The spec that was applied, as applied.json holds it.
+
+    `doc` is kept exactly as written, so applied.json round-trips unchanged and a spec that
+    an older pxhostd accepted still loads; what the engine reads of the installed service
+    is parsed once, when the file is read, instead of at every use.
+    """
+
+    doc: dict[str, Any]
+    service: str = DEFAULT_SERVICE
+    #: The payload directory it was applied from (None: not recorded).
+    payload: str | None = None
+
+    @property
+    def unit_name(self) -> str:
+        return unit_name(self.service)
+
+    def to_spec(self) -> Spec:
+        """The spec under this pxhostd's rules; InvalidSpec if they refuse it now."""
+        return spec_from_dict(self.doc)
+
+    @classmethod
+    def of(cls, spec: Spec) -> AppliedSpec:
+        return cls(spec.to_dict(), spec.service, spec.payload)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], path: Path = Path("<memory>")) -> AppliedSpec:
+        service = doc.get("service", DEFAULT_SERVICE)
+        payload = doc.get("payload")
+        if not isinstance(service, str) or not service:
+            raise CorruptStateFile(f"applied state {path}: field 'spec.service' is malformed")
+        return cls(doc, service, payload if isinstance(payload, str) else None)
+
+
+@dataclass(frozen=True)
 class AppliedState:
     """The host as pxhostd last left it after a successful operation."""
 
-    #: The desired spec that was applied, as plain data.
-    spec: dict[str, Any]
+    #: The desired spec that was applied.
+    spec: AppliedSpec
     #: Release directory name the `current` link points to.
     release_id: str
     #: Digest of the payload manifest's file list.
@@ -116,7 +153,7 @@ class AppliedState:
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": APPLIED_SCHEMA,
-            "spec": self.spec,
+            "spec": self.spec.doc,
             "release_id": self.release_id,
             "payload_digest": self.payload_digest,
             "restart_digest": self.restart_digest,
@@ -136,7 +173,7 @@ class AppliedState:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in unit_digests.items()):
             raise CorruptStateFile(f"applied state {path}: field 'unit_digests' is malformed")
         return cls(
-            spec=_field(doc, "spec", dict, path),
+            spec=AppliedSpec.from_doc(_field(doc, "spec", dict, path), path),
             release_id=_field(doc, "release_id", str, path),
             payload_digest=_field(doc, "payload_digest", str, path),
             restart_digest=_field(doc, "restart_digest", str, path),

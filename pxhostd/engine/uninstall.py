@@ -16,7 +16,7 @@ from pxhostd.engine.ownership import owned_text
 from pxhostd.engine.state import AppliedState
 from pxhostd.engine.undo import disable_units, reset_failed, stop
 from pxhostd.hostfs import remove_tree
-from pxhostd.spec.model import DEFAULT_SERVICE
+from pxhostd.spec.model import DEFAULT_SERVICE, unit_name
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +24,13 @@ log = logging.getLogger(__name__)
 def managed_files(applied: AppliedState | None, service: str) -> list[str]:
     """Every file pxhostd manages for the service: its units and its environment file."""
     names = set(applied.unit_digests) if applied else set()
-    names.add(f"{service}.service")
+    names.add(unit_name(service))
     return sorted(names)
 
 
 async def uninstall(ctx: HostContext, wipe: bool, txid: str, progress: ProgressFn) -> Outcome:
     applied = await in_thread(ctx.applied.load)
-    service = str(applied.spec.get("service", DEFAULT_SERVICE)) if applied else DEFAULT_SERVICE
+    service = applied.spec.service if applied else DEFAULT_SERVICE
     live = {n: await in_thread(ctx.read_unit, n) for n in managed_files(applied, service)}
     ours = {n: t for n, t in live.items() if t is not None and owned_text(n, t, applied)}
     foreign = sorted(n for n, t in live.items() if t is not None and n not in ours)

@@ -1,17 +1,21 @@
-"""HTML pages of the web service: the parameter form, the result page and the error page.
+"""HTML pages of the web service: the parameter form (also with errors) and the result page.
 
-Everything that came from a request is passed through html.escape before it reaches a page;
-secret fields are never echoed back.
+The pages are jinja2 templates (package data in `templates/`) rendered with autoescape on, so
+every value that came from a request is HTML-escaped by the template engine, never by hand.
+Values travel between the pages only in POST bodies, never in a URL (docs/manifest-generator.md).
 """
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
-from html import escape
-from urllib.parse import urlencode
+from functools import cache
+from typing import Any
+
+import jinja2
 
 from pxhostd.manifest.params import (
+    BY_FIELD,
     DEFAULT_CLUSTER,
     DEFAULT_IMAGE,
     DEFAULT_NAMESPACE,
@@ -19,20 +23,7 @@ from pxhostd.manifest.params import (
     PARAMS,
     ParamDef,
 )
-
-_STYLE = """
-body{font-family:sans-serif;max-width:46rem;margin:1rem auto;padding:0 1rem;line-height:1.4}
-fieldset{margin:0 0 1rem;border:1px solid #888}
-label{display:block;font-weight:bold;margin-top:.6rem}
-.check label{display:inline;font-weight:normal}
-input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:.3rem}
-.help{font-size:.9rem;color:#333;margin:.1rem 0}
-pre{background:#f4f4f4;padding:.6rem;white-space:pre-wrap;overflow-wrap:anywhere}
-select{padding:.3rem}
-.actions a{margin-right:1rem}
-button{margin:1rem 0;padding:.4rem 1.2rem;font-size:1rem}
-[role=alert]{border:2px solid #a00;padding:.5rem;white-space:pre-wrap}
-"""
+from pxhostd.manifest.values import parse_bool
 
 #: Form sections: (legend, parameter fields); what nearly every cluster sets comes first.
 _SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -95,86 +86,74 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-def _page(title: str, body: str) -> str:
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body><main>{body}</main></body></html>\n"
+@cache
+def _templates() -> jinja2.Environment:
+    """The page templates, shipped inside the package (installed wherever pxhostd is)."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("pxhostd.manifest", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
 
 
-def _field(param: ParamDef, prefill: Mapping[str, str]) -> str:
-    ident = f"f-{param.short}"
-    help_id = f"{ident}-help"
-    help_text = (
-        f'<p class="help" id="{help_id}">{escape(param.help)} '
-        f"<small>(parameter <code>{escape(param.short)}</code>)</small></p>"
-    )
+def _render(template: str, **context: Any) -> str:
+    return _templates().get_template(template).render(**context)
+
+
+def _is_true(value: str) -> bool:
+    """A box is ticked for every word the parameter parser reads as true."""
+    try:
+        return parse_bool("", value)
+    except ValueError:
+        return False
+
+
+def _field(param: ParamDef, prefill: Mapping[str, str], errors: Sequence[str]) -> dict[str, Any]:
+    """What the template needs to draw one parameter's field."""
+    value = prefill.get(param.short, "")
+    field: dict[str, Any] = {
+        "id": f"f-{param.short}", "name": param.short, "label": _LABELS[param.field],
+        "help": param.help, "errors": list(errors), "value": value, "placeholder": "",
+    }
     if param.is_bool:
-        checked = " checked" if prefill.get(param.short, "") in ("true", "on", "1", "yes") else ""
-        return (
-            f'<div class="check"><input type="checkbox" id="{ident}" name="{param.short}" '
-            f'value="true" aria-describedby="{help_id}"{checked}> '
-            f'<label for="{ident}">{escape(_LABELS[param.field])}</label>{help_text}</div>'
-        )
+        return {**field, "kind": "check", "checked": _is_true(value)}
     if param.choices:
-        chosen = prefill.get(param.short, "") or param.choices[0]
-        options = "".join(
-            f'<option value="{escape(c)}"{" selected" if c == chosen else ""}>{escape(c)}</option>'
-            for c in param.choices
-        )
-        return (
-            f'<label for="{ident}">{escape(_LABELS[param.field])}</label>'
-            f'<select id="{ident}" name="{param.short}" aria-describedby="{help_id}">'
-            f"{options}</select>{help_text}"
-        )
-    value = "" if param.secret else prefill.get(param.short, "")
-    label = f'<label for="{ident}">{escape(_LABELS[param.field])}</label>'
+        chosen = value or param.choices[0]
+        options = [(c, c, c == chosen) for c in param.choices]
+        return {**field, "kind": "select", "options": options}
     if param.field == "kube_version":
         minors = kube_minors()
-        items = [f'<option value=""{"" if value else " selected"}>not given</option>']
+        options = [("", "not given", not value)]
         if value and value not in minors:
-            items.append(f'<option value="{escape(value)}" selected>{escape(value)}</option>')
-        items += [
-            f'<option value="{m}"{" selected" if m == value else ""}>{m}</option>' for m in minors
-        ]
-        return (
-            f'{label}<select id="{ident}" name="{param.short}" aria-describedby="{help_id}">'
-            f'{"".join(items)}</select>{help_text}'
-        )
+            options.append((value, value, True))  # what was sent, kept even if not listed
+        options += [(m, m, m == value) for m in minors]
+        return {**field, "kind": "select", "options": options}
     kind = "password" if param.secret else "text"
-    placeholder = _PLACEHOLDERS.get(param.field, "")
-    shown = f' placeholder="{escape(placeholder)}"' if placeholder else ""
-    return (
-        f'{label}<input type="{kind}" id="{ident}" name="{param.short}" value="{escape(value)}"'
-        f'{shown} aria-describedby="{help_id}" autocomplete="off" spellcheck="false">'
-        f"{help_text}"
-    )
+    return {**field, "kind": kind, "placeholder": _PLACEHOLDERS.get(param.field, "")}
 
 
-def form_page(prefill: Mapping[str, str] | None = None, error: str | None = None) -> str:
-    """The parameter form (submitted with GET to /); optionally with an error above it."""
+def form_page(
+    prefill: Mapping[str, str] | None = None,
+    error: str | None = None,
+    field_errors: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """The parameter form (POSTed to /), filled with `prefill` (by short name, secrets too).
+
+    `error` goes into an alert above the form; `field_errors` (by ManifestParams field) next
+    to the field each is about.
+    """
     values = prefill or {}
-    by_field = {p.field: p for p in PARAMS}
-    parts = ["<h1>pxhostd manifest generator</h1>"]
-    if error is not None:
-        parts.append(f'<div role="alert" id="error">{escape(error)}</div>')
-    parts.append(
-        "<p>Fill in what your cluster needs and submit: the answer is the Kubernetes YAML for "
-        "pxhostd's node pod (ServiceAccount, RBAC, Secret, Service, DaemonSet). Empty fields "
-        "keep their defaults (shown greyed inside them). Secret fields are never filled in "
-        "again by this page: enter them each time. The same parameters work as a query string "
-        "(<code>curl 'http://HOST/?c=NAME&amp;k=etcd://HOST:2379'</code>) and with "
-        "<code>pxhostctl spec</code>.</p>"
-    )
-    parts.append('<form method="get" action="/" id="specform">')
-    for legend, fields in _SECTIONS:
-        parts.append(f"<fieldset><legend>{escape(legend)}</legend>")
-        parts.extend(_field(by_field[name], values) for name in fields)
-        parts.append("</fieldset>")
-    parts.append('<button type="submit" id="submit">Generate YAML</button></form>')
-    return _page("pxhostd manifest generator", "".join(parts))
+    problems = field_errors or {}
+    sections = [
+        {"legend": legend,
+         "fields": [_field(BY_FIELD[name], values, problems.get(name, ())) for name in names]}
+        for legend, names in _SECTIONS
+    ]
+    return _render("form.html.j2", title="pxhostd manifest generator", sections=sections,
+                   error=error)
 
 
 def equivalent_command(pairs: Sequence[tuple[str, str]]) -> str:
@@ -189,15 +168,19 @@ def equivalent_command(pairs: Sequence[tuple[str, str]]) -> str:
         if param.choices and value == param.choices[0]:
             continue  # the default, which the form always sends
         if param.is_bool:
-            if value.lower() in ("true", "on", "1", "yes"):
+            if _is_true(value):
                 words.append(option)
             else:
                 words.append(f"{param.short}={shlex.quote(value)}")
         elif param.secret:
-            words += [option, f'"${param.cli.upper().replace("-", "_")}"']
+            words += [option, f'"${_secret_var(param)}"']
         else:
             words += [option, shlex.quote(value)]
     return " ".join(words)
+
+
+def _secret_var(param: ParamDef) -> str:
+    return param.cli.upper().replace("-", "_")
 
 
 def result_page(
@@ -206,37 +189,15 @@ def result_page(
     platform: str = "kubernetes",
     pairs: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """What a browser gets instead of raw YAML: the YAML (wrapped), how to get it again."""
-    query = urlencode([(k, v) for k, v in pairs if v != ""])
-    secret_names = {n for p in PARAMS if p.secret for n in p.names}
-    # The form never fills secrets in again, so the link does not carry them either.
-    editable = urlencode([(k, v) for k, v in pairs if v != "" and k not in secret_names])
-    parts = ["<h1>Generated manifest</h1>"]
-    if warnings:
-        items = "".join(f"<li>{escape(w)}</li>" for w in warnings)
-        parts.append(f'<h2>Warnings</h2><ul id="warnings">{items}</ul>')
-    deploy = (
-        "<code>docker stack deploy -c portworx.yaml portworx</code> (install the pxhostd "
-        "package on every node first)"
-        if platform == "swarm"
-        else "<code>kubectl apply --server-side -f portworx.yaml</code>"
+    """What a browser gets instead of raw YAML: the YAML (wrapped), how to get it again.
+
+    Download and "Change parameters" send `pairs` back as POST forms, so every value (secrets
+    included) comes back without ever appearing in a URL.
+    """
+    given = [(k, v) for k, v in pairs if v != ""]
+    secrets = [p for p in PARAMS if p.secret and any(k in p.names for k, _ in given)]
+    return _render(
+        "result.html.j2", title="pxhostd manifest", manifest=manifest, warnings=list(warnings),
+        platform=platform, pairs=given, command=equivalent_command(pairs),
+        secret_vars=[_secret_var(p) for p in secrets],
     )
-    parts.append(
-        '<p class="actions">'
-        f'<a id="download" href="/download?{escape(query)}" download="portworx.yaml">'
-        "Download portworx.yaml</a>"
-        f'<a id="change" href="/form?{escape(editable)}">Change parameters</a></p>'
-        f"<p>Apply it with {deploy}.</p>"
-    )
-    secrets = [p for p in PARAMS if p.secret and any(k in p.names and v for k, v in pairs)]
-    note = (
-        " (set " + ", ".join(f"<code>{p.cli.upper().replace('-', '_')}</code>"
-                             for p in secrets) + " first)"
-        if secrets else ""
-    )
-    parts.append(
-        f"<p>The same on the command line{note}:</p>"
-        f'<pre id="command">{escape(equivalent_command(pairs))}</pre>'
-    )
-    parts.append(f'<pre id="manifest">{escape(manifest)}</pre>')
-    return _page("pxhostd manifest", "".join(parts))

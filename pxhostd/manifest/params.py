@@ -7,7 +7,7 @@ raises one InvalidSpec listing them all; obsolete options become warnings, never
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
@@ -16,6 +16,7 @@ from pxhostd import __version__
 from pxhostd.errors import InvalidSpec
 from pxhostd.manifest import values as v
 from pxhostd.manifest.values import KubeVersion, show
+from pxhostd.spec import rules
 
 #: Oldest Kubernetes minor the manifests are written for (apps/v1, policy/v1 eviction,
 #: the `node-role.kubernetes.io/control-plane` taint; the `master` taint is gone).
@@ -56,10 +57,6 @@ class ParamDef:
         return (self.short, *self.aliases, self.cli)
 
 
-def _text(name: str, value: str) -> str:
-    return v.check_text(name, value)
-
-
 def _type(name: str, value: str) -> str:
     word = value.strip().lower()
     if word in ("oci", "runc"):
@@ -88,8 +85,9 @@ PARAMS: tuple[ParamDef, ...] = (
     ParamDef("platform", "platform", (), "platform", _platform,
              "kubernetes (default: the DaemonSet manifests) or swarm (a compose file for "
              "docker stack deploy; see pxhostd-specgen(1))", status=Status.NEW, choices=PLATFORMS),
-    ParamDef("cluster", "c", ("cluster",), "cluster", _text,
-             f"Portworx cluster name (default {DEFAULT_CLUSTER})"),
+    ParamDef("cluster", "c", ("cluster",), "cluster", v.parse_cluster_name,
+             f"Portworx cluster name: letters, digits, '-', '_', '.', at most 63 (default "
+             f"{DEFAULT_CLUSTER})"),
     ParamDef("kvdb", "k", ("kvdb",), "kvdb", v.parse_kvdb_urls,
              "kvdb endpoints, comma separated: etcd://host:2379, etcd:https://host:2379, "
              "consul:http://host:8500 (empty: Portworx's built-in kvdb)", is_list=True),
@@ -206,14 +204,34 @@ _COREOS_WARNING = (
 )
 
 
+class InvalidParams(InvalidSpec):
+    """Bad generator parameters: the one message, and each problem by the field it is about.
+
+    `by_field` maps a ManifestParams field to its messages (what the web form shows next to
+    that field); problems about no single field (unknown names) are only in the message.
+    """
+
+    def __init__(self, problems: Sequence[tuple[str | None, str]]) -> None:
+        super().__init__("invalid parameters:\n  " + "\n  ".join(m for _, m in problems))
+        self.by_field: dict[str, list[str]] = {}
+        for key, message in problems:
+            if key is not None:
+                self.by_field.setdefault(key, []).append(message)
+
+
+#: (field or None, message): one problem found while parsing.
+Problem = tuple[str | None, str]
+
+
 def parse_params(pairs: Iterable[tuple[str, str]], *, strict: bool = True) -> ManifestParams:
     """Turn (name, value) pairs from a query string or CLI into ManifestParams.
 
     Empty values mean "not given" (an HTML form sends every field). A parameter given
     twice is an error, except list parameters whose values are joined. Unknown names are
-    an error in strict mode and a warning otherwise.
+    an error in strict mode and a warning otherwise. Every problem is collected into one
+    InvalidParams.
     """
-    errors: list[str] = []
+    errors: list[Problem] = []
     warnings: list[str] = []
     seen: dict[str, str] = {}
     values: dict[str, Any] = {}
@@ -227,13 +245,15 @@ def parse_params(pairs: Iterable[tuple[str, str]], *, strict: bool = True) -> Ma
             continue
         label = name if name == param.short else f"{name} ({param.short})"
         if param.field in seen and not param.is_list:
-            errors.append(f"{label}: given more than once (also as {seen[param.field]})")
+            errors.append(
+                (param.field, f"{label}: given more than once (also as {seen[param.field]})")
+            )
             continue
         seen[param.field] = name
         try:
             parsed = param.parse(label, raw)
         except ValueError as exc:
-            errors.append(str(exc))
+            errors.append((param.field, str(exc)))
             continue
         if param.is_list:
             values[param.field] = [*values.get(param.field, []), *parsed]
@@ -242,12 +262,12 @@ def parse_params(pairs: Iterable[tuple[str, str]], *, strict: bool = True) -> Ma
     if unknown:
         names = ", ".join(show(n, 30) + _nearest(n) for n in unknown)
         if strict:
-            errors.append(f"unknown parameter(s): {names}")
+            errors.append((None, f"unknown parameter(s): {names}"))
         else:
             warnings.append(f"ignored unknown parameter(s): {names}")
     _check_combinations(values, errors, warnings)
     if errors:
-        raise InvalidSpec("invalid parameters:\n  " + "\n  ".join(errors))
+        raise InvalidParams(errors)
     fields: dict[str, Any] = {
         k: tuple(val) if isinstance(val, list) else val for k, val in values.items()
     }
@@ -256,33 +276,35 @@ def parse_params(pairs: Iterable[tuple[str, str]], *, strict: bool = True) -> Ma
 
 def _nearest(name: str) -> str:
     """A " (did you mean ...?)" hint for a near miss of a known name; "" otherwise."""
-    import difflib
-
-    close = difflib.get_close_matches(name, list(BY_NAME), n=1, cutoff=0.75)
-    if not close and name.lower() in {k.lower(): k for k in BY_NAME}:
-        close = [{k.lower(): k for k in BY_NAME}[name.lower()]]
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = rules.nearest(name, BY_NAME, cutoff=0.75)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
-def _check_combinations(values: dict[str, Any], errors: list[str], warnings: list[str]) -> None:
+def _check_combinations(
+    values: dict[str, Any], errors: list[Problem], warnings: list[str]
+) -> None:
     version: KubeVersion | None = values.get("kube_version")
     if version is not None:
         if version.minor_version < MIN_KUBE_VERSION:
             oldest = ".".join(str(n) for n in MIN_KUBE_VERSION)
-            errors.append(
+            errors.append((
+                "kube_version",
                 f"kbver: Kubernetes {version.major}.{version.minor} is older than the oldest "
-                f"supported version {oldest}"
-            )
+                f"supported version {oldest}",
+            ))
         if version.is_gke:
             warnings.append(_PVC_CONTROLLER_WARNING.format(name="kbver (GKE)"))
     if values.get("zero_storage") and values.get("masters") is False:
-        errors.append("z: zero-storage control-plane nodes need mas (masters) not set to false")
+        errors.append(
+            ("zero_storage", "z: zero-storage control-plane nodes need mas (masters) not set "
+             "to false")
+        )
     names = [key for key, _ in values.get("env", [])]
     for key in sorted({k for k in names if names.count(k) > 1}):
-        errors.append(f"e: environment variable {key} given more than once")
+        errors.append(("env", f"e: environment variable {key} given more than once"))
     for key in names:
         if key.startswith(RESERVED_ENV_PREFIX) or key == "PATH":
-            errors.append(f"e: environment variable {key} is reserved for the pod itself")
+            errors.append(("env", f"e: environment variable {key} is reserved for the pod itself"))
     if values.get("platform") == "swarm":
         for key in _KUBERNETES_ONLY:
             if key in values:

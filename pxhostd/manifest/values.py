@@ -22,6 +22,10 @@ _FALSE = frozenset({"false", "0", "no", "n", "off", "f"})
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _IFACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}")
 _KVDB_URL = re.compile(r"(?:etcd|consul)(?::https?)?://\S+")
+#: A Portworx cluster name: the characters and length of a Kubernetes label value (the name
+#: also labels objects), so it needs no quoting in an argument, a key or a label.
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+MAX_CLUSTER_NAME = 63
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _SECRET_TYPE = re.compile(r"[a-z][a-z0-9-]{0,31}")
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -169,6 +173,18 @@ def parse_image(name: str, value: str) -> str:
         raise ValueError(
             f"{name}: expected a container image reference such as "
             f"registry.example/portworx/pxhostd:1.0, got {show(value)}"
+        )
+    return value
+
+
+def parse_cluster_name(name: str, value: str) -> str:
+    """Letters, digits, `-`, `_`, `.`; a letter or digit at both ends; at most 63."""
+    check_text(name, value)
+    if not _CLUSTER_NAME.fullmatch(value):
+        raise ValueError(
+            f"{name}: expected a cluster name (letters, digits, '-', '_', '.'; starting and "
+            f"ending with a letter or digit; at most {MAX_CLUSTER_NAME} characters), "
+            f"got {show(value)}"
         )
     return value
 

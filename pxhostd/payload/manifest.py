@@ -213,7 +213,9 @@ def manifest_from_dict(data: object) -> Manifest:
         raise E(f"payload.yaml: must be a mapping, got {rules.type_name(data)}")
     for key in data:
         if key not in MANIFEST_KEYS:
-            raise E(f"payload.yaml: unknown key {rules.show(key)} "
+            close = rules.nearest(key, MANIFEST_KEYS)
+            hint = f", did you mean {close!r}?" if close else ""
+            raise E(f"payload.yaml: unknown key {rules.show(key)}{hint} "
                     f"(known keys: {', '.join(MANIFEST_KEYS)})")
     for key in ("name", "version", "exec", "files"):
         if key not in data:

@@ -60,7 +60,7 @@ from pxhostd.pod.health import HealthServer, serve_health
 from pxhostd.pod.hostenter import HOST_MNT_NS, Host
 from pxhostd.pod.locking import host_locked
 from pxhostd.pod.mounts import MOUNTINFO, REQUIRED_MOUNTS, read_mountinfo, require_mounts
-from pxhostd.pod.signals import ChildReaper, install_stop_handlers, set_child_subreaper
+from pxhostd.pod.signals import ignore_stop_signals, install_stop_handlers
 from pxhostd.spec.digest import raw_spec_digest
 from pxhostd.spec.validate import spec_from_dict
 from pxhostd.status.submission import (
@@ -132,13 +132,6 @@ class Pod:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         remove_handlers = install_stop_handlers(loop, self.stop)
-        if os.getpid() != 1:
-            try:
-                set_child_subreaper()
-            except OSError as exc:
-                _log.debug("cannot become a child subreaper: %s", exc)
-        reaper = ChildReaper()
-        reaper.start(loop)
         work = asyncio.create_task(self.work(), name="pod-work")
         stopped = asyncio.create_task(self.stop.wait(), name="pod-stop")
         try:
@@ -153,8 +146,9 @@ class Pod:
         finally:
             stopped.cancel()
             await self.close()
-            reaper.stop()
             remove_handlers()
+            if self.stop.is_set():
+                ignore_stop_signals()
 
     async def close(self) -> None:
         if self.kube is not None:

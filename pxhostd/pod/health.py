@@ -179,10 +179,6 @@ class HealthServer:
         """The bound port (useful when started on port 0); set by `start`."""
         return self._http.port
 
-    @property
-    def connections(self) -> int:
-        return self._http.connections
-
     async def start(self, addr: str, port: int) -> None:
         await self._http.start(addr, port)
 

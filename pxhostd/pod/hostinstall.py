@@ -29,7 +29,7 @@ from pxhostd.errors import HostStateError
 from pxhostd.hostfs import atomic_write, remove_file, sha256_file
 from pxhostd.pod.hostenter import Host, HostCommandFailed
 from pxhostd.pod.locking import DEFAULT_LOCK, host_locked
-from pxhostd.versions import BadVersion, compare_versions
+from pxhostd.versions import BadVersion, compare_versions, parse_version
 
 #: What the image adds for the pod (see container/Containerfile).
 IMAGE_DIR = Path("/usr/share/pxhostd-pod")
@@ -78,7 +78,7 @@ def parse_version_output(text: str) -> str:
     if not match:
         raise BadVersion(f"unexpected `pxhostd --version` output {text.strip()[:80]!r}")
     version = match.group(1)
-    compare_versions(version, version)  # raises BadVersion if it is not one
+    parse_version(version)  # BadVersion if it is not one
     return version
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import posixpath
-from pathlib import Path
 
 import jinja2
 
@@ -114,6 +113,3 @@ def render_units(
     return units
 
 
-def templates_present(templates_dir: Path) -> bool:
-    """True if both templates exist (a packaging check for the daemon's start-up)."""
-    return all((templates_dir / t).is_file() for t in (SERVICE_TEMPLATE, REBOOT_TEMPLATE))

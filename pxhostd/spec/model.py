@@ -11,6 +11,11 @@ from dataclasses import dataclass
 
 DEFAULT_SERVICE = "portworx"
 
+
+def unit_name(service: str) -> str:
+    """The systemd unit that runs the service (one place for the suffix)."""
+    return f"{service}.service"
+
 #: Mount options in canonical order. Defaults (`rw`, `rbind`) are accepted on input and
 #: dropped from the canonical form, so `/a:/b` and `/a:/b:rw` are the same mount.
 MOUNT_OPTION_ORDER = ("ro", "norbind")
@@ -51,11 +56,7 @@ class Spec:
 
     @property
     def unit_name(self) -> str:
-        return f"{self.service}.service"
-
-    @property
-    def env_dict(self) -> dict[str, str]:
-        return dict(self.env)
+        return unit_name(self.service)
 
     def to_dict(self) -> dict[str, object]:
         """Canonical plain form; `spec_from_dict(s.to_dict()) == s`."""

@@ -12,9 +12,11 @@ Two kinds of strings exist:
 
 from __future__ import annotations
 
+import difflib
 import posixpath
 import re
 import unicodedata
+from collections.abc import Iterable
 
 from pxhostd.errors import InvalidSpec
 
@@ -44,6 +46,17 @@ def show(value: object, limit: int = 60) -> str:
 
 
 _FRIENDLY_TYPES = {"NoneType": "null", "dict": "a mapping", "list": "a list", "tuple": "a list"}
+
+
+def nearest(word: object, known: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The known name a near miss most likely meant (same letters in another case first)."""
+    if not isinstance(word, str):
+        return None
+    by_lower = {k.lower(): k for k in known}
+    if word.lower() in by_lower:
+        return by_lower[word.lower()]
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=cutoff)
+    return by_lower[close[0]] if close else None
 
 
 def type_name(value: object) -> str:

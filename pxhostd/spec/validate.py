@@ -106,12 +106,8 @@ def _parse_mounts(value: object) -> tuple[Mount, ...]:
 
 def _nearest_key(key: object) -> str:
     """A ", did you mean ...?" hint for a near miss of a spec key."""
-    import difflib
-
-    if not isinstance(key, str):
-        return ""
-    close = difflib.get_close_matches(key.lower(), SPEC_KEYS, n=1, cutoff=0.6)
-    return f", did you mean {close[0]!r}?" if close else ""
+    close = rules.nearest(key, SPEC_KEYS)
+    return f", did you mean {close!r}?" if close else ""
 
 
 def spec_from_dict(data: object) -> Spec:

@@ -18,10 +18,9 @@ import argparse
 import errno
 import ipaddress
 import os
+import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,9 +79,44 @@ def check_local_url(url: str) -> str:
     return url
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None  # a redirect is an answer, not a reason to go elsewhere
+#: The status line is all the probe reads; a longer one is not an HTTP answer.
+MAX_STATUS_LINE = 1024
+
+
+def _status_code(url: str, timeout: float) -> int:
+    """GET `url` and return the answer's status code, all within one deadline.
+
+    Only the status line is read, at most MAX_STATUS_LINE bytes: a server that trickles
+    or floods cannot hold the probe past `timeout`. No proxy, no redirect: plain sockets.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or 80
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: pxhostctl-probe\r\n"
+            "Connection: close\r\n\r\n".encode("ascii")
+        )
+        line = b""
+        while b"\n" not in line:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("timed out")
+            sock.settimeout(left)
+            chunk = sock.recv(MAX_STATUS_LINE - len(line))
+            if not chunk:
+                raise ValueError("closed before answering")
+            line += chunk
+            if len(line) >= MAX_STATUS_LINE and b"\n" not in line:
+                raise ValueError("status line too long")
+    fields = line.split(b"\n", 1)[0].rstrip(b"\r").split(b" ", 2)
+    if (len(fields) < 2 or not fields[0].startswith(b"HTTP/")
+            or len(fields[1]) != 3 or not fields[1].isdigit()):
+        raise ValueError(f"bad status line {line[:80]!r}")
+    return int(fields[1])
 
 
 def check_health_url(url: str, timeout: float = DEFAULT_HEALTH_TIMEOUT) -> ProbeResult:
@@ -91,16 +125,10 @@ def check_health_url(url: str, timeout: float = DEFAULT_HEALTH_TIMEOUT) -> Probe
         check_local_url(url)
     except UnsafeHealthUrl as exc:
         return ProbeResult(False, str(exc))
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
     try:
-        with opener.open(url, timeout=timeout) as response:
-            code = int(response.status)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return ProbeResult(False, f"health {url} answered {exc.code}")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return ProbeResult(False, f"health {url} unreachable: {reason}")
+        code = _status_code(url, timeout)
+    except (OSError, ValueError, UnicodeError) as exc:
+        return ProbeResult(False, f"health {url} unreachable: {exc}")
     if not 200 <= code < 300:
         return ProbeResult(False, f"health {url} answered {code}")
     return ProbeResult(True, f"health {url} answered {code}")

@@ -9,10 +9,8 @@ one. The format is documented in docs/status-file.md.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import enum
-import logging
 import os
 import re
 import threading
@@ -53,7 +51,6 @@ KEYS = (
 #: release it runs; a pod's probe compares them with what it submitted.
 OPTIONAL_KEYS = ("SPEC_DIGEST", "RELEASE")
 _KEY_RE = re.compile(r"[A-Z][A-Z0-9_]*")
-_log = logging.getLogger(__name__)
 
 
 class DaemonState(enum.StrEnum):
@@ -342,18 +339,3 @@ class StatusFile:
         with self._lock:
             self._last = None
             return remove_file(self.path)
-
-
-
-async def heartbeat_loop(status_file: StatusFile, interval: float = HEARTBEAT_INTERVAL) -> None:
-    """Beat every `interval` seconds until cancelled; the write runs off the event loop.
-
-    A failed write is logged and retried at the next beat: a full /run must not kill the
-    daemon, and a stale heartbeat is exactly what then tells the pod something is wrong.
-    """
-    while True:
-        try:
-            await asyncio.to_thread(status_file.beat)
-        except HostStateError as exc:
-            _log.warning("status heartbeat not written: %s", exc)
-        await asyncio.sleep(interval)

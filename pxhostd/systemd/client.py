@@ -35,8 +35,6 @@ from pxhostd.systemd.watch import ActivityCallback, UnitWatch
 
 log = logging.getLogger(__name__)
 
-ERR_ALREADY_SUBSCRIBED = "org.freedesktop.systemd1.AlreadySubscribed"
-
 
 @dataclass(frozen=True)
 class UnitSummary:
@@ -350,7 +348,7 @@ class Systemd:
             async with bounded(c.METHOD_TIMEOUT, "Subscribe again"):
                 await self._manager(c.SUBSCRIBE, what="Subscribe")
         except PxError as exc:
-            if ERR_ALREADY_SUBSCRIBED not in str(exc):
+            if not (isinstance(exc, SystemdError) and exc.reply_name == c.ERR_ALREADY_SUBSCRIBED):
                 log.warning("could not subscribe to systemd again: %s", exc)
 
     async def _refresh(self, watch: UnitWatch) -> None:

@@ -17,14 +17,16 @@ class UnitMasked(SystemdError):
 def error_from_reply(error_name: str, text: str, what: str) -> PxError:
     """Map an error reply to a named error; `what` says which call failed and on what."""
     if error_name == c.ERR_NO_SUCH_UNIT:
-        return NoSuchUnit(f"{what}: no such unit ({text})")
+        return NoSuchUnit(f"{what}: no such unit ({text})", reply_name=error_name)
     if error_name == c.ERR_UNIT_MASKED:
-        return UnitMasked(f"{what}: unit is masked ({text})")
+        return UnitMasked(f"{what}: unit is masked ({text})", reply_name=error_name)
     if error_name == c.ERR_ACCESS_DENIED:
         return AccessDenied(f"{what}: systemd denied access ({text})")
     if error_name in (c.ERR_SERVICE_UNKNOWN, c.ERR_NO_REPLY):
-        return SystemdError(f"{what}: systemd is not reachable on the bus ({text})")
-    return SystemdError(f"{what}: {error_name}: {text}")
+        return SystemdError(
+            f"{what}: systemd is not reachable on the bus ({text})", reply_name=error_name
+        )
+    return SystemdError(f"{what}: {error_name}: {text}", reply_name=error_name)
 
 
 def error_from_transport(exc: BaseException, what: str) -> SystemdError:

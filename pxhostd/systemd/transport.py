@@ -15,12 +15,13 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from dbus_fast import Message, MessageType, Variant
+from dbus_fast import Message, MessageType
 from dbus_fast.aio.message_bus import MessageBus
 
 from pxhostd.errors import PxError, Timeout
 from pxhostd.systemd import constants as c
 from pxhostd.systemd.errors import error_from_reply, error_from_transport
+from pxhostd.variants import unwrap
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +36,6 @@ class Signal:
 
 
 SignalHandler = Callable[[Signal], None]
-
-
-def unwrap(value: object) -> object:
-    """Variants become their value, recursively; containers become lists, tuples and dicts."""
-    if isinstance(value, Variant):
-        return unwrap(value.value)
-    if isinstance(value, dict):
-        return {k: unwrap(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unwrap(v) for v in value]
-    return value
 
 
 @contextlib.asynccontextmanager

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from blockbuster import blockbuster_ctx
-from daemon_harness import running_daemon
+from daemon_harness import eventually, running_daemon
 from test_manager import SPEC
 
 from pxhostd.bus.client import PxClient, raise_for_result
@@ -32,10 +32,11 @@ def test_status_history_and_an_install_make_no_blocking_call(
                     assert status["state"] in ("idle", "installing")
                     await client.history(10)
                 # Let the status writer and the history appends (threads) finish.
-                for _ in range(100):
-                    if len(await client.history(10)) == 3:
-                        break
-                    await asyncio.sleep(0.05)
+
+                async def all_three() -> bool:
+                    return len(await client.history(10)) == 3
+
+                await eventually(all_three, "three history entries")
                 assert len(await client.history(10)) == 3
                 assert (await asyncio.to_thread(daemon.status_file.read)).state == "idle"
 

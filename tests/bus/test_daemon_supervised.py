@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
 from pathlib import Path
 
+from daemon_harness import eventually
 from fake_engine import FakeEngine
 from test_manager import SPEC, running_daemon
 
@@ -17,14 +17,6 @@ from pxhostd.daemon.service import Daemon, DaemonOptions
 from pxhostd.errors import HostStateError
 from pxhostd.paths import Paths
 from pxhostd.status.statusfile import StatusMissing, read_status
-
-
-async def eventually(check: Callable[[], bool], what: str) -> None:
-    for _ in range(200):
-        if await asyncio.to_thread(check):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never happened: {what}")
 
 
 def ready(path: Path) -> bool | None:

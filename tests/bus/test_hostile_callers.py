@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import running_daemon
+from daemon_harness import eventually, running_daemon
 from dbus_fast import Message, MessageType
 from fake_engine import FakeEngine
 from nodeharness import REPO_ROOT
@@ -25,6 +25,7 @@ from pxhostd.bus.client import PxClient, raise_for_result
 from pxhostd.bus.names import BUS_NAME, MANAGER_INTERFACE, OBJECT_PATH, TRANSACTION_INTERFACE
 from pxhostd.errors import RolledBack
 from pxhostd.redact import REDACTED, with_log_excerpt
+from pxhostd.status.statusfile import read_status
 
 DRIVER = REPO_ROOT / "bench" / "nodeside" / "busdriver.py"
 FLOOD = REPO_ROOT / "bench" / "nodeside" / "flood.py"
@@ -102,7 +103,9 @@ def test_non_root_sees_no_secret_and_no_journal_line_root_sees_all(
             failed = await root.action("Restart", txid="failed-restart")
             result = await root.wait(failed, timeout=10)
             assert result["success"] is False
-            await asyncio.sleep(0.3)  # the history append and status file run off the loop
+            await eventually(  # the status file is written off the loop
+                lambda: "RolledBack" in daemon.paths.status_file.read_text(), "the file's error"
+            )
 
             # As uid 65534: every read succeeds and carries no secret, no journal line.
             replies = await as_nobody(dbus_address, read_everything([installed, failed]))
@@ -152,10 +155,8 @@ def test_a_caller_is_forgotten_when_it_leaves(dbus_address: str, state_root: Pat
             name = client.bus.unique_name
             assert name is not None and daemon.bus.callers.uid(name).result() == 0
             client.close()
-            for _ in range(100):
-                if not daemon.bus.callers.known(name):
-                    break
-                await asyncio.sleep(0.05)
+            callers = daemon.bus.callers
+            await eventually(lambda: not callers.known(name), "the caller forgotten")
             assert not daemon.bus.callers.known(name)
 
     run(body())
@@ -215,10 +216,8 @@ def test_clients_that_never_read_cost_bounded_memory_and_do_not_stop_root(
             assert max_outstanding <= flow.UID_WINDOW + 64 * 1024
             assert max_queued < 16 * 1024 * 1024
             # Once they are gone, nothing of theirs is left.
-            for _ in range(100):
-                if not bus.flow.outstanding() and not bus.flow.held_bytes():
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(lambda: not bus.flow.outstanding() and not bus.flow.held_bytes(),
+                             "the flooders' windows released")
             assert bus.flow.outstanding() == 0 and bus.flow.held_bytes() == 0
             root.close()
         # running_daemon asserted exit code 0: the bus connection was never lost.
@@ -246,7 +245,10 @@ def test_non_ascii_in_every_string_member(dbus_address: str, state_root: Path, w
             bad = await root.wait(await root.action("Restart", txid="id-ü"), timeout=10)
             assert bad["error_message"] == "3.0 a échoué: « démo » ✗"
             daemon.set_service_state("actif/en-marche-é")
-            await asyncio.sleep(0.3)
+            await eventually(  # published off the loop
+                lambda: read_status(daemon.paths.status_file).service_state == "actif/en-marche-é",
+                "the new service state in the status file",
+            )
             requests = read_everything([ok, bad["path"]])
             requests.append(call("Introspect", iface="org.freedesktop.DBus.Introspectable"))
             if who == "root":
@@ -267,7 +269,7 @@ def test_non_ascii_in_every_string_member(dbus_address: str, state_root: Path, w
 
 
 async def root_call(client: PxClient, spec: dict[str, Any]) -> dict[str, Any]:
-    from pxhostd.bus.variants import unwrap
+    from pxhostd.variants import unwrap
 
     body = await client.call(spec["member"], spec["sig"], spec["body"], path=spec["path"],
                              interface=spec["iface"])

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import running_daemon
+from daemon_harness import eventually, running_daemon
 from dbus_fast import Message, MessageType, Variant
 from fake_engine import FakeEngine
 
 from pxhostd import __version__
 from pxhostd.bus.client import PxClient, raise_for_result
 from pxhostd.bus.names import MANAGER_INTERFACE, OBJECT_PATH
+from pxhostd.engine.history import History
 from pxhostd.errors import Busy, InvalidOptions, InvalidSpec, NotInstalled, RolledBack
 
 SPEC = {"payload": "/opt/demo/payload", "args": ["-c", "cluster1"], "env": {"A": "1"}}
@@ -82,8 +83,14 @@ def test_identical_request_joins_and_different_is_busy(dbus_address: str, state_
             with pytest.raises(Busy) as busy:
                 await b.install({**SPEC, "args": ["other"]})
             assert path_a in str(busy.value)
-            waits = asyncio.gather(a.wait(path_a, timeout=10), b.wait(path_b, timeout=10))
-            await asyncio.sleep(0.1)
+            # Both follow the running transaction: each has read it unfinished (its first
+            # progress report) before the engine may finish.
+            following = [asyncio.Event(), asyncio.Event()]
+            waits = asyncio.gather(
+                a.wait(path_a, lambda _p, _m: following[0].set(), timeout=10),
+                b.wait(path_b, lambda _p, _m: following[1].set(), timeout=10),
+            )
+            await asyncio.wait_for(asyncio.gather(*(f.wait() for f in following)), 10)
             engine.gate.set()
             ra, rb = await waits
             assert ra == rb and ra["success"] is True
@@ -144,8 +151,12 @@ def test_properties_changed_is_emitted(dbus_address: str, state_root: Path) -> N
                 f"type='signal',interface='org.freedesktop.DBus.Properties',path='{OBJECT_PATH}'"
             )
             await client.wait(await client.install(SPEC), timeout=10)
-            await asyncio.sleep(0.1)
-            states = [c["State"] for c in changes if "State" in c]
+
+            def seen_states() -> list[str]:
+                return [c["State"] for c in changes if "State" in c]
+
+            await eventually(lambda: seen_states()[-1:] == ["idle"], "State back to idle")
+            states = seen_states()
             assert "installing" in states and states[-1] == "idle"
             assert any(c.get("ActiveTransaction", "/") != "/" for c in changes)
             client.close()
@@ -155,12 +166,15 @@ def test_properties_changed_is_emitted(dbus_address: str, state_root: Path) -> N
 
 def test_history_survives_a_daemon_restart(dbus_address: str, state_root: Path) -> None:
     async def body() -> None:
-        async with running_daemon(dbus_address, state_root):
+        async with running_daemon(dbus_address, state_root) as daemon:
             client = await PxClient.connect(dbus_address)
             await client.wait(await client.install(SPEC, txid="kept-1"), timeout=10)
             await client.wait(await client.install(SPEC, txid="kept-2"), timeout=10)
             client.close()
-            await asyncio.sleep(0.2)  # the append runs in a worker thread
+            history_file = History(daemon.paths.history_file)
+            await eventually(  # the append runs in a worker thread
+                lambda: [e.txid for e in history_file.read(10)] == ["kept-1"], "kept-1 on disk"
+            )
         async with running_daemon(dbus_address, state_root):
             client = await PxClient.connect(dbus_address)
             entries = await client.history(10)
@@ -168,7 +182,11 @@ def test_history_survives_a_daemon_restart(dbus_address: str, state_root: Path) 
             assert [e["txid"] for e in entries] == ["kept-1"]
             assert entries[0]["result"] == "success"
             await client.wait(await client.action("Restart", txid="kept-3"), timeout=10)
-            await asyncio.sleep(0.2)
+
+            async def newest() -> bool:
+                return [e["txid"] for e in await client.history(1)] == ["kept-3"]
+
+            await eventually(newest, "kept-3 first in the history")
             assert [e["txid"] for e in await client.history(1)] == ["kept-3"]
             client.close()
 
@@ -213,17 +231,18 @@ def test_status_file_is_not_ready_while_an_operation_runs(
             await client.wait(await client.install(SPEC), timeout=10)
             daemon.set_service_state("active/running")
             status_path = daemon.paths.status_file
-            await asyncio.sleep(0.2)  # the status writer runs after each change, off the loop
+            # The status writer runs after each change, off the loop.
+            await eventually(lambda: read_status(status_path).ready, "READY=1 in the file")
             status = read_status(status_path)
             assert status.service_state == "active/running" and status.ready is True
             engine.gate = asyncio.Event()
             path = await client.action("Restart")
-            await asyncio.sleep(0.2)
+            await eventually(lambda: read_status(status_path).state == "busy", "STATE=busy")
             status = read_status(status_path)
             assert status.state == "busy" and status.ready is False  # a restart runs
             engine.gate.set()
             await client.wait(path, timeout=10)
-            await asyncio.sleep(0.2)
+            await eventually(lambda: read_status(status_path).state == "idle", "STATE=idle")
             status = read_status(status_path)
             assert status.state == "idle" and status.ready is True
             client.close()

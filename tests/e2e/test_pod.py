@@ -108,7 +108,7 @@ volume() {{  # hostPath (DirectoryOrCreate, as the kubelet does) -> mountPath [r
     if [ "$3" = ro ]; then mount -o remount,bind,ro "$R$2"; fi
 }}
 {VOLUMES}
-exec chroot "$R" /usr/bin/env -i "${{podenv[@]}}" /usr/bin/pxhostd-pod "$@"
+exec chroot "$R" /usr/bin/env -i "${{podenv[@]}}" /usr/bin/tini -s -- /usr/bin/pxhostd-pod "$@"
 """
 
 

@@ -131,7 +131,7 @@ def pod_node(images: Images, request: pytest.FixtureRequest) -> Iterator[PodNode
 def test_the_image_keeps_entrypoint_stopsignal_and_healthcheck(pod_node: PodNode) -> None:
     out = pod_node.node.run(["podman", "image", "inspect", pod_node.images.base]).stdout
     (config,) = json.loads(out)
-    assert config["Config"]["Entrypoint"] == ["pxhostd-pod"]
+    assert config["Config"]["Entrypoint"] == ["tini", "-s", "--", "pxhostd-pod"]
     assert config["Config"]["StopSignal"] == "SIGTERM"
     # podman 4.3 shows the docker-archive's healthcheck at the top level.
     health = config.get("Healthcheck") or config["Config"].get("Healthcheck")

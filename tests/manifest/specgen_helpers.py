@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import kubernetes_validate  # type: ignore[import-untyped]
 import yaml
@@ -82,11 +83,26 @@ class ServerProcess:
     base: str
     proc: subprocess.Popen[str]
 
-    def get(self, path: str, *, accept: str = "*/*", method: str = "GET") -> Response:
-        req = urllib.request.Request(self.base + path, headers={"Accept": accept}, method=method)
+    def get(
+        self,
+        path: str,
+        *,
+        accept: str = "*/*",
+        method: str = "GET",
+        data: bytes | None = None,
+        content_type: str = "application/x-www-form-urlencoded",
+    ) -> Response:
+        headers = {"Accept": accept}
+        if data is not None:
+            headers["Content-Type"] = content_type
+        req = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return Response(resp.status, resp.headers, resp.read().decode("utf-8"))
         except urllib.error.HTTPError as err:
             with err:
                 return Response(err.code, err.headers, err.read().decode("utf-8"))
+
+    def post(self, path: str, pairs: list[tuple[str, str]], *, accept: str = "*/*") -> Response:
+        """A form submission: the pairs URL-encoded in the body, as a browser sends them."""
+        return self.get(path, accept=accept, method="POST", data=urlencode(pairs).encode())

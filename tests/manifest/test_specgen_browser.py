@@ -20,6 +20,8 @@ import pytest
 from kubelet_expand import container_as_run
 from specgen_helpers import ServerProcess, arg_after, container, load_docs, one, validate_all
 
+from pxhostd.manifest.params import PARAMS
+
 pytestmark = pytest.mark.browser
 
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
@@ -51,12 +53,14 @@ class WebDriver:
                 detail = err.read().decode(errors="replace")
             raise AssertionError(f"WebDriver {method} {path}: {err.code} {detail}") from None
 
-    def start(self, binary: str, user_data_dir: Path) -> None:
+    def start(self, binary: str, user_data_dir: Path, downloads: Path) -> None:
         caps = {"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": binary,
                 "args": [*CHROMIUM_FLAGS, f"--user-data-dir={user_data_dir}"],
+                "prefs": {"download.default_directory": str(downloads),
+                          "download.prompt_for_download": False},
             },
         }}}
         self.session = self.call("POST", "/session", caps)["sessionId"]
@@ -78,6 +82,12 @@ class WebDriver:
 
     def text_content(self, css: str) -> str:
         return str(self.s("GET", f"/element/{self.find(css)}/property/textContent"))
+
+    def prop(self, css: str, name: str) -> object:
+        return self.s("GET", f"/element/{self.find(css)}/property/{name}")
+
+    def url(self) -> str:
+        return str(self.s("GET", "/url"))
 
     def stop(self) -> None:
         if self.session:
@@ -113,7 +123,8 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 pytest.fail("chromedriver did not start", pytrace=False)
             time.sleep(0.1)
-        wd.start(chromium, tmp_path / "profile")
+        (tmp_path / "downloads").mkdir()
+        wd.start(chromium, tmp_path / "profile", tmp_path / "downloads")
         yield wd
     finally:
         try:
@@ -127,68 +138,114 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
                 proc.wait()
 
 
-def test_fill_the_form_submit_and_get_valid_yaml(
-    browser: WebDriver, specgen: ServerProcess
+#: A value for every field of the form, by short name (secrets included; tricky characters).
+TYPED: dict[str, str] = {
+    "c": "browser-cluster",
+    "k": "etcd://10.1.0.1:2379,etcd://10.1.0.2:2379",
+    "s": "/dev/sdb,/dev/sdc",
+    "d": "eth1",
+    "m": "eth2",
+    "j": "/dev/sdd",
+    "ns": "portworx",
+    "px": "registry.example/px/pxhostd:1.0",
+    "st": "vault",
+    "pwd": "root:p&ss=w%rd",
+    "ca": "/etc/pwx/ca.crt",
+    "cert": "/etc/pwx/c.crt",
+    "key": "/etc/pwx/c.key",
+    "acl": "acl <tok> \"'&",
+    "t": "join&t=ok?#",
+    "e": 'PX_HTTP_PROXY=http://proxy:3128,"NOTE=a, b {{x}} $(y)"',
+    "kubelet": "/var/lib/k0s/kubelet",
+}
+CHOSEN = {"kbver": "1.31", "platform": "kubernetes"}
+TICKED = ("mas", "z", "f", "osft")
+
+
+def _secret_values() -> list[str]:
+    return [TYPED[p.short] for p in PARAMS if p.secret]
+
+
+def test_fill_the_form_submit_download_and_come_back_with_every_value(
+    browser: WebDriver, specgen: ServerProcess, tmp_path: Path
 ) -> None:
+    fields = {p.short for p in PARAMS if p.form}
+    assert fields == set(TYPED) | set(CHOSEN) | set(TICKED), "every field is exercised"
     browser.s("POST", "/url", {"url": specgen.base + "/"})
     assert browser.s("GET", "/title") == "pxhostd manifest generator"
-    browser.type("#f-c", "browser-cluster")
-    browser.type("#f-k", "etcd://10.1.0.1:2379,etcd://10.1.0.2:2379")
-    browser.type("#f-s", "/dev/sdb,/dev/sdc")
-    browser.type("#f-d", "eth1")
-    browser.click("#f-kbver option[value='1.31']")
-    browser.type("#f-pwd", "root:p&ss=w%rd")
-    browser.type("#f-e", 'PX_HTTP_PROXY=http://proxy:3128,"NOTE=a, b {{x}} $(y)"')
-    browser.click("#f-mas")
-    browser.click("#f-f")
+    for short, text in TYPED.items():
+        browser.type(f"#f-{short}", text)
+    for short, option in CHOSEN.items():
+        browser.click(f"#f-{short} option[value='{option}']")
+    for short in TICKED:
+        browser.click(f"#f-{short}")
     browser.click("#submit")
 
     manifest = browser.text_content("#manifest")
-    assert "?" in str(browser.s("GET", "/url"))  # the form went out as a GET query
+    assert browser.url() == specgen.base + "/"  # POSTed: no value in the URL (nor history)
     docs = load_docs(manifest)
     validate_all(docs)
-    ds = one(docs, "DaemonSet")
+    ds = one(docs, "DaemonSet", "portworx")
     args = container(ds)["args"]
     assert arg_after(args, "-c") == ["browser-cluster"]
     assert arg_after(args, "-k") == ["etcd://10.1.0.1:2379,etcd://10.1.0.2:2379"]
     assert arg_after(args, "-s") == ["/dev/sdb", "/dev/sdc"] and "-f" in args
     assert arg_after(args, "-d") == ["eth1"]
-    env = container_as_run(container(ds), one(docs, "Secret")["stringData"])["env"]
+    secret = one(docs, "Secret")["stringData"]
+    env = container_as_run(container(ds), secret)["env"]
     assert env["NOTE"] == "a, b {{x}} $(y)"  # as the pod gets it, after the kubelet's expansion
-    assert one(docs, "Secret")["stringData"]["kvdb-userpwd"] == "root:p&ss=w%rd"
-    assert "tolerations" in ds["spec"]["template"]["spec"]
+    assert secret["kvdb-userpwd"] == "root:p&ss=w%rd"
+    assert secret["token"] == TYPED["t"] and secret["acltoken"] == TYPED["acl"]
+    control_plane = one(docs, "DaemonSet", "portworx-control-plane")  # mas with z
+    assert "tolerations" in control_plane["spec"]["template"]["spec"]
+    assert "-z" in container(control_plane)["args"]
 
-    # The download link: the same YAML as an attachment.
-    href = browser.s("GET", f"/element/{browser.find('#download')}/property/href")
-    with urllib.request.urlopen(str(href), timeout=30) as resp:
-        assert resp.headers["Content-Disposition"] == 'attachment; filename="portworx.yaml"'
-        assert resp.read().decode() == manifest
+    # The download button: the browser saves the same YAML as portworx.yaml.
+    browser.click("#download")
+    saved = tmp_path / "downloads" / "portworx.yaml"
+    deadline = time.monotonic() + 60
+    while not saved.exists():  # wait for the browser to finish writing (not a timed assertion)
+        if time.monotonic() > deadline:
+            pytest.fail(f"no download: {sorted(saved.parent.iterdir())}", pytrace=False)
+        time.sleep(0.1)
+    assert saved.read_text() == manifest
+    assert browser.url() == specgen.base + "/"  # still on the result page
     command = browser.text_content("#command")
     assert command.startswith("pxhostctl spec --cluster browser-cluster")
-    assert "p&ss" not in command and '--etcd-userpwd "$ETCD_USERPWD"' in command
+    assert not any(v in command for v in _secret_values())
+    assert '--etcd-userpwd "$ETCD_USERPWD"' in command
 
-    # "Change parameters" comes back to the form with every value kept (secrets excepted:
-    # the page never fills those in again).
+    # "Change parameters" comes back to the form with every value kept, secrets included,
+    # and still nothing in a URL.
     browser.click("#change")
-    def value(css: str) -> object:
-        return browser.s("GET", f"/element/{browser.find(css)}/property/value")
-    assert value("#f-c") == "browser-cluster"
-    assert value("#f-k") == "etcd://10.1.0.1:2379,etcd://10.1.0.2:2379"
-    assert value("#f-s") == "/dev/sdb,/dev/sdc" and value("#f-d") == "eth1"
-    assert value("#f-kbver") == "1.31"
-    assert value("#f-e") == 'PX_HTTP_PROXY=http://proxy:3128,"NOTE=a, b {{x}} $(y)"'
-    assert browser.s("GET", f"/element/{browser.find('#f-mas')}/property/checked") is True
-    assert value("#f-pwd") == ""
+    browser.find("#specform")  # waits for the form page (the result page has no form of that id)
+    assert browser.url() == specgen.base + "/form"
+    for short, text in TYPED.items():
+        assert browser.prop(f"#f-{short}", "value") == text, short
+    for short, option in CHOSEN.items():
+        assert browser.prop(f"#f-{short}", "value") == option, short
+    for short in TICKED:
+        assert browser.prop(f"#f-{short}", "checked") is True, short
+
+    # Submitting the kept values again gives the same manifest.
+    browser.click("#submit")
+    assert browser.text_content("#manifest") == manifest
 
 
 def test_bad_input_shows_the_form_with_the_reason(
     browser: WebDriver, specgen: ServerProcess
 ) -> None:
     browser.s("POST", "/url", {"url": specgen.base + "/"})
-    browser.type("#f-c", "<b>x</b>")
+    browser.type("#f-c", "<b>bad name</b>")
     browser.type("#f-j", "relative/dev")
+    browser.type("#f-t", "s3cret")
     browser.click("#submit")
     alert = browser.text_content("[role=alert]")
     assert "j: expected an absolute path" in alert, alert
-    value = browser.s("GET", f"/element/{browser.find('#f-c')}/property/value")
-    assert value == "<b>x</b>"
+    # Each error stands next to its field; every value is kept for correcting.
+    assert browser.text_content("#f-c-error").startswith("c: expected a cluster name")
+    assert browser.text_content("#f-j-error").startswith("j: expected an absolute path")
+    assert browser.prop("#f-c", "value") == "<b>bad name</b>"
+    assert browser.prop("#f-j", "value") == "relative/dev"
+    assert browser.prop("#f-t", "value") == "s3cret"
+    assert "s3cret" not in browser.url()

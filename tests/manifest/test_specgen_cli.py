@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,8 @@ from specgen_helpers import arg_after, container, load_docs, one, validate_all
 from pxhostd.manifest import cli
 from pxhostd.manifest.model import render_yaml
 from pxhostd.manifest.params import parse_params
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def pxhostctl(argv: list[str]) -> int:
@@ -60,6 +65,32 @@ def test_invalid_parameters_exit_2_with_every_reason(capsys: pytest.CaptureFixtu
     assert "f: expected a boolean" in err
     assert 'unknown parameter(s): "colour"' in err
     assert "docker install type is no longer supported" in err
+
+
+def test_bad_cluster_name_exits_2_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_file = tmp_path / "portworx.yaml"
+    for argv in (["-c", "bad name"], ["--cluster", "px;reboot"], ["c=px$(id)"],
+                 ["--query", "cluster=a%20b"]):
+        assert pxhostctl(["spec", *argv, "-o", str(out_file)]) == cli.EXIT_INVALID
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith("pxhostctl spec: invalid parameters:\n  c"), err
+        assert "expected a cluster name (letters, digits, '-', '_', '.'" in err
+    assert not out_file.exists()
+
+
+def test_bad_cluster_name_through_the_pxhostctl_program() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pxhostd.cli.main", "spec", "-c", "bad name"],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == cli.EXIT_INVALID and proc.stdout == ""
+    assert proc.stderr == (
+        "pxhostctl spec: invalid parameters:\n  cluster (c): expected a cluster name (letters, "
+        "digits, '-', '_', '.'; starting and ending with a letter or digit; at most 63 "
+        'characters), got "bad name"\n'
+    )
 
 
 def test_not_a_pair_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from kubelet_expand import container_as_run, expand, mapping_for
-from specgen_helpers import by_kind, container, load_docs, one
+from specgen_helpers import arg_after, by_kind, container, load_docs, one
 
 from pxhostd.manifest.model import daemonset, render_yaml
 from pxhostd.manifest.model import names as n
@@ -32,7 +32,7 @@ def test_expansion_examples() -> None:
 
 def _pairs(value: str) -> list[tuple[str, str]]:
     return [
-        ("c", "px" + value), ("t", "tok" + value), ("pwd", "u:p" + value),
+        ("c", "px1"), ("t", "tok" + value), ("pwd", "u:p" + value),
         ("acl", "acl" + value), ("k", f'"etcd://h:2379/{value}"'),
         ("e", f'"PLAIN={value}","REF=$(PLAIN){value}","X_PASS={value}"'),
         ("j", "/dev/j" + value), ("s", f'"/dev/s{value}"'),
@@ -50,9 +50,9 @@ def test_every_container_value_arrives_as_intended(value: str) -> None:
     assert len(daemonsets) == 2
     for ds, zero in zip(daemonsets, (False, True), strict=True):
         got = container_as_run(container(ds), secret, node_name="node-1")
-        assert got["command"] == [n.ENTRYPOINT]
+        assert got["command"] == list(n.ENTRYPOINT)
         assert got["args"] == daemonset.payload_args(p, zero_storage=zero)
-        assert "px" + value in got["args"] and "/etc/pwx/k" + value in got["args"]
+        assert "/etc/pwx/ca" + value in got["args"] and "/etc/pwx/k" + value in got["args"]
         assert got["env"] == {
             n.ENV_NODE_NAME: "node-1",
             n.ENV_SERVICE_MOUNTS: "/var/lib/kubelet:/var/lib/osd",
@@ -66,9 +66,9 @@ def test_every_container_value_arrives_as_intended(value: str) -> None:
 
 
 def test_a_reference_to_the_secret_never_copies_it_into_the_args() -> None:
-    p = parse_params([("c", "$(PXHOSTD_TOKEN)"), ("t", "s3cret")])
+    p = parse_params([("ca", "/etc/pwx/$(PXHOSTD_TOKEN)"), ("t", "s3cret")])
     docs = load_docs(render_yaml(p))
     got = container_as_run(container(one(docs, "DaemonSet")),
                            one(docs, "Secret")["stringData"])
     assert "s3cret" not in " ".join(got["args"])
-    assert got["args"][:2] == ["-c", "$(PXHOSTD_TOKEN)"]
+    assert arg_after(got["args"], "-ca") == ["/etc/pwx/$(PXHOSTD_TOKEN)"]

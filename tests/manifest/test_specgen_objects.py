@@ -132,7 +132,7 @@ def test_daemonset_essentials() -> None:
     assert pod["terminationGracePeriodSeconds"] == 10
     assert pod["serviceAccountName"] == n.SERVICE_ACCOUNT
     c = container(ds)
-    assert c["command"] == ["pxhostd-pod"]
+    assert c["command"] == ["tini", "-s", "--", "pxhostd-pod"]
     assert c["securityContext"] == {"privileged": True}
     assert c["readinessProbe"]["exec"]["command"] == ["pxhostctl", "probe", "--pod"]
     assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}

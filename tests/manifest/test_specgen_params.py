@@ -101,6 +101,21 @@ def test_unknown_names_are_rejected_in_strict_mode() -> None:
     assert 'unknown parameter(s): "bogus", "Cluster"' in message
 
 
+@pytest.mark.parametrize(("typo", "meant"), [
+    ("kbvr", "kbver"), ("Cluster", "cluster"), ("drive", "drives"), ("namespce", "namespace"),
+    ("k8sversion", "k8sVersion"), ("zeroStorag", "zeroStorage"),
+])
+def test_unknown_names_suggest_the_nearest_known_one(typo: str, meant: str) -> None:
+    assert f"{show(typo, 30)} (did you mean {meant!r}?)" in error_of([(typo, "1")])
+    lenient = parse_params([(typo, "1")], strict=False)
+    assert lenient.warnings == (
+        f"ignored unknown parameter(s): {show(typo, 30)} (did you mean {meant!r}?)",)
+
+
+def test_far_off_names_suggest_nothing() -> None:
+    assert "did you mean" not in error_of([("colour", "blue"), ("bogus", "1")])
+
+
 def test_unknown_names_are_warnings_when_not_strict() -> None:
     p = parse_params([("c", "a"), ("bogus\n---", "1")], strict=False)
     assert p.cluster == "a"
@@ -263,6 +278,22 @@ def test_image_and_namespace() -> None:
 def test_control_characters_are_rejected_in_names() -> None:
     assert "control character U+0000" in error_of([("c", "a\x00b")])
     assert "control character U+001B" in error_of([("c", "red\x1b[31m")])
+
+
+@pytest.mark.parametrize("name", ["px", "px-cluster", "Prod_1.eu-west", "a", "7", "x" * 63])
+def test_cluster_names_portworx_accepts(name: str) -> None:
+    assert parse_params([("c", name)]).cluster == name
+
+
+@pytest.mark.parametrize("name", [
+    "bad name", "px;reboot", "px$(id)", "px`id`", "a/b", "px'", 'px"', "px&x", "-px", "px.",
+    "_px", "ünï", "px\u202e", "x" * 64, "px\t1", "px\n---",
+])
+def test_cluster_names_with_spaces_controls_or_metacharacters_are_refused(name: str) -> None:
+    message = error_of([("c", name)])
+    assert message.startswith("invalid parameters:\n  c: ")
+    assert "expected a cluster name" in message or "control character" in message
+    assert show(name) in message  # the value, escaped to one printable line
 
 
 def test_show_makes_one_printable_line() -> None:

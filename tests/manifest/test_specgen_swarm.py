@@ -107,7 +107,7 @@ def test_one_global_service_on_the_host_network_with_three_binds() -> None:
     svc = service(text)
     assert svc["networks"] == ["hostnet"]
     assert svc["deploy"]["mode"] == "global"
-    assert svc["entrypoint"] == ["pxhostd-pod"]
+    assert svc["entrypoint"] == ["tini", "-s", "--", "pxhostd-pod"]
     assert svc["command"][0] == "--host-access=bus"
     assert [(v["type"], v["source"], v["target"]) for v in svc["volumes"]] == [
         ("bind", p, p) for p in ("/run/dbus/system_bus_socket", "/opt/pwx", "/run/pxhostd")
@@ -179,12 +179,14 @@ def test_kubernetes_stays_the_default() -> None:
 @pytest.mark.parametrize("payload", HOSTILE)
 def test_hostile_values_arrive_intact(payload: str) -> None:
     clean = payload.replace("\n", " ")
-    pairs = [("c", clean), ("e", '"A=' + payload.replace('"', '""') + '"'),
+    pairs = [("c", "px1"), ("ca", "/etc/pwx/" + clean.replace(" ", "_")),
+             ("e", '"A=' + payload.replace('"', '""') + '"'),
              ("s", "/dev/" + clean.replace(" ", "_").replace(",", "_"))]
     params = parse_params([("platform", "swarm"), *pairs])  # all are valid text
     svc = service(render_for_platform(params))
     command = svc["command"]
-    assert command[command.index("-c") + 1] == params.cluster
+    assert command[command.index("-c") + 1] == "px1"
+    assert command[command.index("-ca") + 1] == params.etcd_ca
     assert command[command.index("-s") + 1] == params.drives[0]
     assert expand_template(svc["environment"]["A"]) == dict(params.env)["A"]
     assert expand_template(svc["environment"]["PXHOSTD_NODE_NAME"]) == "node-1"

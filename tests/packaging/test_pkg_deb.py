@@ -61,6 +61,15 @@ def test_payload_has_commands_unit_policy_tmpfiles_config_and_man_pages(
                for p in payload)
 
 
+def test_payload_has_the_manifest_generators_page_templates(deb_file: Path) -> None:
+    payload = deb_payload(deb_file)
+    pages = REPO / "pxhostd" / "manifest" / "templates"
+    shipped = sorted(p.name for p in pages.iterdir() if p.is_file())
+    assert "form.html.j2" in shipped and "result.html.j2" in shipped
+    for name in shipped:
+        assert f"{SITE}/pxhostd/manifest/templates/{name}" in payload, name
+
+
 def test_payload_has_every_template_and_demo_payload_file(deb_file: Path) -> None:
     payload = deb_payload(deb_file)
     templates = [p for p in (REPO / "templates").rglob("*") if p.is_file()]
@@ -103,8 +112,8 @@ def test_depends_on_distribution_packages_only(deb_file: Path) -> None:
     depends = run("dpkg-deb", "-f", deb_file, "Depends").strip()
     names = {re.split(r"[\s(:]", dep.strip())[0] for dep in depends.split(",")}
     assert names == {
-        "dbus", "python3", "python3-dbus-fast", "python3-jinja2", "python3-sdnotify",
-        "python3-yaml",
+        "dbus", "python3", "python3-dbus-fast", "python3-debian", "python3-jinja2",
+        "python3-sdnotify", "python3-systemd", "python3-yaml",
     }, depends
 
 

@@ -58,6 +58,7 @@ def test_requires_the_distribution_python_packages(rpm_file: Path) -> None:
     requires = set(run("rpm", "-qp", "--requires", rpm_file).split("\n"))
     assert {
         "python3-dbus-fast", "python3-sdnotify", "python3-jinja2", "python3-pyyaml", "dbus",
+        "python3-debian", "python3-systemd",
     } <= {r.split()[0] for r in requires if r}
 
 

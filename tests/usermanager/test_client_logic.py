@@ -124,12 +124,18 @@ def test_error_mapping() -> None:
     err = error_from_reply("org.freedesktop.systemd1.NoSuchUnit", "Unit x not found.", "Start x")
     assert isinstance(err, NoSuchUnit) and isinstance(err, SystemdError)
     assert err.dbus_name == "com.portworx.pxhostd1.Error.SystemdError"
+    assert err.reply_name == "org.freedesktop.systemd1.NoSuchUnit"
     assert "Start x" in str(err)
     assert isinstance(error_from_reply("org.freedesktop.DBus.Error.AccessDenied", "", "x"),
                       AccessDenied)
     other = error_from_reply("org.freedesktop.systemd1.LoadFailed", "bad", "Start y")
     assert type(other) is SystemdError
     assert "LoadFailed" in str(other)
+    assert other.reply_name == "org.freedesktop.systemd1.LoadFailed"
+    unreachable = error_from_reply("org.freedesktop.DBus.Error.ServiceUnknown", "gone", "z")
+    assert isinstance(unreachable, SystemdError)
+    assert unreachable.reply_name == "org.freedesktop.DBus.Error.ServiceUnknown"
+    assert SystemdError("a check of ours").reply_name == ""
 
 
 async def test_bounded_raises_named_timeout() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 
 import pytest
@@ -18,6 +19,7 @@ from pxhostd.systemd import (
     unit_journal_tail,
     unit_object_path,
 )
+from pxhostd.systemd import constants as c
 from pxhostd.systemd.verify import pinned, restart_and_verify, start_and_verify
 
 pytestmark = pytest.mark.usermanager
@@ -234,3 +236,17 @@ async def test_list_units_by_names(user_manager: UserManager, units: Units) -> N
         assert (row.name, row.active_state, row.sub_state) == (name, "active", "running")
         assert row.path == unit_object_path(name)
         await systemd.stop_unit(name, timeout=30)
+
+
+async def test_a_second_subscribe_is_recognised_by_its_dbus_error_name(
+    user_manager: UserManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After daemon-reexec the client subscribes again; systemd's AlreadySubscribed reply
+    is known by its D-Bus error name (kept on the SystemdError), not by its message."""
+    async with systemd_client(user_manager) as systemd:
+        with pytest.raises(SystemdError) as caught:
+            await systemd._manager(c.SUBSCRIBE, what="Subscribe")
+        assert caught.value.reply_name == c.ERR_ALREADY_SUBSCRIBED
+        with caplog.at_level(logging.WARNING, logger="pxhostd.systemd.client"):
+            await systemd._resubscribe()
+        assert not caplog.records, [r.getMessage() for r in caplog.records]

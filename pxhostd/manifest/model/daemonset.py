@@ -137,7 +137,7 @@ def _container(p: ManifestParams, args: list[str]) -> Obj:
         "name": n.CONTAINER,
         "image": p.image,
         "imagePullPolicy": "IfNotPresent",
-        "command": [n.ENTRYPOINT],
+        "command": list(n.ENTRYPOINT),
         "args": args,
         "env": pod_env(p),
         "readinessProbe": {

@@ -29,8 +29,9 @@ OS_SELECTOR = {"kubernetes.io/os": "linux"}
 NAMESPACE_LABELS = {"pod-security.kubernetes.io/enforce": "privileged"}
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 
-#: The pod entrypoint and the probe.
-ENTRYPOINT = "pxhostd-pod"
+#: The pod entrypoint (the image's: tini as a child subreaper reaps orphans, since under
+#: hostPID the pod is not PID 1, and forwards SIGTERM to pxhostd-pod) and the probe.
+ENTRYPOINT = ("tini", "-s", "--", "pxhostd-pod")
 #: `--pod`: ready only when the host runs this pod's spec (docs/status-file.md).
 PROBE_COMMAND = ("pxhostctl", "probe", "--pod")
 

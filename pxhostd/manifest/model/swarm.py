@@ -92,7 +92,7 @@ def service(p: ManifestParams) -> Obj:
     ]
     svc: Obj = {
         "image": compose_escape(p.image),
-        "entrypoint": [n.ENTRYPOINT],
+        "entrypoint": list(n.ENTRYPOINT),
         "command": [compose_escape(arg) for arg in pod_command(p)],
         "environment": pod_environment(p),
         "networks": ["hostnet"],

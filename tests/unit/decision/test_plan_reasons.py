@@ -10,7 +10,7 @@ import pytest
 from pxhostd.bus.txlog import end_line, start_line
 from pxhostd.engine.plan import restart_reasons, spec_changes
 from pxhostd.engine.rollback import PreviousStore, rollback_target
-from pxhostd.engine.state import AppliedState
+from pxhostd.engine.state import AppliedSpec, AppliedState
 from pxhostd.errors import NoPreviousRelease
 from pxhostd.payload.staging import Releases
 from pxhostd.spec.validate import spec_from_dict
@@ -20,8 +20,9 @@ BASE = {"payload": "/opt/p", "args": ["-c", "one", "--token", "s3cret"],
 
 
 def applied(spec: dict[str, object], digest: str = "d1", version: str = "1.0.0") -> AppliedState:
-    return AppliedState(spec=spec, release_id=f"{version}-x", payload_digest="p",
-                        restart_digest=digest, unit_digests={}, enabled=True, version=version)
+    return AppliedState(spec=AppliedSpec.from_doc(spec), release_id=f"{version}-x",
+                        payload_digest="p", restart_digest=digest, unit_digests={},
+                        enabled=True, version=version)
 
 
 def reasons(

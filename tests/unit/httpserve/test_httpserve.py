@@ -210,3 +210,27 @@ def test_handlers_run_under_the_bound() -> None:
 
 def test_listen_backlog_is_at_least_128() -> None:
     assert Limits().backlog >= 128
+
+
+def test_refusals_are_logged_once_a_minute_with_their_number(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = logging.getLogger("test.access")
+
+    async def handler(request: Request) -> Response:
+        return text(200, "ok\n")
+
+    async def main() -> None:
+        server = await serve(handler, "127.0.0.1", 0, access_log=log,
+                             limits=Limits(per_peer=1, head_timeout=600))
+        try:
+            _, holder = await asyncio.open_connection("127.0.0.1", server.port)
+            for _ in range(5):
+                assert (await exchange(server.port, GOOD)).endswith(OVERLOADED)
+            holder.close()
+        finally:
+            await server.close()
+
+    with caplog.at_level(logging.WARNING, logger="test.access"):
+        asyncio.run(main())
+    assert [r.getMessage() for r in caplog.records] == ["1 connection(s) refused: overloaded"]

@@ -280,7 +280,7 @@ def test_a_crash_at_every_upgrade_step_recovers_to_before_or_target(
     applied = ctx.applied.load()
     assert applied is not None
     if failpoint in FORWARD:
-        assert applied.version == "3.0.0" and applied.spec["env"] == {"STEP": "3"}
+        assert applied.version == "3.0.0" and applied.spec.doc["env"] == {"STEP": "3"}
         assert after["current"] == applied.release_id == after["running"]
     else:
         # The previous release, unit and state; restarted only if the crash came after
@@ -381,6 +381,6 @@ def test_the_desired_state_records_its_source_and_keeps_the_files_digest(
     # a new desired state at the next start.
     assert (applied.source, applied.source_at, applied.file_digest) == (
         "Install over D-Bus", "t2", "f1")
-    run_apply(applied.spec, None)  # a reconcile to the desired state keeps all of it
+    run_apply(applied.spec.doc, None)  # a reconcile to the desired state keeps all of it
     again = ctx.applied.load()
     assert again is not None and (again.source, again.file_digest) == ("Install over D-Bus", "f1")

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from pxhostd.engine.history import History, HistoryEntry, Result
-from pxhostd.engine.state import AppliedState, AppliedStateStore, CorruptStateFile
+from pxhostd.engine.state import AppliedSpec, AppliedState, AppliedStateStore, CorruptStateFile
 
 
 def applied(release: str = "1.0-abc") -> AppliedState:
     return AppliedState(
-        spec={"service": "portworx", "env": {"A": "1"}}, release_id=release,
-        payload_digest="p" * 64, restart_digest="r" * 64,
+        spec=AppliedSpec.from_doc({"service": "portworx", "env": {"A": "1"}}),
+        release_id=release, payload_digest="p" * 64, restart_digest="r" * 64,
         unit_digests={"portworx.service": "u" * 64}, enabled=True, version="1.0",
         txid="tx1", applied_at="2024-01-01T00:00:00.000Z",
     )
@@ -64,6 +64,67 @@ def test_malformed_unit_digests_are_detected(tmp_path: Path) -> None:
     path = tmp_path / "applied.json"
     path.write_text(json.dumps(doc))
     with pytest.raises(CorruptStateFile, match="unit_digests"):
+        AppliedStateStore(path).load()
+
+
+#: applied.json as a node running an earlier pxhostd wrote it (schema 1, dump_json's layout).
+NODE_APPLIED_JSON = """{
+ "applied_at": "2024-05-01T10:00:00.000Z",
+ "enabled": true,
+ "file_digest": "",
+ "payload_digest": "5d41402abc4b2a76b9719d911017c592",
+ "release_id": "3.1.0-abc",
+ "restart_digest": "7d793037a0760186574b0282f2f435e7",
+ "schema": 1,
+ "source": "Install over D-Bus",
+ "source_at": "2024-05-01T09:59:59.000Z",
+ "spec": {
+  "args": [
+   "-c",
+   "px-cluster"
+  ],
+  "env": {
+   "A": "1"
+  },
+  "mounts": [],
+  "payload": "/opt/pwx/payload",
+  "service": "px-storage"
+ },
+ "txid": "tx1",
+ "unit_digests": {
+  "px-storage.service": "b026324c6904b2a9cb4b88d6d61c81d1"
+ },
+ "version": "3.1.0"
+}
+"""
+
+
+def test_applied_json_of_a_node_loads_typed_and_saves_byte_identical(tmp_path: Path) -> None:
+    path = tmp_path / "applied.json"
+    path.write_text(NODE_APPLIED_JSON)
+    state = AppliedStateStore(path).load()
+    assert state is not None
+    assert state.spec.service == "px-storage"
+    assert state.spec.unit_name == "px-storage.service"
+    assert state.spec.payload == "/opt/pwx/payload"
+    assert state.spec.to_spec().args == ("-c", "px-cluster")
+    # The format on disk is unchanged: the same state saves to the very same bytes.
+    assert not AppliedStateStore(path).save(state)
+    assert path.read_text() == NODE_APPLIED_JSON
+
+
+def test_applied_spec_without_a_service_name_is_the_default_service() -> None:
+    spec = AppliedSpec.from_doc({"payload": "/opt/p"})
+    assert (spec.service, spec.unit_name) == ("portworx", "portworx.service")
+
+
+@pytest.mark.parametrize("service", [5, "", None, ["px"]])
+def test_a_malformed_applied_service_name_is_a_named_error(tmp_path: Path, service: object) -> None:
+    doc = applied().to_json()
+    doc["spec"] = {"payload": "/opt/p", "service": service}
+    path = tmp_path / "applied.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(CorruptStateFile, match=r"'spec\.service' is malformed"):
         AppliedStateStore(path).load()
 
 

@@ -130,7 +130,9 @@ def test_image_paths_are_the_entrypoints() -> None:
 
 def test_entrypoint_is_the_console_script_in_exec_form() -> None:
     (entry,) = [rest for word, rest in instructions() if word == "ENTRYPOINT"]
-    assert entry == '["pxhostd-pod"]'  # exec form: no shell between the kubelet and PID 1
+    # Exec form: no shell between the kubelet and tini, which reaps orphans as a child
+    # subreaper (hostPID: not PID 1) and forwards SIGTERM to the entrypoint.
+    assert entry == '["tini", "-s", "--", "pxhostd-pod"]'
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["pxhostd-pod"] == "pxhostd.pod.entrypoint:main"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from debian.debian_support import NativeVersion
 
 from pxhostd.pod.hostinstall import HostDaemon, Plan, decide, package_name, parse_version_output
 from pxhostd.versions import BadVersion, compare_versions
@@ -39,6 +40,13 @@ def test_agrees_with_dpkg(a: str, b: str, expected: int) -> None:
     for op, holds in (("lt", expected < 0), ("eq", expected == 0), ("gt", expected > 0)):
         rc = subprocess.run(["dpkg", "--compare-versions", a, op, b], check=False).returncode
         assert (rc == 0) is holds, (a, op, b)
+
+
+@pytest.mark.parametrize(("a", "b", "expected"), PAIRS)
+def test_the_pure_python_order_agrees(a: str, b: str, expected: int) -> None:
+    """The pod image has no python3-apt: python3-debian's own comparison is the one used."""
+    va, vb = NativeVersion(a), NativeVersion(b)
+    assert ((va > vb) - (va < vb)) == expected
 
 
 @pytest.mark.parametrize("text", ["", "abc", "1.0 beta", "-1", "1.0/2"])

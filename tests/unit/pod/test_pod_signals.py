@@ -1,8 +1,4 @@
-"""Stop signals and the orphan reaper, proven with real processes.
-
-The reaper tests run in a child Python process that makes itself a child subreaper (as
-PID 1 of a container is): orphans of its descendants become its children.
-"""
+"""Stop signals, and the pod under tini (the image's entrypoint), with real processes."""
 
 from __future__ import annotations
 
@@ -15,22 +11,24 @@ import sys
 import textwrap
 from pathlib import Path
 
-from pxhostd.pod.signals import ChildReaper, install_stop_handlers
+from pxhostd.pod.signals import install_stop_handlers
 
 REPO = Path(__file__).resolve().parents[3]
 BOUND = 60.0
 
-SUBREAPER_SCENARIO = textwrap.dedent(
+#: The image's entrypoint, as the DaemonSet and the Swarm stack run it.
+TINI = ["tini", "-s", "--"]
+
+#: Under tini: orphans of our children are reaped (by tini, the subreaper) while asyncio
+#: still gets the exit status of every child it awaits; then SIGTERM, forwarded by tini,
+#: stops the program through its own handler.
+UNDER_TINI = textwrap.dedent(
     """
     import asyncio, json, os, sys, time
-    from pxhostd.pod.signals import ChildReaper, adopts_orphans, set_child_subreaper
-
-    assert not adopts_orphans()
-    set_child_subreaper()
-    assert adopts_orphans()
+    from pxhostd.pod.signals import install_stop_handlers
 
     async def spawn_orphan():
-        # sh starts a background sleep and exits at once: the sleep is re-parented to us.
+        # sh starts a background sleep and exits at once: the sleep is re-parented to tini.
         proc = await asyncio.create_subprocess_exec(
             "sh", "-c", "sleep 0.2 >/dev/null & echo $!; exit 0", stdout=asyncio.subprocess.PIPE)
         out, _ = await proc.communicate()
@@ -41,104 +39,51 @@ SUBREAPER_SCENARIO = textwrap.dedent(
         return await proc.wait()
 
     async def main():
-        reaper = ChildReaper(grace=0.1, interval=0.5)
-        reaper.start(asyncio.get_running_loop())
+        stop = asyncio.Event()
+        install_stop_handlers(asyncio.get_running_loop(), stop)
         results = await asyncio.gather(
             *(spawn_orphan() for _ in range(4)),
             *(awaited(code, 0.05 * i) for i, code in enumerate([7, 0, 3, 42, 1, 9])),
         )
         orphans = [pid for _, pid in results[:4]]
         deadline = time.monotonic() + 30  # bounded wait, not a speed check
-        while not set(orphans) <= set(reaper.reaped) and time.monotonic() < deadline:
+        while any(os.path.exists(f"/proc/{pid}") for pid in orphans):
+            if time.monotonic() > deadline:
+                break
             await asyncio.sleep(0.05)
-        reaper.stop()
         print(json.dumps({
             "sh_codes": [code for code, _ in results[:4]],
             "awaited_codes": list(results[4:]),
-            "orphans": orphans,
-            "reaped": {str(k): v for k, v in reaper.reaped.items()},
-            "zombies_left": reaper.zombie_children(),
-        }))
+            "orphans_left": [pid for pid in orphans if os.path.exists(f"/proc/{pid}")],
+        }), flush=True)
+        await stop.wait()
+        return 0
 
-    asyncio.run(main())
+    sys.exit(asyncio.run(main()))
     """
 )
 
 
-def run_scenario(code: str) -> dict[str, object]:
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True, text=True, timeout=BOUND, cwd=REPO, check=False,
+def test_under_tini_orphans_are_reaped_and_sigterm_reaches_the_program() -> None:
+    proc = subprocess.Popen(
+        [*TINI, sys.executable, "-c", UNDER_TINI], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
-    assert result.returncode == 0, result.stderr
-    data: dict[str, object] = json.loads(result.stdout)
-    return data
-
-
-def test_orphans_are_reaped_and_awaited_exit_codes_survive() -> None:
-    data = run_scenario(SUBREAPER_SCENARIO)
+    with proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        data = json.loads(proc.stdout.readline())
+        proc.send_signal(signal.SIGTERM)  # to tini, which forwards it
+        assert proc.wait(timeout=BOUND) == 0, proc.stderr.read()
     assert data["sh_codes"] == [0, 0, 0, 0]
-    # Not one awaited child lost its status to the reaper (asyncio would report 255).
+    # Not one awaited child lost its status to a reaper (asyncio would report 255).
     assert data["awaited_codes"] == [7, 0, 3, 42, 1, 9]
-    orphans = data["orphans"]
-    reaped = data["reaped"]
-    assert isinstance(orphans, list) and isinstance(reaped, dict)
-    assert {str(p) for p in orphans} <= set(reaped)
-    assert all(reaped[str(p)] == 0 for p in orphans)  # sleep exited 0
-    assert data["zombies_left"] == []
+    assert data["orphans_left"] == []
 
 
-HELD_SCENARIO = textwrap.dedent(
-    """
-    import json, os, subprocess, time
-    from pxhostd.pod.signals import ChildReaper, set_child_subreaper
-
-    set_child_subreaper()
-    reaper = ChildReaper(grace=0.0)
-    held = subprocess.Popen(["sh", "-c", "exit 5"])
-    free = subprocess.Popen(["sh", "-c", "exit 6"])
-    reaper.hold(held.pid)
-    deadline = time.monotonic() + 30
-    while len(reaper.zombie_children()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    zombies = reaper.zombie_children()
-    reaper.sweep()
-    print(json.dumps({
-        "zombies": sorted(zombies) == sorted([held.pid, free.pid]),
-        "reaped": list(reaper.reaped),
-        "free": free.pid,
-        "held_code": held.wait(),
-    }))
-    """
-)
-
-
-def test_held_children_are_left_to_their_owner() -> None:
-    data = run_scenario(HELD_SCENARIO)
-    assert data["zombies"] is True
-    assert data["reaped"] == [data["free"]]
-    assert data["held_code"] == 5
-
-
-def test_grace_protects_young_zombies(tmp_path: Path) -> None:
-    """A fake /proc: one zombie child, seen at t=0, reaped only after the grace."""
-    me = os.getpid()
-    proc = tmp_path / "proc"
-    (proc / "self" / "task" / str(me)).mkdir(parents=True)
-    (proc / "self" / "task" / str(me) / "children").write_text("999999 ")
-    (proc / "999999").mkdir()
-    (proc / "999999" / "stat").write_text(f"999999 (odd) name) Z {me} 1 1 0\n")
-    now = [0.0]
-    reaper = ChildReaper(grace=1.0, proc=proc, clock=lambda: now[0])
-    assert reaper.zombie_children() == [999999]
-    assert reaper.sweep() == []
-    assert reaper.pending
-    now[0] = 2.0
-    # Old enough now; waitpid finds no such child of ours, so nothing is recorded.
-    assert reaper.sweep() == []
-    assert reaper.reaped == {}
-    assert not reaper.pending
+def test_tini_exits_with_the_programs_status() -> None:
+    """The kubelet and Swarm see the pod's own exit code (1: a named error)."""
+    assert subprocess.run([*TINI, "sh", "-c", "exit 7"], check=False).returncode == 7
 
 
 def test_stop_signals_set_the_event() -> None:
@@ -186,3 +131,39 @@ def test_sigterm_to_a_real_program_exits_zero() -> None:
         assert proc.stdout.readline() == "ready\n"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=BOUND) == 0
+
+
+def test_a_second_sigterm_while_stopping_still_exits_zero() -> None:
+    """Podman signals every process of a hostPID container and tini forwards its own."""
+    code = textwrap.dedent(
+        """
+        import asyncio, os, sys
+        from pxhostd.pod.signals import ignore_stop_signals, install_stop_handlers
+
+        async def main():
+            stop = asyncio.Event()
+            remove = install_stop_handlers(asyncio.get_running_loop(), stop)
+            print(os.getpid(), flush=True)
+            await stop.wait()
+            remove()
+            ignore_stop_signals()
+            print("stopping", flush=True)
+            sys.stdin.readline()  # winding down until the test has sent the second one
+            return 0
+
+        sys.exit(asyncio.run(main()))
+        """
+    )
+    proc = subprocess.Popen(
+        [*TINI, sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    with proc:
+        assert proc.stdout is not None and proc.stdin is not None and proc.stderr is not None
+        child = int(proc.stdout.readline())
+        proc.send_signal(signal.SIGTERM)  # tini forwards it
+        assert proc.stdout.readline() == "stopping\n"
+        os.kill(child, signal.SIGTERM)  # the runtime's own, straight to the program
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=BOUND) == 0, proc.stderr.read()

@@ -34,7 +34,9 @@ def base(**overrides: object) -> dict[str, object]:
 
 BAD_MANIFESTS: list[tuple[str, object, str]] = [
     ("not a mapping", ["name"], "payload.yaml: must be a mapping, got a list"),
-    ("unknown key", base(image="x"), "payload.yaml: unknown key 'image'"),
+    ("unknown key", base(image="x"), "payload.yaml: unknown key 'image' (known keys: "),
+    ("near-miss key", base(verison="1"),
+     "payload.yaml: unknown key 'verison', did you mean 'version'?"),
     ("name missing", {k: v for k, v in base().items() if k != "name"},
      "payload.yaml name: missing"),
     ("files missing", {k: v for k, v in base().items() if k != "files"},

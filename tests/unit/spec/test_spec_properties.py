@@ -93,4 +93,4 @@ def test_valid_specs_round_trip_through_to_dict(data: dict[str, Any]) -> None:
     assert again == spec
     assert again.to_dict() == spec.to_dict()
     assert spec.args == tuple(data["args"])
-    assert spec.env_dict == data["env"]
+    assert dict(spec.env) == data["env"]

@@ -20,7 +20,10 @@ def with_(**fields: object) -> dict[str, object]:
 BAD_SPECS: list[tuple[str, object, str]] = [
     ("not a mapping", ["payload", "/x"], "spec: must be a mapping, got a list"),
     ("none", None, "spec: must be a mapping, got null"),
-    ("unknown key", with_(image="px:1"), "spec: unknown key 'image'"),
+    ("unknown key", with_(image="px:1"), "spec: unknown key 'image' (known keys: "),
+    ("near-miss key", with_(payloda="/x"), "spec: unknown key 'payloda', did you mean 'payload'?"),
+    ("near-miss case", with_(Args=[]), "spec: unknown key 'Args', did you mean 'args'?"),
+    ("near-miss plural", with_(mount=[]), "spec: unknown key 'mount', did you mean 'mounts'?"),
     ("non-string key", {**OK, 7: "x"}, "spec: unknown key int"),
     ("payload missing", {"args": []}, "spec.payload: missing"),
     ("payload wrong type", with_(payload=5), "spec.payload: must be a string, got int"),
@@ -245,7 +248,7 @@ def test_free_text_keeps_shell_and_unit_metacharacters() -> None:
     nasty = ['"', "'", "%n", "$X", "\\", " ", "ü", ";", "#", "="]
     spec = spec_from_dict(with_(args=nasty, env={"V": "".join(nasty)}))
     assert spec.args == tuple(nasty)
-    assert spec.env_dict == {"V": "".join(nasty)}
+    assert dict(spec.env) == {"V": "".join(nasty)}
 
 
 @pytest.mark.parametrize(

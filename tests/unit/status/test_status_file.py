@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from pxhostd.status.statusfile import (
     current_boot_id,
     escape_value,
     format_status,
-    heartbeat_loop,
     one_line,
     parse_status,
     read_status,
@@ -255,31 +253,6 @@ def test_remove(tmp_path: Path) -> None:
     assert sf.remove() is False
     with pytest.raises(StatusMissing):
         sf.read()
-
-
-def test_heartbeat_loop_keeps_beating_until_cancelled(tmp_path: Path) -> None:
-    sf = StatusFile(tmp_path / "status", boot_id=BOOT)
-    sf.write(sample(ready=True))
-    seen: list[float] = []
-
-    async def scenario() -> None:
-        task = asyncio.create_task(heartbeat_loop(sf, interval=0.01))
-        for _ in range(3000):  # bounded: at most ~30 s on a very slow machine
-            beat = sf.read().heartbeat
-            if not seen or beat != seen[-1]:
-                seen.append(beat)
-            if len(seen) >= 3:
-                break
-            await asyncio.sleep(0.01)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(scenario())
-    assert len(seen) >= 3
-    assert seen == sorted(seen)
-    assert sf.read().generation == 1
-    assert sf.read().ready is True
 
 
 def test_freshness_defaults_and_one_line() -> None:

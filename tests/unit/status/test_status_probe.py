@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import subprocess
 import sys
@@ -274,3 +275,56 @@ def test_main_pod_flag_uses_the_record(tmp_path: Path) -> None:
     assert probe_mod.main([*args, "--submission", str(tmp_path / "none")]) == 9
     assert probe_mod.main([*args, "--submission", str(record(tmp_path))]) == 0
     assert probe_mod.main(args) == 0  # on the host: no record is asked for
+
+
+@contextlib.contextmanager
+def _answering(chunks: Iterator[bytes]) -> Iterator[str]:
+    """A one-connection server that sends `chunks` (until the client goes) as its answer."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def run() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            for chunk in chunks:
+                if done.is_set():
+                    return
+                try:
+                    conn.sendall(chunk)
+                except OSError:
+                    return
+                done.wait(0.02)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/h"
+    finally:
+        done.set()
+        thread.join(timeout=30)
+        listener.close()
+
+
+def test_health_client_reads_only_a_bounded_status_line() -> None:
+    import itertools
+
+    flood = itertools.chain([b"HTTP/1.1 200 OK\r\n"], itertools.repeat(b"X-Flood: y\r\n"))
+    with _answering(flood) as url:
+        assert check_health_url(url, timeout=30) == ProbeResult(True, f"health {url} answered 200")
+    with _answering(iter([b"HTTP/1.1 200 " + b"x" * 5000])) as url:
+        assert check_health_url(url, timeout=30) == ProbeResult(
+            False, f"health {url} unreachable: status line too long")
+    with _answering(iter([b"SSH-2.0-x\r\n"])) as url:
+        assert "bad status line" in check_health_url(url, timeout=30).reason
+
+
+def test_health_client_has_one_deadline_for_a_trickling_server() -> None:
+    """A byte at a time, never a full line: each read is quick, the whole must still end."""
+    import itertools
+
+    with _answering(itertools.repeat(b"H")) as url:
+        result = check_health_url(url, timeout=0.5)
+    assert result == ProbeResult(False, f"health {url} unreachable: timed out")
