@@ -275,7 +275,6 @@ class Daemon:
             self.last_error = ""
             return outcome
         finally:
-            self._record_recovered()
             if self._stop.is_set():
                 self.state = DaemonState.STOPPING
             else:

@@ -99,7 +99,7 @@ class Engine(Protocol):
         """Connect to systemd and finish or roll back an interrupted operation."""
 
     def take_recovered(self) -> list[Recovered]:
-        """What recoveries did since the last call (for the history), oldest first."""
+        """What the recovery at start did (for the history); empty once taken."""
 
     async def interrupted(self, txid: str, reason: str) -> None:
         """pxhostd must stop while operation `txid` runs: persist why, for its recovery."""

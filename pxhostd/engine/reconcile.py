@@ -120,9 +120,9 @@ class HostEngine:
                     # it first, so one failure never blocks the next request.
                     progress(2, "recovering an interrupted operation")
                     note = await recovery.recover(ctx)
+                    # Not for the history: the operation that left this journal (its
+                    # rollback failed) already has its entry, saying so.
                     log.warning("recovered before %s: %s", request.operation, note)
-                    if note:
-                        self._recovered.append(note)
                 return await self._dispatch(ctx, request, progress)
         finally:
             await self._refresh()
