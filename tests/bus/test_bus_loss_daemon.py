@@ -69,7 +69,8 @@ def test_a_lost_bus_connection_interrupts_the_transaction_without_a_failed_entry
         assert daemon.bus is not None
         daemon.bus._sock.shutdown(socket.SHUT_RDWR)  # the bus connection is gone
         code = await asyncio.wait_for(task, 30)  # no hang on the dead connection
-        daemon.bus._sock.close()  # the process would exit here
+        daemon.bus._stream.close()  # the process would exit here
+        daemon.bus._sock.close()
         client.close()
         return code, engines[0], daemon
 
