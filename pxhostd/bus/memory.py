@@ -5,55 +5,24 @@ into many objects; once they are freed, glibc keeps the pages in its heap (its m
 threshold rises after each large free), so pxhostd stayed at twice its idle size. Two
 measures, both glibc-only and harmless elsewhere: a fixed mmap threshold at start (large
 buffers are mapped and unmapped, never left in the heap), and `malloc_trim(0)` soon after
-a large message has been handled, when the resident size has grown.
+a large message has been handled, when the resident size has grown (`pxhostd.memory`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import logging
 
 from dbus_fast import Message
 
+from pxhostd.memory import fix_mmap_threshold, trim
+
 log = logging.getLogger(__name__)
 
-#: glibc's mallopt parameter numbers (malloc.h).
-M_TRIM_THRESHOLD = -1
-M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 256 * 1024
 #: A message whose body holds at least this much data counts as large.
 LARGE = 1024 * 1024
 #: Seconds after a large message before trimming (a burst of them trims once).
 TRIM_DELAY = 0.5
-
-
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        libc = ctypes.CDLL(name)
-        libc.malloc_trim  # noqa: B018 - glibc only
-        libc.mallopt  # noqa: B018
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-_LIBC = _libc()
-
-
-def fix_mmap_threshold() -> None:
-    if _LIBC is not None:
-        _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-        _LIBC.mallopt(M_TRIM_THRESHOLD, MMAP_THRESHOLD)
-
-
-def trim() -> None:
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
 
 
 def body_size(value: object, budget: int = LARGE) -> int:
@@ -93,3 +62,6 @@ class LargeMessageTrimmer:
         self._pending = None
         trim()
         self.trims += 1
+
+
+__all__ = ["LargeMessageTrimmer", "body_size", "fix_mmap_threshold", "trim"]

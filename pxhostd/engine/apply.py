@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from pxhostd.engine.undo import perform_undo, unit_failure_reason
 from pxhostd.errors import (
     Failed,
     HostStateError,
+    InvalidPayload,
     InvalidSpec,
     PxError,
     RolledBack,
@@ -36,10 +38,10 @@ from pxhostd.errors import (
     Timeout,
 )
 from pxhostd.payload.manifest import (
+    Manifest,
     PayloadHeader,
-    manifest_sha256,
-    parse_manifest_yaml,
-    read_manifest_bytes,
+    manifest_file_sha256,
+    read_manifest,
 )
 from pxhostd.payload.staging import ReleaseMeta, Releases, StageResult
 from pxhostd.render.names import is_unit_file
@@ -52,17 +54,25 @@ from pxhostd.versions import BadVersion, compare_versions
 log = logging.getLogger(__name__)
 
 
-def _read_payload(releases: Releases, spec: Spec) -> tuple[PayloadHeader, bytes, Files | None]:
-    """The payload's header, decided from digests when a release on disk came from the
-    same payload.yaml (no parse: the no-op and the switch back); parsed (once) otherwise,
-    and then the file list comes along for the import."""
-    data = read_manifest_bytes(Path(spec.payload))
-    on_disk = releases.find(manifest_sha256(data))
+def _read_payload(releases: Releases, spec: Spec) -> tuple[PayloadHeader, str, Files | None]:
+    """The payload's header and payload.yaml's sha256, decided from digests when a release
+    on disk came from the same payload.yaml (no parse: the no-op and the switch back);
+    parsed (once, as it is read) otherwise, and then the file list comes along."""
+    payload = Path(spec.payload)
+    digest = manifest_file_sha256(payload)
+    on_disk = releases.find(digest)
     header = releases.header(on_disk) if on_disk else None
     if header is not None:
-        return header, data, None
-    manifest = parse_manifest_yaml(data)
-    return manifest.header, data, manifest.files
+        return header, digest, None
+    manifest = _parse(payload, digest)
+    return manifest.header, digest, manifest.files
+
+
+def _parse(payload: Path, digest: str) -> Manifest:
+    manifest, parsed = read_manifest(payload)
+    if parsed != digest:
+        raise InvalidPayload("payload.yaml: changed while it was being read; apply again")
+    return manifest
 
 
 def resolve_source(previous: AppliedState | None, source: DesiredSource | None) -> DesiredSource:
@@ -82,7 +92,7 @@ def resolve_source(previous: AppliedState | None, source: DesiredSource | None) 
 async def make_plan(
     ctx: HostContext, spec: Spec, holds: Holds, source: DesiredSource | None = None
 ) -> Plan:
-    header, manifest_bytes, files = await in_thread(_read_payload, ctx.releases, spec)
+    header, manifest_digest, files = await in_thread(_read_payload, ctx.releases, spec)
     rid = Releases.release_id(header.version, header.digest)
     root = str(ctx.paths.current_link)
     # Rendering reads the templates: off the event loop like every other host read.
@@ -134,7 +144,7 @@ async def make_plan(
     return Plan(
         spec=spec,
         header=header,
-        manifest_bytes=manifest_bytes,
+        manifest_sha256=manifest_digest,
         files=files,
         release_id=rid,
         units=units,
@@ -179,6 +189,7 @@ async def apply(
     source: DesiredSource | None = None,
 ) -> Outcome:
     progress(5, "reading the payload manifest")
+    clock = _Clock()
     plan = await make_plan(ctx, spec, holds, source)
     name = spec.unit_name
     version = plan.header.version
@@ -221,6 +232,7 @@ async def apply(
                      staged.files, staged.imported_bytes)
         else:
             log.info("release %s is on disk: switching to it, nothing read", plan.release_id)
+    clock.prepared = clock.now()
     before, target = _snapshots(plan)
     record = await ctx.journal.begin(
         plan.operation, txid, before, target,
@@ -230,7 +242,7 @@ async def apply(
         },
     )
     try:
-        restarted = await _run_steps(ctx, plan, record, progress, preexisting)
+        restarted = await _run_steps(ctx, plan, record, progress, preexisting, clock)
     except asyncio.CancelledError:
         raise  # shutdown: the journal stays; the next start recovers it
     except BaseException as exc:
@@ -240,6 +252,9 @@ async def apply(
     progress(90, "recording the applied state")
     await record.commit()
     await finish(ctx, record)
+    log.info("%s %s took %.3f s: plan and import %.3f s, restart and settle %.3f s, "
+             "the rest %.3f s", plan.operation, record.txid, clock.now(), clock.prepared,
+             clock.restart, clock.now() - clock.prepared - clock.restart)
     verbs = {jn.OP_INSTALL: "installed", jn.OP_UPGRADE: upgrade_verb(before_version, version)}
     said = verbs.get(plan.operation, "reconfigured")
     if plan.need_restart:
@@ -265,9 +280,22 @@ def upgrade_verb(before: str | None, after: str) -> str:
     return "downgraded to" if older else "upgraded to"
 
 
+class _Clock:
+    """Where an operation's time goes (logged): the benchmarks tell pxhostd's own work
+    from the service's restart and the settle window with it."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.prepared = 0.0
+        self.restart = 0.0
+
+    def now(self) -> float:
+        return time.monotonic() - self.start
+
+
 async def _run_steps(
     ctx: HostContext, plan: Plan, record: jn.JournalRecord, progress: ProgressFn,
-    preexisting: bool,
+    preexisting: bool, clock: _Clock,
 ) -> bool:
     """Every journaled step before the commit point; True if the service was (re)started."""
     spec = plan.spec
@@ -298,18 +326,20 @@ async def _run_steps(
     progress(65, f"{verb} {spec.unit_name} ({plan.header.version}), waiting up to {wait:g}s "
                  "for it to be active")
     async with record.doing(jn.STEP_RESTART, restart=plan.need_restart):
+        began = time.monotonic()
         try:
             await _activate(ctx, spec.unit_name, restart=plan.need_restart)
         except (SystemdError, Timeout) as exc:
             raise _StartFailed(await unit_failure_reason(ctx, spec.unit_name, exc)) from exc
+        clock.restart = time.monotonic() - began
     return True
 
 
 def _import(releases: Releases, spec: Spec, plan: Plan) -> StageResult:
     files = plan.files
     if files is None and not releases.exists(plan.release_id):
-        files = parse_manifest_yaml(plan.manifest_bytes).files  # its release went missing
-    meta = ReleaseMeta(plan.header, plan.manifest_bytes)
+        files = _parse(Path(spec.payload), plan.manifest_sha256).files  # its release went missing
+    meta = ReleaseMeta(plan.header, plan.manifest_sha256)
     return releases.stage(Path(spec.payload), plan.release_id, files or (), meta)
 
 

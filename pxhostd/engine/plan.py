@@ -19,10 +19,11 @@ from pxhostd.engine.decision import is_pod_volume_mount, unit_digests
 from pxhostd.engine.state import AppliedSpec, AppliedState, DesiredSource
 from pxhostd.errors import InvalidSpec
 from pxhostd.log import REDACTED, is_secret_name
+from pxhostd.payload.filelist import FileList
 from pxhostd.payload.manifest import PayloadHeader
 from pxhostd.spec.model import Spec
 
-Files = tuple[tuple[str, str], ...]
+Files = FileList
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,8 @@ class Plan:
     spec: Spec
     #: The payload as far as rendering and the decision need it (no file list).
     header: PayloadHeader
-    #: The payload.yaml bytes (kept beside the release when it is imported).
-    manifest_bytes: bytes
+    #: sha256 of payload.yaml (its copy is kept beside the release when it is imported).
+    manifest_sha256: str
     #: The file list, when the manifest had to be parsed (None: a release on disk has it).
     files: Files | None
     release_id: str

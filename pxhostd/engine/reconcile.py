@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
 import gc
 import hashlib
@@ -39,6 +38,7 @@ from pxhostd.engine.uninstall import managed_files, uninstall
 from pxhostd.engine.verify import verify_releases
 from pxhostd.errors import InvalidOptions, NotInstalled
 from pxhostd.failpoints import FAILPOINTS_ENV, Failpoints
+from pxhostd.memory import trim
 from pxhostd.payload.manifest import load_manifest
 from pxhostd.render.names import is_unit_file
 from pxhostd.spec.model import unit_name
@@ -76,8 +76,7 @@ def release_memory() -> None:
     """Hand what a big operation freed (a 100,000-entry file list) back to the system, so
     the idle daemon does not stay at its peak: a collection, then glibc's malloc_trim."""
     gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).malloc_trim(0)
+    trim()
 
 
 class HostEngine:

@@ -61,7 +61,15 @@ async def recover(ctx: HostContext) -> Recovered | None:
             version_after=rec.target.version if forward else rec.before.version,
         )
     for directory in (ctx.paths.unit_dir, ctx.paths.releases_dir, ctx.paths.state_dir):
-        await in_thread(sweep_temp_files, directory)
+        swept = await in_thread(sweep_temp_files, directory)
+        if swept and directory == ctx.paths.releases_dir:
+            # An interrupted import: the objects it named are now named by the store
+            # alone (never trusted, see payload/store.py); they go now, in one scan of
+            # the store, so no crash's leftover outlives the start.
+            result = await in_thread(ctx.releases.store.collect)
+            if result.objects:
+                log.warning("recovery: removed %d objects of an interrupted import",
+                            result.objects)
     return done
 
 

@@ -12,13 +12,14 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pxhostd.errors import InvalidPayload
-from pxhostd.payload.safeopen import PayloadDir
+from pxhostd.payload.filelist import FileList, FileListBuilder
+from pxhostd.payload.safeopen import HashingReader, PayloadDir
 from pxhostd.spec import rules
 from pxhostd.spec.yamlio import parse_yaml_document
 
@@ -35,7 +36,6 @@ MANIFEST_KEYS = ("name", "version", "exec", "notify", "health", "files", "reboot
 #: pod drains the node first (docs/pod.md). `never` is the default.
 DRAIN_VALUES = ("never", "on-upgrade")
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-_HEX = frozenset("0123456789abcdef")
 
 E = InvalidPayload
 
@@ -96,8 +96,8 @@ class Manifest:
     exec: tuple[str, ...]
     notify: bool = False
     health: str | None = None
-    #: (relative path, sha256 hex), sorted by path.
-    files: tuple[tuple[str, str], ...] = ()
+    #: (relative path, sha256 hex), sorted by path (any pairs given become a FileList).
+    files: FileList = field(default_factory=FileList)
     reboot_unit: bool = False
     #: Program relative to the payload root plus arguments, run by the reboot unit.
     reboot_exec: tuple[str, ...] = ()
@@ -105,23 +105,26 @@ class Manifest:
     digest: str = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "digest", _digest(self.to_dict()))
+        if not isinstance(self.files, FileList):
+            object.__setattr__(self, "files", FileList(self.files))
+        object.__setattr__(self, "digest", _streamed_digest(self))
 
     @property
     def header(self) -> PayloadHeader:
         return PayloadHeader(self.name, self.version, self.exec, self.notify, self.health,
                              self.reboot_unit, self.reboot_exec, self.digest)
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self, *, with_files: bool = True) -> dict[str, object]:
         """Canonical plain form; `manifest_from_dict(m.to_dict()) == m`."""
         out: dict[str, object] = {
             "name": self.name,
             "version": self.version,
             "exec": list(self.exec),
             "notify": self.notify,
-            "files": dict(self.files),
             "reboot_unit": self.reboot_unit,
         }
+        if with_files:
+            out["files"] = dict(self.files)
         if self.health is not None:
             out["health"] = self.health
         if self.reboot_exec:
@@ -136,16 +139,34 @@ PayloadInfo = Manifest | PayloadHeader
 
 
 def _digest(data: Mapping[str, object]) -> str:
+    """The definition: sha256 of the canonical JSON of `Manifest.to_dict()`."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _check_exec(fld: str, value: object, files: Mapping[str, str]) -> tuple[str, ...]:
+def _streamed_digest(m: Manifest) -> str:
+    """`_digest(m.to_dict())` without building the file list's dict and JSON text: the
+    keys before `files` in sorted order, the file list in pieces, then the rest."""
+    plain = m.to_dict(with_files=False)
+    head = {k: v for k, v in plain.items() if k < "files"}
+    tail = {k: v for k, v in plain.items() if k > "files"}
+
+    def inner(d: Mapping[str, object]) -> str:
+        return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=True)[1:-1]
+
+    h = hashlib.sha256()
+    h.update(("{" + inner(head) + ("," if head else "") + '"files":').encode())
+    m.files.canonical_json(h)
+    h.update((("," if tail else "") + inner(tail) + "}").encode())
+    return h.hexdigest()
+
+
+def _check_exec(fld: str, value: object, files: FileList) -> tuple[str, ...]:
     items = rules.check_list(fld, value, MAX_EXEC_ARGS, E)
     if not items:
         raise E(f"{fld}: must name the program to run")
     program = rules.check_rel_path(f"{fld}[0]", items[0], E)
-    if program not in files:
+    if files.get(program) is None:
         raise E(f"{fld}[0]: program {program!r} is not listed in files")
     args = [
         rules.check_text(f"{fld}[{i}]", item, MAX_EXEC_ARG_LEN, E)
@@ -177,34 +198,32 @@ def _check_health(value: object) -> str:
     return url
 
 
-def _check_files(value: object) -> dict[str, str]:
+def _file_entries(entries: Iterator[tuple[object, object]]) -> FileList:
+    """The `files` mapping as the parser streams it: checked entry by entry, kept compact."""
     fld = "payload.yaml files"
-    if not isinstance(value, Mapping):
-        raise E(f"{fld}: must be a mapping of relative path: sha256, got {rules.type_name(value)}")
-    if not value:
-        raise E(f"{fld}: must list at least the program in exec")
-    if len(value) > MAX_FILES:
-        raise E(f"{fld}: too many files ({len(value)}, at most {MAX_FILES})")
-    files: dict[str, str] = {}
-    for key, digest in value.items():
+    builder = FileListBuilder()
+    for key, digest in entries:
         path = rules.check_rel_path(f"{fld} (path)", key, E)
         if path == MANIFEST_NAME:
             raise E(f"{fld}: the manifest {MANIFEST_NAME} cannot list itself")
         h = rules.require_str(f"{fld}[{path!r}]", digest, E)
-        if len(h) != 64 or not set(h) <= _HEX:
-            raise E(f"{fld}[{path!r}]: not a sha256 (64 lowercase hex digits)")
-        files[path] = h
-    _check_no_file_below_file(files)
-    return files
+        if len(builder) >= MAX_FILES:
+            raise E(f"{fld}: too many files (more than {MAX_FILES})")
+        builder.add(path, h)
+    if not len(builder):
+        raise E(f"{fld}: must list at least the program in exec")
+    return builder.finish()
 
 
-def _check_no_file_below_file(files: Mapping[str, str]) -> None:
-    for path in files:
-        parent = path.rpartition("/")[0]
-        while parent:
-            if parent in files:
-                raise E(f"payload.yaml files: {path!r} lies below the file {parent!r}")
-            parent = parent.rpartition("/")[0]
+def _check_files(value: object) -> FileList:
+    fld = "payload.yaml files"
+    if isinstance(value, FileList):
+        return value  # streamed by the parser and checked as it came
+    if not isinstance(value, Mapping):
+        raise E(f"{fld}: must be a mapping of relative path: sha256, got {rules.type_name(value)}")
+    if len(value) > MAX_FILES:
+        raise E(f"{fld}: too many files ({len(value)}, at most {MAX_FILES})")
+    return _file_entries(iter(value.items()))
 
 
 def manifest_from_dict(data: object) -> Manifest:
@@ -240,7 +259,7 @@ def manifest_from_dict(data: object) -> Manifest:
         exec=_check_exec("payload.yaml exec", data["exec"], files),
         notify=rules.require_bool("payload.yaml notify", data.get("notify", False), E),
         health=None if health is None else _check_health(health),
-        files=tuple(sorted(files.items())),
+        files=files,
         reboot_unit=reboot_unit,
         reboot_exec=reboot_exec,
         drain=drain,
@@ -248,7 +267,8 @@ def manifest_from_dict(data: object) -> Manifest:
 
 
 def parse_manifest_yaml(text: str | bytes) -> Manifest:
-    doc = parse_yaml_document(text, "payload.yaml", MAX_MANIFEST_BYTES, E)
+    doc = parse_yaml_document(text, "payload.yaml", MAX_MANIFEST_BYTES, E,
+                              streams={"files": _file_entries})
     return manifest_from_dict(doc)
 
 
@@ -260,7 +280,56 @@ def read_manifest_bytes(payload_dir: Path) -> bytes:
 
 def load_manifest(payload_dir: Path) -> Manifest:
     """Read and validate `<payload_dir>/payload.yaml` (file contents are not checked here)."""
-    return parse_manifest_yaml(read_manifest_bytes(payload_dir))
+    return read_manifest(payload_dir)[0]
+
+
+def _open_manifest(src: PayloadDir) -> HashingReader:
+    fd, st = src.open(MANIFEST_NAME)
+    if st.st_size > MAX_MANIFEST_BYTES:
+        os.close(fd)
+        raise E(f"payload.yaml: too large ({st.st_size} bytes, at most {MAX_MANIFEST_BYTES})")
+    return HashingReader(fd, MANIFEST_NAME, MAX_MANIFEST_BYTES)
+
+
+def read_manifest(payload_dir: Path) -> tuple[Manifest, str]:
+    """Parse `<payload_dir>/payload.yaml` as it is read (never held whole); the manifest
+    and the file's sha256."""
+    with PayloadDir(payload_dir) as src:
+        reader = _open_manifest(src)
+        try:
+            manifest = manifest_from_dict(parse_yaml_document(
+                reader, "payload.yaml", MAX_MANIFEST_BYTES, E, streams={"files": _file_entries}))
+            reader.drain()
+            return manifest, reader.hexdigest()
+        finally:
+            reader.close()
+
+
+def manifest_file_sha256(payload_dir: Path) -> str:
+    """The sha256 of `<payload_dir>/payload.yaml`, read in pieces (what a no-op compares)."""
+    with PayloadDir(payload_dir) as src:
+        reader = _open_manifest(src)
+        try:
+            reader.drain()
+            return reader.hexdigest()
+        finally:
+            reader.close()
+
+
+def copy_manifest(payload_dir: Path, dst_fd: int, expected_sha256: str) -> None:
+    """Copy `<payload_dir>/payload.yaml` to `dst_fd`; InvalidPayload unless it still is the
+    file the operation parsed (its sha256)."""
+    with PayloadDir(payload_dir) as src:
+        reader = _open_manifest(src)
+        try:
+            while chunk := reader.read(1 << 20):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(dst_fd, view):]
+            if reader.hexdigest() != expected_sha256:
+                raise E("payload.yaml: changed while the release was imported; apply again")
+        finally:
+            reader.close()
 
 
 def manifest_sha256(data: bytes) -> str:

@@ -11,6 +11,7 @@ Like rpm-ostree and fwupd, pxhostd also refuses a payload that anyone but root c
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -153,9 +154,13 @@ class PayloadDir:
         check_trusted(st, repr(rel), self.owners)
         return st
 
-    def open(self, rel: str) -> tuple[int, os.stat_result]:
-        """Open a listed file for reading: (fd, fstat of that fd). The caller closes fd."""
-        before = self.stat(rel)
+    def open(self, rel: str, before: os.stat_result | None = None) -> tuple[int, os.stat_result]:
+        """Open a listed file for reading: (fd, fstat of that fd). The caller closes fd.
+
+        `before` is this object's `stat(rel)` if the caller already has it: the file opened
+        must still be that inode."""
+        if before is None:
+            before = self.stat(rel)
         dfd, name = self._split(rel)
         try:
             fd = os.open(name, _FILE_FLAGS, dir_fd=dfd)
@@ -205,3 +210,37 @@ class PayloadDir:
         if size > max_bytes:
             raise InvalidPayload(f"payload: {rel} is too large (more than {max_bytes} bytes)")
         return b"".join(chunks)
+
+
+class HashingReader:
+    """A listed file read in pieces (libyaml's parser pulls them), hashed as it goes and
+    capped at `max_bytes`: a 10 MB manifest is parsed without ever being one bytes object."""
+
+    def __init__(self, fd: int, rel: str, max_bytes: int) -> None:
+        self.fd = fd
+        self.rel = rel
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._hash = hashlib.sha256()
+
+    def read(self, size: int = 1 << 16) -> bytes:
+        try:
+            chunk = os.read(self.fd, max(1, min(size, 1 << 20)))
+        except OSError as exc:
+            raise InvalidPayload(f"payload: cannot read {self.rel}: {exc.strerror}") from None
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            raise InvalidPayload(
+                f"payload: {self.rel} is too large (more than {self.max_bytes} bytes)")
+        self._hash.update(chunk)
+        return chunk
+
+    def drain(self) -> None:
+        while self.read():
+            pass
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        os.close(self.fd)

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import ctypes
 import hashlib
 import json
+import logging
 import os
 import stat
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from pxhostd.errors import HostStateError, InvalidPayload
 from pxhostd.failpoints import (
@@ -41,16 +41,19 @@ from pxhostd.hostfs import (
     remove_tree,
     sweep_temp_files,
     temp_name,
-    write_all,
 )
+from pxhostd.payload.filelist import FileList
 from pxhostd.payload.manifest import (
     MAX_MANIFEST_BYTES,
     PayloadHeader,
-    manifest_sha256,
+    copy_manifest,
     parse_manifest_yaml,
 )
+from pxhostd.payload.objectcopy import ObjectWriter, have_syncfs, syncfs
 from pxhostd.payload.safeopen import PayloadDir
 from pxhostd.payload.store import STORE_DIR, CollectResult, ObjectStore, object_mode
+
+log = logging.getLogger(__name__)
 
 CURRENT = "current"
 _CHUNK = 1 << 20
@@ -63,14 +66,11 @@ def make_release_id(version: str, payload_digest: str) -> str:
 
 @dataclass(frozen=True)
 class ReleaseMeta:
-    """What is kept beside a release: the manifest as imported and its header."""
+    """What is kept beside a release: its header, and a copy of the payload.yaml it was
+    imported from (copied from the payload at import, checked against this sha256)."""
 
     header: PayloadHeader
-    manifest: bytes
-
-    @property
-    def manifest_sha256(self) -> str:
-        return manifest_sha256(self.manifest)
+    manifest_sha256: str
 
 
 @dataclass(frozen=True)
@@ -97,70 +97,30 @@ def _check_release_id(rid: str) -> None:
         raise HostStateError(f"not a valid release id: {rid!r}")
 
 
-def _check_rel_path(rel: str) -> PurePosixPath:
+def _check_rel_path(rel: str) -> None:
     """Defence in depth: the manifest validator already refuses these."""
-    p = PurePosixPath(rel)
     if (
         not rel
         or "\0" in rel
-        or p.is_absolute()
-        or any(part in ("", ".", "..") for part in rel.split("/"))
+        or rel[0] == "/"
+        or "//" in rel
+        or rel[-1] == "/"
+        or any(part in (".", "..") for part in rel.split("/"))
     ):
         raise InvalidPayload(f"payload file path {rel!r} is not a plain relative path")
-    return p
 
 
 def _is_executable(mode: int) -> bool:
     return bool(mode & stat.S_IXUSR)
 
 
-def syncfs(path: Path) -> None:
-    """Make everything written on `path`'s filesystem durable in one call (syncfs(2)):
-    one flush for a whole imported tree instead of an fsync per file."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise HostStateError(f"cannot sync {path}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
-def _copy_verified(src_fd: int, dst: str, rel: str, expected: str, mode: int) -> int:
-    """Copy from the open source fd, hashing on the way; the temp tree is discarded on any
-    error. The error names the expected digest only, never the digest of what was read."""
-    h = hashlib.sha256()
-    size = 0
-    dst_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        while True:
-            try:
-                chunk = os.read(src_fd, _CHUNK)
-            except OSError as exc:
-                raise InvalidPayload(
-                    f"payload file {rel} cannot be read: {exc.strerror}"
-                ) from exc
-            if not chunk:
-                break
-            h.update(chunk)
-            write_all(dst_fd, chunk)
-            size += len(chunk)
-        os.fchmod(dst_fd, mode)
-    finally:
-        os.close(dst_fd)
-    if h.hexdigest() != expected.lower():
-        raise InvalidPayload(
-            f"payload file {rel}: sha256 mismatch (its content is not the one payload.yaml "
-            f"lists, {expected[:12]}...)"
-        )
-    return size
-
-
 Files = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
-def _pairs(files: Files) -> builtins.list[tuple[str, str]]:
+def _pairs(files: Files) -> Iterable[tuple[str, str]]:
+    """The (path, sha256) pairs in path order; a FileList already is (and stays compact)."""
+    if isinstance(files, FileList):
+        return files
     return sorted(files.items() if isinstance(files, Mapping) else files)
 
 
@@ -227,9 +187,24 @@ class Releases:
                 return rid
         return None
 
-    def _write_meta(self, release_id: str, meta: ReleaseMeta) -> None:
+    def _write_meta(self, release_id: str, meta: ReleaseMeta, payload_dir: Path) -> None:
         self.store.ensure()
-        atomic_write(self._meta_path(release_id, ".yaml"), meta.manifest, 0o644)
+        final = self._meta_path(release_id, ".yaml")
+        tmp = temp_name(self.store.meta, final.name)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                copy_manifest(payload_dir, fd, meta.manifest_sha256)
+                os.fchmod(fd, 0o644)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        fsync_dir(self.store.meta)
         doc = {"header": meta.header.to_json(), "manifest_sha256": meta.manifest_sha256}
         atomic_write(self._meta_path(release_id, ".json"),
                      json.dumps(doc, sort_keys=True) + "\n", 0o644)
@@ -249,27 +224,45 @@ class Releases:
         """
         rid = release_id
         final = self.path(rid)
-        files = _pairs(files)
         if self.exists(rid):
             return StageResult(rid, final, changed=False)
         self._ensure_dir()
+        # What an earlier import left (a crash, or a failure whose cleanup failed): its
+        # objects must be named by the store alone before this import trusts the store.
+        self.sweep()
         tmp = temp_name(self.releases_dir, rid)
         try:
             counts = self._build(tmp, payload_dir, files)
             if meta is not None:
-                self._write_meta(rid, meta)
-            syncfs(self.releases_dir)
+                self._write_meta(rid, meta, payload_dir)
+            self._sync()  # every new object and the tree durable before the name below
             if os.path.lexists(final):
                 remove_file(final)  # not a directory: a stray file or link in the way
             os.rename(tmp, final)
             fsync_dir(self.releases_dir)
         except OSError as exc:
-            remove_tree(tmp)
+            self._discard(tmp)
             raise HostStateError(f"cannot stage release {rid}: {exc.strerror}") from exc
         except BaseException:
-            remove_tree(tmp)
+            self._discard(tmp)
             raise
         return StageResult(rid, final, True, *counts)
+
+    def _discard(self, tmp: Path) -> None:
+        """A failed import leaves nothing: its tree, then the objects only it named (link
+        count 1 once the tree is gone; a rare path, so the whole store is scanned)."""
+        remove_tree(tmp)
+        with contextlib.suppress(HostStateError):
+            self.store.collect()
+
+    def _sync(self) -> None:
+        if not have_syncfs():
+            return  # every object was fsynced as it was written
+        fd = os.open(self.releases_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            syncfs(fd, str(self.releases_dir))
+        finally:
+            os.close(fd)
 
     def _ensure_dir(self) -> None:
         if self.releases_dir.is_dir():
@@ -280,43 +273,42 @@ class Releases:
         except OSError as exc:
             raise HostStateError(f"cannot create {self.releases_dir}: {exc.strerror}") from exc
 
-    def _build(
-        self, tmp: Path, payload_dir: Path, files: builtins.list[tuple[str, str]]
-    ) -> tuple[int, int, int]:
+    def _build(self, tmp: Path, payload_dir: Path, files: Files) -> tuple[int, int, int]:
+        """One pass over the (sorted) file list: each file is a link to a trusted object,
+        or read, hashed, written and named in the store at once. Nothing per file is kept."""
         os.mkdir(tmp, 0o755)
         os.chmod(tmp, 0o755)
         dirs: set[str] = {""}
-        #: Objects this import wrote: (digest, exec) -> the file in the temp tree. Plain
-        #: strings, shared with the file list: 100,000 Path objects would cost ~40 MB.
-        written: dict[tuple[str, bool], str] = {}
         base = str(tmp)
+        store = self.store
+        writer = ObjectWriter(fsync_each=not have_syncfs())
         total = imported = size = 0
+        stored = False
         with PayloadDir(payload_dir) as src:
-            for rel, digest in files:
+            for rel, digest in _pairs(files):
                 _check_rel_path(rel)  # digests are lowercase hex (the manifest's rule)
-                _make_dirs(tmp, rel.rpartition("/")[0], dirs)
+                parent = rel.rpartition("/")[0]
+                if parent not in dirs:
+                    _make_dirs(tmp, parent, dirs)
                 dst = f"{base}/{rel}"
-                executable = _is_executable(src.stat(rel).st_mode)
-                key = (digest, executable)
+                st = src.stat(rel)
+                executable = _is_executable(st.st_mode)
                 total += 1
-                if key in written:
-                    os.link(written[key], dst)
-                elif not self.store.link_into(digest, executable, dst):
-                    fd, _st = src.open(rel)
+                if not store.link_into(digest, executable, dst):
+                    if not stored:
+                        store.ensure()  # only now: a payload refused first leaves no store
+                        stored = True
+                    fd, _st = src.open(rel, st)
                     try:
-                        size += _copy_verified(fd, dst, rel, digest, object_mode(executable))
+                        size += writer.write(fd, dst, rel, digest, object_mode(executable))
                     finally:
                         os.close(fd)
-                    written[key] = dst
+                    store.add(digest, executable, dst)
                     imported += 1
                 if total == 1:
                     self.failpoints.hit(MID_STAGE)
-        # The new objects' data must be durable before the store names them.
-        self.store.ensure()  # only now: a payload refused above leaves no store behind
-        if written:
-            syncfs(self.releases_dir)
-        for (digest, executable), path in written.items():
-            self.store.add(digest, executable, path)
+        if writer.reflinked:
+            log.info("%d objects reflinked from the payload", writer.reflinked)
         return total, imported, size
 
     # -- verification ---------------------------------------------------------------------

@@ -12,6 +12,13 @@ root-owned, and the service unit mounts the whole releases directory read-only. 
 file *is* its object (the same inode), so removing an object's store name never takes a
 byte away from a release; an object whose link count is 1 is referenced by no release and
 is garbage. That makes collection safe at any instant, crash included.
+
+An object gets its store name as soon as it is written and verified, before the import's
+one `syncfs` has made it durable. It is trusted (linked into another release) only while a
+second name holds it: a release, which is renamed in only after that `syncfs`, or the
+running import's own temp tree. What a crash leaves unsynced is named by the store alone
+once start-up has swept the temp trees (link count 1): never linked again, replaced when
+it is needed, removed by the next collection (docs/crash-safety.md).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pxhostd.errors import HostStateError
-from pxhostd.hostfs import fsync_dir, sweep_temp_files
+from pxhostd.hostfs import TEMP_PREFIX, fsync_dir, sweep_temp_files
 
 STORE_DIR = ".store"
 _HEX = frozenset("0123456789abcdef")
@@ -64,10 +71,14 @@ class ObjectStore:
         return self.objects / object_name(digest, executable)
 
     def link_into(self, digest: str, executable: bool, dst: str) -> bool:
-        """Hardlink the object to `dst`; False if the store does not hold it (or cannot
-        link it once more: too many links), so the caller imports a copy."""
+        """Hardlink the object to `dst`; False if the store has no trusted object for it
+        (absent, named by the store alone, or linked too often), so the caller imports a
+        copy. Digests are the manifest's (lowercase hex, checked there)."""
+        src = f"{self.objects}/{digest[:2]}/{digest[2:]}{'.x' if executable else ''}"
         try:
-            os.link(self.path(digest, executable), dst)
+            if os.lstat(src).st_nlink < 2:
+                return False  # maybe a crash's unsynced leftover: never trusted
+            os.link(src, dst)
         except FileNotFoundError:
             return False
         except OSError as exc:
@@ -77,11 +88,23 @@ class ObjectStore:
         return True
 
     def add(self, digest: str, executable: bool, src: str) -> None:
-        """Give the verified, durable file `src` its store name (a hardlink)."""
-        dst = self.path(digest, executable)
-        dst.parent.mkdir(mode=0o755, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
+        """Give the verified file `src` its store name (a hardlink), replacing an untrusted
+        leftover of the same name; durable with the import's `syncfs`."""
+        name = f"{digest[:2]}/{digest[2:]}{'.x' if executable else ''}"
+        dst = f"{self.objects}/{name}"
+        try:
             os.link(src, dst)
+        except FileNotFoundError:
+            os.makedirs(f"{self.objects}/{digest[:2]}", mode=0o755, exist_ok=True)
+            os.link(src, dst)
+        except FileExistsError:
+            if os.path.samefile(src, dst):
+                return
+            tmp = f"{self.objects}/{digest[:2]}/{TEMP_PREFIX}{digest[2:]}"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            os.link(src, tmp)
+            os.rename(tmp, dst)  # the leftover is replaced, never linked
 
     def collect(self) -> CollectResult:
         """Remove every object no release links (link count 1); durable per directory."""

@@ -11,8 +11,9 @@ than with the pure-Python parser.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -69,9 +70,11 @@ class _Builder:
     keys (`<<`) work as in YAML 1.1.
     """
 
-    def __init__(self, loader: _StrictLoader) -> None:
+    def __init__(self, loader: _StrictLoader, streams: Mapping[str, Consumer]) -> None:
         self.loader: Any = loader
         self.anchors: dict[str, object] = {}
+        self.streams = streams
+        self._root = True
 
     def document(self) -> object:
         get = self.loader.get_event
@@ -138,13 +141,18 @@ class _Builder:
     def mapping(self) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
         merged: dict[Any, Any] = {}
+        root, self._root = self._root, False
         while not self.loader.check_event(yaml.MappingEndEvent):
             key_event = self.loader.get_event()
-            if (isinstance(key_event, yaml.ScalarEvent)
-                    and self._tag(key_event, yaml.ScalarNode, key_event.value) == _MERGE):
+            if self._is_merge(key_event):
                 self._merge(merged, self.value(self.loader.get_event()), key_event)
                 continue
             key = self.value(key_event)
+            if (root and isinstance(key, str) and key in self.streams
+                    and key not in result
+                    and self.loader.check_event(yaml.MappingStartEvent)):
+                result[key] = self._streamed(self.streams[key])
+                continue
             try:
                 duplicate = key in result
             except TypeError:
@@ -159,6 +167,32 @@ class _Builder:
         self.loader.get_event()
         return {**merged, **result} if merged else result
 
+    def _is_merge(self, event: Any) -> bool:
+        return (isinstance(event, yaml.ScalarEvent)
+                and self._tag(event, yaml.ScalarNode, event.value) == _MERGE)
+
+    def _streamed(self, consumer: Consumer) -> object:
+        """A mapping handed to `consumer` entry by entry, never built as a dict."""
+        event = self.loader.get_event()
+        self._check_collection(event, yaml.MappingNode, _MAP)
+        entries = self._entries()
+        result = consumer(entries)
+        for _ in entries:  # what the consumer did not take
+            pass
+        self.loader.get_event()  # mapping end
+        if getattr(event, "anchor", None) is not None:
+            self.anchors[event.anchor] = result
+        return result
+
+    def _entries(self) -> Iterator[tuple[object, object]]:
+        while not self.loader.check_event(yaml.MappingEndEvent):
+            key_event = self.loader.get_event()
+            if self._is_merge(key_event):
+                raise _RefusedTag(f"a merge key (<<) is not allowed here (line "
+                                  f"{key_event.start_mark.line + 1})")
+            key = self.value(key_event)
+            yield key, self.value(self.loader.get_event())
+
     @staticmethod
     def _merge(into: dict[Any, Any], source: object, event: Any) -> None:
         sources = source if isinstance(source, list) else [source]
@@ -170,18 +204,35 @@ class _Builder:
             into.update(item)
 
 
+class SupportsRead(Protocol):
+    """A stream libyaml pulls pieces from (it caps its own size)."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+#: Takes a mapping's (key, value) entries one at a time; returns what stands for it.
+Consumer = Callable[[Iterator[tuple[object, object]]], object]
+
+
 def parse_yaml_document(
-    text: str | bytes, what: str, max_bytes: int, err: type[InvalidSpec]
+    text: str | bytes | SupportsRead, what: str, max_bytes: int, err: type[InvalidSpec],
+    streams: Mapping[str, Consumer] | None = None,
 ) -> object:
-    """Parse one YAML document; every failure becomes `err` naming `what`."""
-    if not isinstance(text, (str, bytes)):
+    """Parse one YAML document; every failure becomes `err` naming `what`.
+
+    A top-level key named in `streams` whose value is a mapping is not built: its entries
+    go to the consumer as they are parsed (a 100,000-entry file list never becomes a
+    dict), and the consumer checks them, duplicates included."""
+    if isinstance(text, (str, bytes)):
+        if len(text) > max_bytes:
+            raise err(f"{what}: too large ({len(text)} characters, at most {max_bytes})")
+    elif not callable(getattr(text, "read", None)):
         raise err(f"{what}: expected YAML text, got {type(text).__name__}")
-    if len(text) > max_bytes:
-        raise err(f"{what}: too large ({len(text)} characters, at most {max_bytes})")
-    # Bytes go to libyaml as they are (it checks UTF-8): no decoded copy of a 10 MB text.
+    # Bytes (or a stream of them) go to libyaml as they are (it checks UTF-8): no decoded
+    # copy of a 10 MB text.
     loader = _StrictLoader(text)
     try:
-        return _Builder(loader).document()
+        return _Builder(loader, streams or {}).document()
     except (_DuplicateKey, _RefusedTag) as exc:
         raise err(f"{what}: {exc}") from None
     except yaml.reader.ReaderError as exc:

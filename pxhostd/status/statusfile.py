@@ -265,7 +265,7 @@ class StatusFile:
     """The daemon's writer (and anyone's reader) of one status file.
 
     `write` stamps PID, BOOT_ID and HEARTBEAT and increases GENERATION when anything other
-    than those stamps changed; `beat` rewrites the last status with a fresh heartbeat. The
+    than those stamps changed (the daemon's heartbeat is a write of unchanged content). The
     generation continues from an existing file of the same boot, so it never goes back
     while the host stays up (the file lives on tmpfs and dies with the boot). Thread-safe:
     writes from the event loop's executor threads are serialised.
@@ -325,11 +325,6 @@ class StatusFile:
         with self._lock:
             base = self._last or Status()
             return self.write(dataclasses.replace(base, **changes))  # type: ignore[arg-type]
-
-    def beat(self) -> Status:
-        """The heartbeat: rewrite the last status (or an initial one) with the time now."""
-        with self._lock:
-            return self.write(self._last.content() if self._last else Status())
 
     def read(self) -> Status:
         return read_status(self.path)

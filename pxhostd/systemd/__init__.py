@@ -1,6 +1,6 @@
 """Client for systemd's Manager and Unit objects over D-Bus (dbus-fast)."""
 
-from pxhostd.systemd.client import Systemd, UnitSummary
+from pxhostd.systemd.client import Systemd
 from pxhostd.systemd.errors import NoSuchUnit, UnitMasked
 from pxhostd.systemd.journal import unit_journal_tail
 from pxhostd.systemd.unit import (
@@ -29,7 +29,6 @@ __all__ = [
     "UnitFileState",
     "UnitMasked",
     "UnitState",
-    "UnitSummary",
     "UnitWatch",
     "bus_path_escape",
     "unit_journal_tail",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Iterable, Sequence
-from dataclasses import dataclass
 
 from dbus_fast.aio.message_bus import MessageBus
 
@@ -26,7 +25,6 @@ from pxhostd.systemd.unit import (
     JobResultKind,
     UnitActivity,
     UnitFileChange,
-    UnitFileState,
     UnitState,
     type_interface,
     unit_object_path,
@@ -34,18 +32,6 @@ from pxhostd.systemd.unit import (
 from pxhostd.systemd.watch import ActivityCallback, UnitWatch
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class UnitSummary:
-    """One row of ListUnitsByNames."""
-
-    name: str
-    description: str
-    load_state: str
-    active_state: str
-    sub_state: str
-    path: str
 
 
 class Systemd:
@@ -123,14 +109,6 @@ class Systemd:
     async def restart_unit(self, name: str, timeout: float = c.JOB_TIMEOUT) -> JobResult:
         return await self._job(c.RESTART_UNIT, name, timeout)
 
-    async def try_restart_unit(self, name: str, timeout: float = c.JOB_TIMEOUT) -> JobResult:
-        return await self._job(c.TRY_RESTART_UNIT, name, timeout)
-
-    async def reload_or_restart_unit(
-        self, name: str, timeout: float = c.JOB_TIMEOUT
-    ) -> JobResult:
-        return await self._job(c.RELOAD_OR_RESTART_UNIT, name, timeout)
-
     async def _job(self, method: str, name: str, timeout: float) -> JobResult:
         what = f"{method} {name}"
         job = ""
@@ -195,29 +173,6 @@ class Systemd:
         if not isinstance(props, dict):
             raise SystemdError(f"properties of {name}: unexpected reply {props!r}")
         return {str(k): v for k, v in props.items()}
-
-    async def get_unit_file_state(
-        self, name: str, timeout: float = c.METHOD_TIMEOUT
-    ) -> UnitFileState:
-        async with bounded(timeout, f"GetUnitFileState {name}"):
-            (state,) = await self._manager(
-                c.GET_UNIT_FILE_STATE, "s", [name], what=f"GetUnitFileState {name}"
-            )
-        return UnitFileState.parse(state)
-
-    async def list_units_by_names(
-        self, names: Sequence[str], timeout: float = c.METHOD_TIMEOUT
-    ) -> list[UnitSummary]:
-        async with bounded(timeout, "ListUnitsByNames"):
-            (rows,) = await self._manager(
-                c.LIST_UNITS_BY_NAMES, "as", [list(names)], what="ListUnitsByNames"
-            )
-        out = []
-        for row in rows if isinstance(rows, list) else []:
-            name, desc, load, active, sub, _following, path, *_job = row
-            out.append(UnitSummary(str(name), str(desc), str(load), str(active), str(sub),
-                                   str(path)))
-        return out
 
     # -- unit files and the manager -----------------------------------------------------
 

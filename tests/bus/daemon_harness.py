@@ -16,6 +16,7 @@ from pxhostd.bus.client import PxClient
 from pxhostd.bus.names import BUS_NAME
 from pxhostd.daemon.service import Daemon, DaemonOptions
 from pxhostd.paths import Paths
+from pxhostd.status.statusfile import StatusMissing
 
 #: How long a condition may take to hold before the test fails (a bound, not a speed check).
 BOUND = 30.0
@@ -26,14 +27,18 @@ async def eventually(
 ) -> None:
     """Wait until `check` holds (work the daemon does off the loop), or fail naming `what`.
 
-    A plain check runs in a thread (it may read files); an async one on the loop.
+    A plain check runs in a thread (it may read files); an async one on the loop. A file
+    the check reads that is not written yet counts as "not yet".
     """
     deadline = time.monotonic() + timeout
     while True:
-        if inspect.iscoroutinefunction(check):
-            held = await check()
-        else:
-            held = await asyncio.to_thread(check)
+        try:
+            if inspect.iscoroutinefunction(check):
+                held = await check()
+            else:
+                held = await asyncio.to_thread(check)
+        except (FileNotFoundError, StatusMissing):
+            held = False
         if held:
             return
         if time.monotonic() >= deadline:

@@ -27,7 +27,7 @@ def test_status_history_and_an_install_make_no_blocking_call(
             with blockbuster_ctx(["pxhostd"]):
                 for _ in range(3):
                     raise_for_result(await client.wait(await client.install(
-                        {**SPEC, "env": {"N": str(_)}}), timeout=10))
+                        {**SPEC, "env": {"N": str(_)}}), timeout=60))
                     status = await client.status()
                     assert status["state"] in ("idle", "installing")
                     await client.history(10)

@@ -234,7 +234,8 @@ def test_disruptive_upgrade_cordons_evicts_upgrades_uncordons(env: Env) -> None:
     env.store.evictions.clear()
     payload = env.payload("2.0.0")
     unit = env.start("--payload", payload)
-    log = env.pods.wait_log(unit, "install: done", timeout=300)
+    # The pod says it serves once the drain is released (uncordon, record cleared).
+    log = env.pods.wait_log(unit, "readiness comes from the status file", timeout=300)
     assert "install: done (changed)" in log, log
     assert "declares disruptive upgrades" in log
     assert env.store.evictions == evict  # exactly the Portworx-volume pods, once each
@@ -261,7 +262,8 @@ def test_an_administrators_cordon_stays_after_the_upgrade(env: Env) -> None:
     env.store.evictions.clear()
     env.store.update("nodes", "", objects.NODE, lambda n: n["spec"].update(unschedulable=True))
     unit = env.start("--payload", env.payload("3.0.0"))
-    log = env.pods.wait_log(unit, "install: done", timeout=300)
+    # The pod says it serves once the drain is released (uncordon, record cleared).
+    log = env.pods.wait_log(unit, "readiness comes from the status file", timeout=300)
     assert "install: done (changed)" in log, log
     assert env.store.evictions == evict
     assert "stays cordoned (it was before the drain)" in log
@@ -305,7 +307,8 @@ def test_a_pod_killed_mid_drain_is_resumed_by_the_next(env: Env) -> None:
     assert env.cordoned()  # the next pod carries on from here
     env.store.delete("poddisruptionbudgets", "apps", "db")
     unit = env.start("--payload", payload)
-    log = env.pods.wait_log(unit, "install: done", timeout=300)
+    # The pod says it serves once the drain is released (uncordon, record cleared).
+    log = env.pods.wait_log(unit, "readiness comes from the status file", timeout=300)
     assert "resuming the drain" in log, log
     assert "install: done (changed)" in log
     assert "apps/db-u3" in env.store.evictions

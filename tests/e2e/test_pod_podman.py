@@ -27,8 +27,10 @@ from pxnode import ENV_FILE, UNIT, UNIT_FILE, invocation, service_env
 TOKEN = "tok-$(PXHOSTD_NODE_NAME)-s3cret"  # a `$(...)` the kubelet must not expand
 KVDB_PWD = "root:pw-$$-s3cret"
 SECRETS = ("tok-", "pw-$$-s3cret", "s3cret")
-#: The DaemonSet's parameters: the secrets, and a cluster name the kubelet would expand.
-PARAMS = [("c", "px-$(HOSTNAME)"), ("t", TOKEN), ("pwd", KVDB_PWD)]
+#: A service argument the kubelet would expand (a cluster name may not hold `$`: a path may).
+CA_PATH = "/etc/pwx/ca-$(HOSTNAME).crt"
+#: The DaemonSet's parameters: the secrets, and that argument.
+PARAMS = [("c", "px-pod"), ("ca", CA_PATH), ("t", TOKEN), ("pwd", KVDB_PWD)]
 STATUS = "/run/pxhostd/status"
 
 
@@ -169,7 +171,7 @@ def test_fresh_node_install_probe_and_secrets_only_in_the_service_env(
     # The kubelet expanded nothing: the service got the parameters' own text.
     pid = node.unit_property(UNIT, "MainPID")
     argv = node.read_bytes(f"/proc/{pid}/cmdline").decode().split("\0")
-    assert "px-$(HOSTNAME)" in argv, argv
+    assert CA_PATH in argv and "px-pod" in argv, argv
     env = service_env(node)
     assert env["PX_TOKEN"] == TOKEN and env["PX_KVDB_USERPWD"] == KVDB_PWD
     # ... through the root-only environment file, and nowhere else.

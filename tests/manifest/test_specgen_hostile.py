@@ -14,6 +14,7 @@ from hostile_http import (
     check_get_with_body,
     check_half_open,
     check_probe_beside_attacker,
+    exchange,
     get,
     server_process,
 )
@@ -67,3 +68,14 @@ def _body(port: int, path: str) -> bytes:
     answer = get(port, path)
     assert answer.status == 200
     return answer.body
+
+
+def test_limits_of_the_head_and_the_form_body(specgen_fast_timeout: tuple[int, int]) -> None:
+    _, port = specgen_fast_timeout
+    long_target = f"GET /?c={'x' * (LIMITS.max_target + 1)} HTTP/1.1\r\nHost: h\r\n\r\n"
+    assert exchange(port, long_target.encode()).status == 414
+    many = b"GET / HTTP/1.1\r\n" + b"X-A: b\r\n" * (LIMITS.max_fields + 1) + b"\r\n"
+    assert exchange(port, many).status == 431
+    big_form = (f"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {LIMITS.max_body + 1}\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\n\r\n").encode()
+    assert exchange(port, big_form).status == 413

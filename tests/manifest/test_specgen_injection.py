@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from kubelet_expand import container_as_run
 from specgen_helpers import ServerProcess, arg_after, by_kind, container, env_entry, load_docs, one
@@ -350,13 +350,18 @@ _CLUSTER_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789
     st.characters(blacklist_categories=("Cs", "Co", "Cn"), blacklist_characters="\x00"),
     min_size=1, max_size=80,
 ))
+@example(secret="\u2028")
+@example(secret="pw\x1b[0m")
 def test_arbitrary_secret_text_round_trips(secret: str) -> None:
     try:
         params = parse_params([("c", "px1"), ("t", secret)])
     except InvalidSpec as exc:
-        # Only control characters other than newline/tab may be refused in a secret.
-        assert "control character" in str(exc)
-        assert any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in secret)
+        # Only control characters other than newline/tab, and the Unicode line and
+        # paragraph separators, may be refused in a secret, each by its name.
+        refused = [ch for ch in secret if ch in "\u2028\u2029"
+                   or (unicodedata.category(ch) == "Cc" and ch not in "\n\t")]
+        assert refused, secret
+        assert f"character U+{ord(refused[0]):04X}" in str(exc)
         return
     docs = load_docs(render_yaml(params))
     assert _arg("-c")(docs) == "px1"

@@ -79,31 +79,6 @@ async def test_start_restart_stop_with_invocation_ids(
         assert stopped.main_pid == 0
 
 
-async def test_try_restart_leaves_a_stopped_unit_stopped(
-    user_manager: UserManager, units: Units
-) -> None:
-    name = units.name("svc")
-    units.write(name, SLEEPER)
-    async with systemd_client(user_manager) as systemd:
-        job = await systemd.try_restart_unit(name, timeout=30)
-        assert job.result is JobResultKind.DONE
-        assert (await systemd.unit_state(name)).active_state is ActiveState.INACTIVE
-
-
-async def test_reload_or_restart_reloads_without_a_new_invocation(
-    user_manager: UserManager, units: Units
-) -> None:
-    name = units.name("svc")
-    units.write(name, SLEEPER + "ExecReload=/bin/true\n")
-    async with systemd_client(user_manager) as systemd:
-        before = await start_and_verify(systemd, name, timeout=30)
-        job = await systemd.reload_or_restart_unit(name, timeout=30)
-        assert job.done
-        after = await systemd.unit_state(name)
-        assert after.is_active
-        assert after.invocation_id == before.invocation_id
-
-
 async def test_notify_service_job_is_done_only_after_ready(
     user_manager: UserManager, units: Units
 ) -> None:
@@ -225,17 +200,6 @@ async def test_many_concurrent_jobs_all_get_their_own_result(
             failed = names[::3]  # the others succeeded and may be unloaded already
             await asyncio.gather(*(systemd.reset_failed_unit(n) for n in failed))
         assert systemd._jobs.waiting == 0
-
-
-async def test_list_units_by_names(user_manager: UserManager, units: Units) -> None:
-    name = units.name("svc")
-    units.write(name, SLEEPER)
-    async with systemd_client(user_manager) as systemd:
-        await start_and_verify(systemd, name, timeout=30)
-        (row,) = await systemd.list_units_by_names([name])
-        assert (row.name, row.active_state, row.sub_state) == (name, "active", "running")
-        assert row.path == unit_object_path(name)
-        await systemd.stop_unit(name, timeout=30)
 
 
 async def test_a_second_subscribe_is_recognised_by_its_dbus_error_name(

@@ -40,7 +40,7 @@ async def test_enable_reports_changes_once(user_manager: UserManager, units: Uni
     )
     link = user_manager.unit_dir / f"{IDLE_TARGET}.wants" / name
     async with systemd_client(user_manager) as systemd:
-        assert await systemd.get_unit_file_state(name) is UnitFileState.DISABLED
+        assert (await systemd.unit_state(name)).unit_file_state is UnitFileState.DISABLED
 
         first = await systemd.enable_unit_files([name])
         assert [(ch.type, ch.file) for ch in first] == [("symlink", str(link))]
@@ -49,11 +49,11 @@ async def test_enable_reports_changes_once(user_manager: UserManager, units: Uni
 
         assert await systemd.enable_unit_files([name]) == []
         await systemd.daemon_reload(timeout=30)
-        assert await systemd.get_unit_file_state(name) is UnitFileState.ENABLED
         assert (await systemd.unit_state(name)).unit_file_state is UnitFileState.ENABLED
 
         removed = await systemd.disable_unit_files([name])
         assert [(ch.type, ch.file) for ch in removed] == [("unlink", str(link))]
         assert not link.exists()
         assert await systemd.disable_unit_files([name]) == []
-        assert await systemd.get_unit_file_state(name) is UnitFileState.DISABLED
+        await systemd.daemon_reload(timeout=30)
+        assert (await systemd.unit_state(name)).unit_file_state is UnitFileState.DISABLED

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -209,7 +211,16 @@ def test_handlers_run_under_the_bound() -> None:
 
 
 def test_listen_backlog_is_at_least_128() -> None:
-    assert Limits().backlog >= 128
+    """What the kernel holds for the listening socket (ss shows it as Send-Q)."""
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+
+    async def scenario(server: Server, seen: Seen) -> None:
+        out = subprocess.run(["ss", "-ltnH", f"sport = :{server.port}"], check=True,
+                             capture_output=True, text=True).stdout.split()
+        assert out[0] == "LISTEN", out
+        assert int(out[2]) == min(Limits().backlog, somaxconn) >= 128
+
+    run(scenario)
 
 
 def test_refusals_are_logged_once_a_minute_with_their_number(

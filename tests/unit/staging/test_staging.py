@@ -334,3 +334,55 @@ def test_a_file_swapped_between_stat_and_open_is_refused(
     assert hashlib.sha256(b"root only\n").hexdigest()[:12] not in str(info.value)
     assert releases.list() == []
     assert temp_leftovers(releases.releases_dir) == []
+
+
+def test_an_object_named_by_the_store_alone_is_never_linked(
+    tmp_path: Path, releases: Releases
+) -> None:
+    """What a crash before the import's syncfs leaves (a store name whose data may be lost)
+    is replaced by a verified copy, never linked into a release."""
+    payload, files = make_payload(tmp_path, "1.0")
+    releases.stage(payload, "r1", files)
+    obj = releases.store.path(files["etc/defaults.json"], False)
+    remove_tree(releases.path("r1"))  # the store name alone is left: link count 1
+    os.chmod(obj, 0o644)
+    obj.write_bytes(b"")  # its data lost
+    result = releases.stage(payload, "r2", files)
+    assert result.imported == 3
+    assert (result.path / "etc/defaults.json").read_bytes() == (
+        payload / "etc/defaults.json").read_bytes()
+    assert os.stat(obj).st_ino == os.stat(result.path / "etc/defaults.json").st_ino
+    assert releases.verify("r2", files)
+
+
+def test_an_interrupted_import_is_swept_before_the_next_trusts_the_store(
+    tmp_path: Path, releases: Releases
+) -> None:
+    payload, files = make_payload(tmp_path, "1.0")
+    releases.stage(payload, "r1", files)
+    obj = releases.store.path(files["bin/px"], True)
+    # A crashed import's temp tree still links the object; its data may be lost.
+    crashed = releases.releases_dir / f"{TEMP_PREFIX}r0"
+    (crashed / "bin").mkdir(parents=True)
+    remove_tree(releases.path("r1"))
+    os.link(obj, crashed / "bin/px")
+    os.chmod(obj, 0o755)
+    obj.write_bytes(b"lost")
+    result = releases.stage(payload, "r2", files)
+    assert not crashed.exists()
+    assert releases.verify("r2", files)
+    assert result.imported == 3
+
+
+def test_a_failed_import_of_shared_objects_keeps_the_ones_releases_link(
+    tmp_path: Path, releases: Releases
+) -> None:
+    payload, files = make_payload(tmp_path, "1.0")
+    releases.stage(payload, "r1", files)
+    before = sorted(p.name for p in releases.store.objects.rglob("*") if p.is_file())
+    bad = dict(files, **{"share/doc/a/b/README": "f" * 64})
+    with pytest.raises(InvalidPayload):
+        releases.stage(payload, "r2", bad)
+    after = sorted(p.name for p in releases.store.objects.rglob("*") if p.is_file())
+    assert after == before
+    assert releases.verify("r1", files)

@@ -155,11 +155,6 @@ def test_generation_counts_changes_and_heartbeat_always_moves(tmp_path: Path) ->
     changed = sf.write(sample(ready=True))
     assert changed.generation == 2
 
-    clock.now += 5
-    beat = sf.beat()
-    assert (beat.generation, beat.ready, beat.heartbeat) == (2, True, changed.heartbeat + 5)
-    assert sf.read() == beat
-
     updated = sf.update(ready=False, last_error="SystemdError: unit failed")
     assert updated.generation == 3
     assert sf.read().last_error == "SystemdError: unit failed"
@@ -233,7 +228,6 @@ def test_concurrent_writes_leave_one_whole_file(tmp_path: Path) -> None:
     def writer(n: int) -> None:
         for i in range(25):
             sf.write(sample(status=f"writer {n} step {i}"))
-            sf.beat()
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
     for t in threads:

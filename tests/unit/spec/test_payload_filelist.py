@@ -1,0 +1,89 @@
+"""The compact file list: the same digest, order and rules as the plain dict it replaces."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+
+import pytest
+
+from pxhostd.errors import InvalidPayload
+from pxhostd.payload.filelist import FileList
+from pxhostd.payload.manifest import Manifest, _digest, parse_manifest_yaml
+
+
+def digest_of(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def manifest_text(files: dict[str, str], **extra: str) -> str:
+    lines = ["name: px", "version: '1.0'", "exec: [bin/px]", *(f"{k}: {v}" for k, v in
+                                                               extra.items()), "files:"]
+    lines += [f"  {json.dumps(path)}: '{digest}'" for path, digest in files.items()]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_streamed_digest_is_the_canonical_json_digest(seed: int) -> None:
+    rng = random.Random(seed)
+    names = ["bin/lib", "a/b", "ü/ñ", "z-x/y", "a-b", "a.c", "日本/語"]
+    files = {"bin/px": digest_of("px")}
+    for i in range(200):
+        files[f"{rng.choice(names)}/{i:04d}"] = digest_of(str(i))
+    keys = list(files)
+    rng.shuffle(keys)  # the manifest lists them in any order
+    shuffled = {k: files[k] for k in keys}
+    extra = {"health": "http://127.0.0.1:9001/h"} if seed % 2 else {"drain": "on-upgrade"}
+    m = parse_manifest_yaml(manifest_text(shuffled, **extra))
+    assert m.digest == _digest(m.to_dict())
+    assert list(m.files) == sorted(files.items())
+    assert isinstance(m.files, FileList)
+
+
+def test_a_manifest_built_from_pairs_has_the_same_digest_and_equality() -> None:
+    pairs = (("bin/px", "0" * 64), ("lib/a.so", "1" * 64))
+    a = Manifest(name="px", version="1", exec=("bin/px",), files=pairs)
+    b = parse_manifest_yaml(manifest_text(dict(pairs)).replace("'1.0'", "'1'"))
+    assert a == b and a.digest == b.digest == _digest(a.to_dict())
+    assert a.files == pairs and "lib/a.so" in a.files and "lib/b.so" not in a.files
+    assert a.files.get("lib/a.so") == "1" * 64
+
+
+@pytest.mark.parametrize(("files", "fragment"), [
+    ({"bin/px": "0" * 64, "bin/px/x": "1" * 64}, "lies below the file 'bin/px'"),
+    ({"bin/px": "0" * 63}, "not a sha256"),
+    ({"bin/px": "A" * 64}, "not a sha256"),
+    ({"bin/px": "0" * 64, "../x": "0" * 64}, "must not contain '..'"),
+    ({"bin/px": "0" * 64, "payload.yaml": "0" * 64}, "cannot list itself"),
+    ({"lib/a": "0" * 64}, "is not listed in files"),
+])
+def test_streamed_entries_keep_the_rules(files: dict[str, str], fragment: str) -> None:
+    with pytest.raises(InvalidPayload, match=fragment):
+        parse_manifest_yaml(manifest_text(files))
+
+
+def test_a_duplicate_path_is_named() -> None:
+    text = manifest_text({"bin/px": "0" * 64}) + "  bin/px: '" + "1" * 64 + "'\n"
+    with pytest.raises(InvalidPayload, match="duplicate key 'bin/px'"):
+        parse_manifest_yaml(text)
+
+
+def test_files_twice_at_the_top_is_a_duplicate_key() -> None:
+    text = manifest_text({"bin/px": "0" * 64}) + "files: {}\n"
+    with pytest.raises(InvalidPayload, match="duplicate key 'files'"):
+        parse_manifest_yaml(text)
+
+
+def test_a_merge_key_in_files_is_refused() -> None:
+    text = ("name: px\nversion: '1'\nexec: [bin/px]\nx: &m {bin/px: " + "0" * 64 + "}\n"
+            "files:\n  <<: *m\n")
+    with pytest.raises(InvalidPayload, match="merge key"):
+        parse_manifest_yaml(text)
+
+
+def test_too_many_files_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pxhostd.payload.manifest.MAX_FILES", 3)
+    files = {f"f{i}": "0" * 64 for i in range(4)} | {"bin/px": "0" * 64}
+    with pytest.raises(InvalidPayload, match="too many files"):
+        parse_manifest_yaml(manifest_text(files))

@@ -1,0 +1,86 @@
+"""One new object: copied (or reflinked) and hashed in one pass; a wrong digest is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from pxhostd.errors import InvalidPayload
+from pxhostd.payload import objectcopy
+from pxhostd.payload.objectcopy import ObjectWriter
+
+
+def write_from(src: Path, dst: Path, writer: ObjectWriter, expected: str) -> int:
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        return writer.write(fd, str(dst), "f", expected, 0o444)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("size", [0, 1, (1 << 20) - 1, (1 << 20) + 7, 3 << 20])
+def test_copy_is_exact_hashed_and_read_only(tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    writer = ObjectWriter()
+    assert write_from(src, tmp_path / "dst", writer, hashlib.sha256(data).hexdigest()) == size
+    assert (tmp_path / "dst").read_bytes() == data
+    assert os.stat(tmp_path / "dst").st_mode & 0o777 == 0o444
+
+
+def test_a_wrong_digest_names_only_the_expected_one(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.write_bytes(b"tampered\n")
+    with pytest.raises(InvalidPayload, match="sha256 mismatch") as info:
+        write_from(src, tmp_path / "dst", ObjectWriter(), "a" * 64)
+    assert hashlib.sha256(b"tampered\n").hexdigest()[:12] not in str(info.value)
+
+
+def test_without_reflinks_the_writer_copies_and_stops_trying(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def no_clone(fd: int, request: int, arg: int) -> None:
+        calls.append(request)
+        raise OSError(95, "Operation not supported")  # EOPNOTSUPP, as ext4 answers
+
+    monkeypatch.setattr(objectcopy.fcntl, "ioctl", no_clone)
+    writer = ObjectWriter()
+    for n in range(3):
+        src = tmp_path / f"src{n}"
+        src.write_bytes(b"x" * n)
+        write_from(src, tmp_path / f"dst{n}", writer, hashlib.sha256(b"x" * n).hexdigest())
+    assert calls == [objectcopy.FICLONE] and not writer.reflink and writer.reflinked == 0
+
+
+def test_a_reflinked_object_is_hashed_from_the_object_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What is verified is what is stored: a clone is hashed by reading the clone."""
+
+    def fake_clone(dst_fd: int, request: int, src_fd: int) -> None:
+        os.write(dst_fd, b"what the clone holds")  # not what the source holds
+
+    monkeypatch.setattr(objectcopy.fcntl, "ioctl", fake_clone)
+    src = tmp_path / "src"
+    src.write_bytes(b"source")
+    writer = ObjectWriter()
+    with pytest.raises(InvalidPayload, match="sha256 mismatch"):
+        write_from(src, tmp_path / "dst", writer, hashlib.sha256(b"source").hexdigest())
+    ok = tmp_path / "dst2"
+    write_from(src, ok, writer, hashlib.sha256(b"what the clone holds").hexdigest())
+    assert writer.reflinked == 2
+
+
+def test_syncfs_is_there_and_flushes(tmp_path: Path) -> None:
+    assert objectcopy.have_syncfs()
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        objectcopy.syncfs(fd, str(tmp_path))
+    finally:
+        os.close(fd)
