@@ -66,10 +66,13 @@ def end_line(
     else:
         name = error_name.removeprefix(ERROR_PREFIX) or "Failed"
         # A rollback restored the previous release; a refused request (nothing installed,
-        # nothing to roll back to) changed nothing: both deserve attention, not an alarm.
-        level = logging.WARNING if name in ("RolledBack", "NotInstalled",
-                                            "NoPreviousRelease") else logging.ERROR
-        outcome = f"failed, {name}: {message}"
+        # nothing to roll back to) changed nothing; an interrupted one is finished by
+        # recovery: each deserves attention, not an alarm.
+        level = logging.WARNING if name in ("RolledBack", "NotInstalled", "NoPreviousRelease",
+                                            "Interrupted") else logging.ERROR
+        # Interrupted: pxhostd stops under it; recovery at the next start records the end.
+        outcome = (f"interrupted: {message.removeprefix('interrupted: ')}"
+                   if name == "Interrupted" else f"failed, {name}: {message}")
     text = f"{what}{versions}: {outcome}"
     if success and changed and restarted is not None:
         verb = "started" if details.get("service_action") == "start" else "restarted"

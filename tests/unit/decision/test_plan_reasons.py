@@ -95,6 +95,14 @@ def test_journal_lines_say_what_happened_at_the_right_priority() -> None:
               "message": "no"}
     assert end_line(operation="restart", success=False, changed=False, **broken,
                     details={})[0] == logging.ERROR
+    cut = {**common, "error_name": "com.portworx.pxhostd1.Error.Interrupted",
+           "message": "interrupted: pxhostd lost its D-Bus connection during the transaction; "
+                      "recovery finishes or rolls it back when pxhostd starts again"}
+    level, line = end_line(operation="install", success=False, changed=False, **cut,
+                           details={})
+    assert level == logging.WARNING and "failed" not in line
+    assert line.startswith("install: interrupted: pxhostd lost its D-Bus connection during "
+                           "the transaction; recovery finishes")
     level, line = end_line(operation="install", success=True, changed=True, **common,
                            details={"version_before": None, "version_after": "1.0.0",
                                     "restarted": True, "reason": "first install",
