@@ -90,17 +90,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run_spec)
 
 
-def add_spec_subparser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register `spec` on pxhostctl's subparsers (argparse _SubParsersAction)."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "spec", help="print the Kubernetes manifests for pxhostd's pod", description=_DESCRIPTION
-    )
-    # add_parser builds a plain ArgumentParser; spec needs intermixed NAME=VALUE words.
-    parser.__class__ = _IntermixedParser
-    configure_parser(parser)
-    return parser
-
-
 def collect_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
     """Every parameter given, as (name, value) in the order the options are defined."""
     pairs: list[tuple[str, str]] = []

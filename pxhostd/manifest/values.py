@@ -229,7 +229,3 @@ def parse_env_list(name: str, value: str) -> list[tuple[str, str]]:
             )
         pairs.append((key, check_text(name, val, multiline=True)))
     return pairs
-
-
-def env_name_ok(key: str) -> bool:
-    return _ENV_NAME.fullmatch(key) is not None

@@ -1,8 +1,7 @@
-"""`pxhostctl spec` (wired through add_spec_subparser) and its standalone twin."""
+"""`pxhostctl spec` (through pxhostctl's entry point) and its standalone twin."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import stat
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 from specgen_helpers import arg_after, container, load_docs, one, validate_all
 
+from pxhostd.cli.main import main as pxhostctl_main
 from pxhostd.manifest import cli
 from pxhostd.manifest.model import render_yaml
 from pxhostd.manifest.params import parse_params
@@ -20,15 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def pxhostctl(argv: list[str]) -> int:
-    """A parent parser like pxhostctl's, with `spec` registered the documented way."""
-    parser = argparse.ArgumentParser(prog="pxhostctl")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cli.add_spec_subparser(sub)
-    args = parser.parse_args(argv)
-    assert args.command == "spec"
-    result: int = args.func(args)
-    assert cli.run_spec is args.func
-    return result
+    """pxhostctl's own entry point, which hands `spec` to the generator's parser."""
+    assert argv[:1] == ["spec"]
+    return pxhostctl_main(argv)
 
 
 def test_options_pairs_and_queries_mix(capsys: pytest.CaptureFixture[str]) -> None:
