@@ -74,6 +74,14 @@ class RolledBack(PxError):
     name = "RolledBack"
 
 
+class Interrupted(PxError):
+    """pxhostd had to stop while the operation ran (it lost its D-Bus connection, it was
+    stopped): not the request's failure; recovery at the next start finishes or rolls the
+    operation back, and the history records which and why."""
+
+    name = "Interrupted"
+
+
 class Timeout(PxError):
     """A bounded wait (systemd job, service activation) ran out."""
 

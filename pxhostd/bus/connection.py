@@ -12,6 +12,10 @@ every message needs:
 3. **Back-pressure.** Replies to non-root callers go through `FlowControl` (a client that
    never reads costs bounded memory and cannot stall the bus); the socket writer keeps
    what a full socket does not take (`writer.BackpressureWriter`).
+4. **Root first.** Replies to root, signals and pxhostd's own calls take the writer's
+   urgent lane; replies to other callers, and the pings that pace them (which must stay
+   behind those replies to confirm them), take the bulk lane, which never fills the
+   socket ahead of an urgent message.
 
 Large incoming messages are followed by `malloc_trim`, so the memory they took goes back to
 the system instead of staying with pxhostd (`memory.release_after`).
@@ -36,6 +40,7 @@ from pxhostd.bus.writer import BackpressureWriter, enlarge_send_buffer
 log = logging.getLogger(__name__)
 
 BUS_DAEMON = "org.freedesktop.DBus"
+PEER = "org.freedesktop.DBus.Peer"
 NAME_OWNER_MATCH = (
     "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
     "member='NameOwnerChanged'"
@@ -66,7 +71,7 @@ class PxMessageBus(MessageBus):
         # dbus-fast's own writer must never touch the socket again (it would unregister ours).
         self._writer = _NoWriter()  # type: ignore[assignment]
         self.callers = Callers(self._call)
-        self.flow = FlowControl(self._px_writer.enqueue, self._ping)
+        self.flow = FlowControl(self._px_writer.enqueue_bulk, self._ping)
         self.send_buffer = enlarge_send_buffer(self._sock)
         self._per_caller_views = per_caller_views
         self._trimmer = LargeMessageTrimmer()
@@ -125,7 +130,14 @@ class PxMessageBus(MessageBus):
             msg.serial = self.next_serial()
         future: asyncio.Future[None] = self._loop.create_future()
         if self._disconnected:
-            future.set_exception(ConnectionError("the bus connection is closed"))
+            closed = ConnectionError("the bus connection is closed")
+            future.set_exception(closed)
+            future.exception()  # a fire-and-forget send (a signal) need not look at it
+            # A call on a dead connection fails now: its reply would never come, and a
+            # caller awaiting it (a systemd query during shutdown) would hang.
+            handler = self._method_return_handlers.pop(msg.serial, None)
+            if handler is not None:
+                self._loop.call_soon(handler, None, closed)
             return future
         dest = msg.destination
         is_reply = msg.message_type in (MessageType.METHOD_RETURN, MessageType.ERROR)
@@ -139,8 +151,18 @@ class PxMessageBus(MessageBus):
             return future
         if msg.message_type == MessageType.SIGNAL:
             msg.body = public_body(msg.body)
-        self._px_writer.enqueue(self._marshal(msg), future)
+        if self._is_pacing_ping(msg):
+            self._px_writer.enqueue_bulk(self._marshal(msg), future)
+        else:
+            self._px_writer.enqueue(self._marshal(msg), future)
         return future
+
+    def _is_pacing_ping(self, msg: Message) -> bool:
+        """A flow-control ping to a caller (`_ping`): it confirms the replies sent before
+        it, so it must leave after them, in their lane."""
+        return (self._per_caller_views and msg.message_type == MessageType.METHOD_CALL
+                and msg.interface == PEER and msg.member == "Ping"
+                and bool(msg.destination) and str(msg.destination).startswith(":"))
 
     def _reply_later(self, msg: Message, dest: str, uid: asyncio.Future[int | None],
                      future: asyncio.Future[None]) -> None:
@@ -169,8 +191,7 @@ class PxMessageBus(MessageBus):
             answered(reply is not None and reply.sender == name)
 
         self._call(
-            Message(destination=name, path="/", interface="org.freedesktop.DBus.Peer",
-                    member="Ping"),
+            Message(destination=name, path="/", interface=PEER, member="Ping"),
             done,
         )
 

@@ -27,7 +27,8 @@ from pxhostd.bus import txlog
 from pxhostd.bus.caller import CallerTracker
 from pxhostd.bus.names import TRANSACTION_INTERFACE, TRANSACTION_PATH_PREFIX
 from pxhostd.engine.api import Outcome, ProgressFn, Request, new_txid
-from pxhostd.errors import Busy, PxError
+from pxhostd.engine.interruption import LOST_BUS, STOPPED
+from pxhostd.errors import Busy, Interrupted, PxError
 from pxhostd.log import current_txid
 from pxhostd.redact import public_text
 from pxhostd.variants import to_vardict
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 RETENTION_SECONDS = 600.0
 #: How many finished transactions stay exported at most.
 RETAIN_MAX = 32
+#: Seconds the interruption note may take to write (pxhostd is stopping meanwhile).
+NOTE_TIMEOUT = 5.0
 
 
 Runner = Callable[[Request, ProgressFn], Awaitable[Outcome]]
@@ -194,6 +197,8 @@ class TransactionManager:
         self._runner = runner
         self._on_active_changed = on_active_changed
         self._on_finished = on_finished
+        #: Persists why a transaction is interrupted, for its recovery (set by the daemon).
+        self.on_interrupted: Callable[[str, str], Awaitable[None]] | None = None
         #: The managed service's name, for the journal lines (set by the daemon).
         self.service_name: Callable[[], str] | None = None
         self._counter = 0
@@ -202,6 +207,8 @@ class TransactionManager:
         self._active: Transaction | None = None
         self._retained: deque[Transaction] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stop_reason = STOPPED
+        self._stopping = False
 
     @property
     def active(self) -> Transaction | None:
@@ -241,11 +248,25 @@ class TransactionManager:
         outcome: Outcome | None = None
         error: PxError | None = None
         try:
-            outcome = await self._runner(tx.request, tx.set_progress)
+            try:
+                outcome = await self._runner(tx.request, tx.set_progress)
+            except BaseException as exc:
+                # pxhostd stopping under it (its bus connection lost: every call the
+                # runner made then failed) is not the request's failure: the journal
+                # stays for recovery at the next start, which records the outcome.
+                reason = self._interruption()
+                if reason is None:
+                    raise
+                error = Interrupted(
+                    f"interrupted: {reason}; recovery finishes or rolls it back when "
+                    "pxhostd starts again (see pxhostctl history)"
+                )
+                await self._note_interrupted(tx.request.txid, reason)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
         except PxError as exc:
             error = exc
         except asyncio.CancelledError:
-            error = PxError("cancelled: the daemon is stopping")
             raise
         except Exception as exc:  # the runner's bug must not kill the daemon
             log.exception("transaction %s crashed", tx.request.txid)
@@ -272,6 +293,20 @@ class TransactionManager:
             )
             log.log(level, "%s", line)
 
+    def _interruption(self) -> str | None:
+        """Why pxhostd is stopping under the running transaction; None: it is not."""
+        if not self._bus.connected:
+            return LOST_BUS
+        return self._stop_reason if self._stopping else None
+
+    async def _note_interrupted(self, txid: str, reason: str) -> None:
+        if self.on_interrupted is None:
+            return
+        try:
+            await asyncio.wait_for(self.on_interrupted(txid, reason), NOTE_TIMEOUT)
+        except Exception as exc:  # the history then says "restarted": no worse
+            log.error("cannot record why transaction %s stops: %s", txid, exc)
+
     def _service_name(self) -> str:
         return self.service_name() if self.service_name is not None else "service"
 
@@ -290,7 +325,10 @@ class TransactionManager:
         with contextlib.suppress(Exception):
             self._bus.unexport(tx.path, tx.interface)
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, reason: str = STOPPED) -> None:
+        """Cancel the running transaction (its journal stays for recovery), saying why."""
+        self._stop_reason = reason
+        self._stopping = True
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):

@@ -30,6 +30,8 @@ class Following:
 
     txid: str = ""
     operation: str = ""
+    #: The live progress line being drawn, ended before the interrupt's line.
+    progress: Progress | None = None
 
     def hint(self) -> str:
         return (
@@ -38,6 +40,8 @@ class Following:
         )
 
     def interrupted(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
         if self.txid:
             print(f"pxhostctl: interrupted; {self.hint()}", file=sys.stderr)
 
@@ -74,6 +78,7 @@ async def follow(
     following.txid = str(props.get("Id") or "")
     following.operation = str(props.get("Operation") or "")
     progress = None if args.json else Progress()
+    following.progress = progress
     ticker: asyncio.Task[None] | None = None
     if progress is not None and progress.live:
         ticker = asyncio.get_running_loop().create_task(
@@ -92,6 +97,7 @@ async def follow(
                 await ticker
         if progress is not None:
             progress.close()
+        following.progress = None
     following.txid = ""  # finished: nothing left to point at
     return report(from_transaction(raw), args)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -154,13 +156,35 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+def _leave_now(following: Following) -> None:
+    """Ctrl-C: say how to follow what goes on in pxhostd, and leave at once.
+
+    pxhostctl holds nothing a half-done exit could spoil (the operation runs in pxhostd),
+    so it does not depend on cancelling its task: Python 3.11's `asyncio.wait_for` can lose
+    a cancellation that arrives as its call completes, which left pxhostctl following on.
+    """
+    following.interrupted()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exitcodes.INTERRUPTED)
+
+
 async def run(args: argparse.Namespace) -> int:
     bus_type = BusType.SESSION if args.session else BusType.SYSTEM
-    client = await PxClient.connect(args.bus_address, bus_type)
+    loop = asyncio.get_running_loop()
+    # Only a process's main thread may own SIGINT (an in-process caller may not be it).
+    own_sigint = threading.current_thread() is threading.main_thread()
+    if own_sigint:
+        loop.add_signal_handler(signal.SIGINT, _leave_now, args.following)
     try:
-        return await HANDLERS[args.command](client, args)
+        client = await PxClient.connect(args.bus_address, bus_type)
+        try:
+            return await HANDLERS[args.command](client, args)
+        finally:
+            client.close()
     finally:
-        client.close()
+        if own_sigint:
+            loop.remove_signal_handler(signal.SIGINT)
 
 
 def _quiet_closed_pipe() -> int:

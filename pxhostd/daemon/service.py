@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,9 +30,27 @@ from pxhostd.bus.names import BUS_NAME, NO_TRANSACTION, OBJECT_PATH
 from pxhostd.bus.transactions import Transaction, TransactionManager
 from pxhostd.daemon.notify import Notifier, watchdog_interval
 from pxhostd.daemon.supervise import Backoff
-from pxhostd.engine.api import Engine, EngineHost, Outcome, ProgressFn, Request, new_txid
+from pxhostd.engine.api import (
+    Engine,
+    EngineHost,
+    Outcome,
+    ProgressFn,
+    Recovered,
+    Request,
+    new_txid,
+)
 from pxhostd.engine.history import History, HistoryEntry, Result
-from pxhostd.errors import ERROR_PREFIX, Busy, Failed, NotInstalled, PxError, RolledBack
+from pxhostd.engine.interruption import LOST_BUS, STOPPED
+from pxhostd.engine.journal import RecoveryAction
+from pxhostd.errors import (
+    ERROR_PREFIX,
+    Busy,
+    Failed,
+    Interrupted,
+    NotInstalled,
+    PxError,
+    RolledBack,
+)
 from pxhostd.paths import Paths
 from pxhostd.redact import public_text
 from pxhostd.spec.digest import applied_spec_digest
@@ -270,7 +289,20 @@ class Daemon:
             # A no-op writes nothing to the host, history included; the transaction's own
             # result still says "nothing to do" to every client that asks.
             return
-        entry = history_entry(tx)
+        if tx.error_name == Interrupted().dbus_name:
+            # pxhostd is stopping under it: its journal stays, and the recovery at the next
+            # start records how it ended and why (`_record_recovered`), once.
+            return
+        self._append_history(history_entry(tx))
+
+    def _record_recovered(self) -> None:
+        """A history entry for each operation the engine recovered, saying why it was
+        interrupted and what recovery made of it."""
+        for done in self.engine.take_recovered():
+            if done.txid is not None:
+                self._append_history(recovered_entry(done, _iso(time.time())))
+
+    def _append_history(self, entry: HistoryEntry) -> None:
         self._history.insert(0, entry)
         del self._history[self.history_store.max_entries :]
         self._spawn(asyncio.to_thread(self.history_store.append, entry), "history-append")
@@ -300,6 +332,7 @@ class Daemon:
             on_finished=self._finished,
         )
         self.transactions.service_name = lambda: self.engine.snapshot().service
+        self.transactions.on_interrupted = self.engine.interrupted
 
         self.notifier.status("recovering")
         try:
@@ -310,6 +343,7 @@ class Daemon:
             log.error("cannot read the history: %s", exc)
         try:
             await self.engine.start()
+            self._record_recovered()
         except PxError as exc:
             # Stay up and report: a broken host state must be visible, not a restart loop.
             self.last_error = f"{exc.name}: {exc}"
@@ -329,12 +363,16 @@ class Daemon:
         stop = asyncio.ensure_future(self._stop.wait())
         done, _ = await asyncio.wait({disconnected, stop}, return_when=asyncio.FIRST_COMPLETED)
         code = self.exit_code
+        reason = STOPPED
         if disconnected in done:
-            log.error("lost the bus connection; exiting so systemd restarts pxhostd")
+            cause = disconnected.exception()
+            log.error("lost the bus connection (%s); exiting so systemd restarts pxhostd",
+                      type(cause).__name__ if cause else "closed")
             code = 1
+            reason = LOST_BUS
         else:
             disconnected.cancel()
-        await self._shutdown()
+        await self._shutdown(reason)
         return code
 
     def request_stop(self) -> None:
@@ -344,9 +382,13 @@ class Daemon:
             self.notifier.stopping()
             self._stop.set()
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, reason: str = STOPPED) -> None:
         if self.transactions is not None:
-            await self.transactions.shutdown()
+            active = self.transactions.active
+            if active is not None:
+                log.warning("stopping with transaction %s running (%s); recovery finishes "
+                            "or rolls it back at the next start", active.request.txid, reason)
+            await self.transactions.shutdown(reason)
         for task in list(self._background):
             task.cancel()
         for task in list(self._background):
@@ -410,6 +452,25 @@ class Daemon:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def recovered_entry(done: Recovered, finished: str) -> HistoryEntry:
+    """The history entry of an operation that recovery finished or rolled back."""
+    forward = done.action == RecoveryAction.ROLL_FORWARD
+    became = ("recovery finished it" if forward
+              else "recovery rolled it back" if done.action == RecoveryAction.ROLL_BACK
+              else "it had changed nothing, recovery dropped it")
+    return HistoryEntry(
+        txid=done.txid or "",
+        operation=done.operation,
+        started=done.started,
+        finished=finished,
+        result=Result.SUCCESS if forward else Result.ROLLED_BACK,
+        error=None if forward else Interrupted.name,
+        message=f"{done.cause}; {became} when pxhostd started again ({done.note})",
+        version_before=done.version_before,
+        version_after=done.version_after,
+    )
 
 
 def history_entry(tx: Transaction) -> HistoryEntry:

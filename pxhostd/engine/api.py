@@ -74,9 +74,35 @@ class EngineSnapshot:
     desired_at: str = ""
 
 
+@dataclass(frozen=True)
+class Recovered:
+    """What a recovery did, for the log and the history."""
+
+    note: str
+    #: The interrupted operation; None when only a corrupt journal was moved aside.
+    txid: str | None = None
+    operation: str = ""
+    started: str = ""
+    #: journal.RecoveryAction's value: roll-back, roll-forward, discard.
+    action: str = ""
+    #: Why the operation was interrupted (`interruption`).
+    cause: str = ""
+    version_before: str | None = None
+    version_after: str | None = None
+
+    def __str__(self) -> str:
+        return self.note
+
+
 class Engine(Protocol):
     async def start(self) -> None:
         """Connect to systemd and finish or roll back an interrupted operation."""
+
+    def take_recovered(self) -> list[Recovered]:
+        """What the recovery at start did (for the history); empty once taken."""
+
+    async def interrupted(self, txid: str, reason: str) -> None:
+        """pxhostd must stop while operation `txid` runs: persist why, for its recovery."""
 
     async def run(self, request: Request, progress: ProgressFn) -> Outcome: ...
 

@@ -18,10 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from pxhostd.engine import recovery
-from pxhostd.engine.api import EngineHost, EngineSnapshot, Outcome, ProgressFn, Request
+from pxhostd.engine.api import (
+    EngineHost,
+    EngineSnapshot,
+    Outcome,
+    ProgressFn,
+    Recovered,
+    Request,
+)
 from pxhostd.engine.collect import collect
 from pxhostd.engine.context import HostContext, in_thread
 from pxhostd.engine.holds import Holds, HoldStore
+from pxhostd.engine.interruption import Note, write_note
 from pxhostd.engine.pending import pending_message
 from pxhostd.engine.rollback import PREVIOUS_FILE, PreviousStore, rollback_target
 from pxhostd.engine.settings import load_settings
@@ -85,6 +93,7 @@ class HostEngine:
         self._snapshot = EngineSnapshot()
         self._watch: UnitWatch | None = None
         self._collecting: asyncio.Task[None] | None = None
+        self._recovered: list[Recovered] = []
 
     # -- Engine protocol -------------------------------------------------------------
 
@@ -96,6 +105,7 @@ class HostEngine:
             note = await recovery.recover(self.ctx)
         if note:
             log.warning("recovered: %s", note)
+            self._recovered.append(note)
         await self._refresh()
         self._start_collect(self.ctx)
 
@@ -109,11 +119,20 @@ class HostEngine:
                     # it first, so one failure never blocks the next request.
                     progress(2, "recovering an interrupted operation")
                     note = await recovery.recover(ctx)
+                    # Not for the history: the operation that left this journal (its
+                    # rollback failed) already has its entry, saying so.
                     log.warning("recovered before %s: %s", request.operation, note)
                 return await self._dispatch(ctx, request, progress)
         finally:
             await self._refresh()
             self._start_collect(ctx)
+
+    def take_recovered(self) -> list[Recovered]:
+        taken, self._recovered = self._recovered, []
+        return taken
+
+    async def interrupted(self, txid: str, reason: str) -> None:
+        await in_thread(write_note, self.paths.state_dir, Note(txid, reason))
 
     def _start_collect(self, ctx: HostContext) -> None:
         """Prune and collect in the background, after the operation has been reported."""

@@ -4,6 +4,9 @@ Runs at start, before the daemon sends READY=1, and again before any operation t
 journal: nothing ever waits for a manual step. The decision comes from
 `journal.plan_recovery` (pure, unit-tested); this module carries it out with the same undo,
 finish and uninstall code the live paths use.
+
+What it did comes back as a `Recovered`: the note for the log, and for the history the
+interrupted operation, what became of it, and why it was interrupted (`interruption`).
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 import logging
 
 from pxhostd.engine import journal as jn
+from pxhostd.engine.api import Recovered
 from pxhostd.engine.collect import recorded_keep, run_collect_steps
 from pxhostd.engine.commit import finish
 from pxhostd.engine.context import HostContext, in_thread
+from pxhostd.engine.interruption import Note, cause_of, take_note
 from pxhostd.engine.state import CorruptStateFile
 from pxhostd.engine.undo import perform_undo
 from pxhostd.engine.uninstall import run_uninstall_steps
@@ -23,30 +28,38 @@ from pxhostd.hostfs import sweep_temp_files
 log = logging.getLogger(__name__)
 
 
-async def recover(ctx: HostContext) -> str | None:
-    """Bring the host to a consistent state; return a one-line note of what was done.
+async def recover(ctx: HostContext) -> Recovered | None:
+    """Bring the host to a consistent state; return what was done (None: nothing).
 
     Raises HostStateError when the recovery itself fails; the journal then stays, and the
     next call (the next operation, or the next start) tries again.
     """
-    note: str | None = None
+    note: Note | None = await in_thread(take_note, ctx.paths.state_dir)
+    done: Recovered | None = None
     try:
         record = await in_thread(ctx.journal.load)
     except CorruptStateFile as exc:
         moved = await in_thread(ctx.journal.quarantine)
         log.error("%s; moved aside to %s", exc, moved)
         record = None
-        note = f"corrupt journal moved aside to {moved}"
+        done = Recovered(f"corrupt journal moved aside to {moved}")
     plan = jn.plan_recovery(record)
     if plan.record is not None:
-        log.warning("recovery: %s", plan.reason)
+        rec = plan.record
+        cause = cause_of(note, rec.txid)
+        log.warning("recovery: %s (%s)", plan.reason, cause)
         try:
-            await _carry_out(ctx, plan)
+            await _carry_out(ctx, plan, cause)
         except PxError as exc:
             raise HostStateError(f"recovery failed ({plan.reason}): {exc}") from exc
         except OSError as exc:
             raise HostStateError(f"recovery failed ({plan.reason}): {exc.strerror}") from exc
-        note = plan.reason
+        forward = plan.action is jn.RecoveryAction.ROLL_FORWARD
+        done = Recovered(
+            plan.reason, rec.txid, rec.op, rec.started, plan.action, cause,
+            version_before=rec.before.version,
+            version_after=rec.target.version if forward else rec.before.version,
+        )
     for directory in (ctx.paths.unit_dir, ctx.paths.releases_dir, ctx.paths.state_dir):
         swept = await in_thread(sweep_temp_files, directory)
         if swept and directory == ctx.paths.releases_dir:
@@ -57,10 +70,10 @@ async def recover(ctx: HostContext) -> str | None:
             if result.objects:
                 log.warning("recovery: removed %d objects of an interrupted import",
                             result.objects)
-    return note
+    return done
 
 
-async def _carry_out(ctx: HostContext, plan: jn.Recovery) -> None:
+async def _carry_out(ctx: HostContext, plan: jn.Recovery, cause: str) -> None:
     rec = plan.record
     assert rec is not None
     if plan.action is jn.RecoveryAction.DISCARD:
@@ -69,7 +82,7 @@ async def _carry_out(ctx: HostContext, plan: jn.Recovery) -> None:
         ctx.want_collect(None)
     elif plan.action is jn.RecoveryAction.ROLL_BACK:
         if not rec.rolling_back:
-            await rec.begin_rollback("interrupted: pxhostd restarted mid-operation")
+            await rec.begin_rollback(f"interrupted: {cause}")
         await perform_undo(ctx, rec, plan.undo)
         await rec.done()
         ctx.want_collect(None)

@@ -20,6 +20,12 @@ class FakeEngine:
     async def start(self) -> None:
         return None
 
+    def take_recovered(self) -> list[Any]:
+        return []
+
+    async def interrupted(self, txid: str, reason: str) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 

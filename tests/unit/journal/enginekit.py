@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pxhostd.engine import recovery
-from pxhostd.engine.api import Outcome
+from pxhostd.engine.api import Outcome, Recovered
 from pxhostd.engine.apply import apply
 from pxhostd.engine.collect import collect
 from pxhostd.engine.context import HostContext
@@ -238,7 +238,7 @@ async def remove(ctx: HostContext, wipe: bool, txid: str = "tx-rm") -> Outcome:
     return await uninstall(ctx, wipe, txid, lambda _p, _m: None)
 
 
-async def recover(ctx: HostContext) -> str | None:
+async def recover(ctx: HostContext) -> Recovered | None:
     try:
         return await recovery.recover(ctx)
     finally:
