@@ -18,7 +18,6 @@ from typing import Any, overload
 from pxhostd.errors import InvalidPayload
 
 _DIGEST = 32
-_HEX = frozenset("0123456789abcdef")
 
 
 class FileList(Sequence[tuple[str, str]]):
@@ -117,13 +116,17 @@ class FileListBuilder:
 
     def add(self, path: str, digest: str) -> None:
         """`digest` must be 64 lowercase hex digits (the manifest checks it first)."""
-        if len(digest) != 64 or not set(digest) <= _HEX:
+        try:
+            raw = bytes.fromhex(digest)  # also takes spaces and capitals: checked below
+        except ValueError:
+            raw = b""
+        if len(raw) != _DIGEST or raw.hex() != digest:
             raise InvalidPayload(f"payload.yaml files[{path!r}]: not a sha256 "
                                  "(64 lowercase hex digits)")
         if self._sorted and self._paths and path <= self._paths[-1]:
             self._sorted = False
         self._paths.append(path)
-        self._digests += bytes.fromhex(digest)
+        self._digests += raw
 
     def parts(self) -> tuple[list[str], bytes]:
         paths, digests = self._paths, bytes(self._digests)

@@ -131,6 +131,9 @@ class PayloadDir:
 
     def _split(self, rel: str) -> tuple[int, str]:
         parent, _, name = rel.rpartition("/")
+        top = self._stack[-1]
+        if parent == top[0]:
+            return top[1], name  # the directory of the file before (sorted order)
         return self._dir_fd(parent), name
 
     def _missing(self, rel: str) -> InvalidPayload:
@@ -151,7 +154,8 @@ class PayloadDir:
             raise InvalidPayload(
                 f"payload: {rel!r} is {_kind(st.st_mode)}; a payload lists regular files only"
             )
-        check_trusted(st, repr(rel), self.owners)
+        if st.st_uid not in self.owners or st.st_mode & 0o022:
+            check_trusted(st, repr(rel), self.owners)  # raises, naming the file
         return st
 
     def open(self, rel: str, before: os.stat_result | None = None) -> tuple[int, os.stat_result]:

@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 CURRENT = "current"
 _CHUNK = 1 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def make_release_id(version: str, payload_digest: str) -> str:
@@ -275,7 +276,10 @@ class Releases:
 
     def _build(self, tmp: Path, payload_dir: Path, files: Files) -> tuple[int, int, int]:
         """One pass over the (sorted) file list: each file is a link to a trusted object,
-        or read, hashed, written and named in the store at once. Nothing per file is kept."""
+        or read, hashed, written and named in the store at once. Nothing per file is kept.
+
+        Links are made from descriptors (the objects directory, the directory being filled)
+        so the kernel walks two short names per file, not two full paths."""
         os.mkdir(tmp, 0o755)
         os.chmod(tmp, 0o755)
         dirs: set[str] = {""}
@@ -284,29 +288,45 @@ class Releases:
         writer = ObjectWriter(fsync_each=not have_syncfs())
         total = imported = size = 0
         stored = False
-        with PayloadDir(payload_dir) as src:
-            for rel, digest in _pairs(files):
-                _check_rel_path(rel)  # digests are lowercase hex (the manifest's rule)
-                parent = rel.rpartition("/")[0]
-                if parent not in dirs:
-                    _make_dirs(tmp, parent, dirs)
-                dst = f"{base}/{rel}"
-                st = src.stat(rel)
-                executable = _is_executable(st.st_mode)
-                total += 1
-                if not store.link_into(digest, executable, dst):
-                    if not stored:
-                        store.ensure()  # only now: a payload refused first leaves no store
-                        stored = True
-                    fd, _st = src.open(rel, st)
-                    try:
-                        size += writer.write(fd, dst, rel, digest, object_mode(executable))
-                    finally:
-                        os.close(fd)
-                    store.add(digest, executable, dst)
-                    imported += 1
-                if total == 1:
-                    self.failpoints.hit(MID_STAGE)
+        objects_fd = store.open_objects()
+        dir_name, dir_fd = "", os.open(base, _DIR_FLAGS)
+        try:
+            with PayloadDir(payload_dir) as src:
+                for rel, digest in _pairs(files):
+                    _check_rel_path(rel)  # digests are lowercase hex (the manifest's rule)
+                    parent, _, name = rel.rpartition("/")
+                    if parent != dir_name:
+                        if parent not in dirs:
+                            _make_dirs(tmp, parent, dirs)
+                        os.close(dir_fd)
+                        dir_name, dir_fd = parent, -1
+                        dir_fd = os.open(f"{base}/{parent}", _DIR_FLAGS)
+                    st = src.stat(rel)
+                    executable = _is_executable(st.st_mode)
+                    total += 1
+                    if objects_fd is None or not store.link_into(
+                        digest, executable, name, objects_fd=objects_fd, dst_dir_fd=dir_fd
+                    ):
+                        if not stored:
+                            store.ensure()  # only now: a payload refused first leaves no store
+                            stored = True
+                            if objects_fd is None:  # a first import links its own duplicates
+                                objects_fd = store.open_objects()
+                        dst = f"{base}/{rel}"
+                        fd, _st = src.open(rel, st)
+                        try:
+                            size += writer.write(fd, dst, rel, digest, object_mode(executable))
+                        finally:
+                            os.close(fd)
+                        store.add(digest, executable, dst)
+                        imported += 1
+                    if total == 1:
+                        self.failpoints.hit(MID_STAGE)
+        finally:
+            if dir_fd >= 0:
+                os.close(dir_fd)
+            if objects_fd is not None:
+                os.close(objects_fd)
         if writer.reflinked:
             log.info("%d objects reflinked from the payload", writer.reflinked)
         return total, imported, size

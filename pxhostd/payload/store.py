@@ -70,15 +70,34 @@ class ObjectStore:
     def path(self, digest: str, executable: bool) -> Path:
         return self.objects / object_name(digest, executable)
 
-    def link_into(self, digest: str, executable: bool, dst: str) -> bool:
+    def open_objects(self) -> int | None:
+        """A descriptor of the objects directory (the caller closes it); None if absent."""
+        try:
+            return os.open(self.objects, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+
+    def link_into(
+        self,
+        digest: str,
+        executable: bool,
+        dst: str,
+        *,
+        objects_fd: int | None = None,
+        dst_dir_fd: int | None = None,
+    ) -> bool:
         """Hardlink the object to `dst`; False if the store has no trusted object for it
         (absent, named by the store alone, or linked too often), so the caller imports a
-        copy. Digests are the manifest's (lowercase hex, checked there)."""
-        src = f"{self.objects}/{digest[:2]}/{digest[2:]}{'.x' if executable else ''}"
+        copy. Digests are the manifest's (lowercase hex, checked there). With `objects_fd`
+        (`open_objects`) and `dst_dir_fd`, both names are resolved from those descriptors:
+        two short path walks instead of two full ones per file."""
+        name = f"{digest[:2]}/{digest[2:]}{'.x' if executable else ''}"
+        src = name if objects_fd is not None else f"{self.objects}/{name}"
         try:
-            if os.lstat(src).st_nlink < 2:
+            if os.stat(src, dir_fd=objects_fd, follow_symlinks=False).st_nlink < 2:
                 return False  # maybe a crash's unsynced leftover: never trusted
-            os.link(src, dst)
+            os.link(src, dst, src_dir_fd=objects_fd, dst_dir_fd=dst_dir_fd,
+                    follow_symlinks=False)
         except FileNotFoundError:
             return False
         except OSError as exc:

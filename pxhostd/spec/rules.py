@@ -114,9 +114,9 @@ def check_text(field: str, value: object, max_len: int, err: type[InvalidSpec]) 
 
 
 def _check_path_chars(field: str, path: str, err: type[InvalidSpec]) -> None:
-    if _PLAIN_ASCII_PATH.fullmatch(path) and all(
+    if _PLAIN_ASCII_PATH.fullmatch(path) and (len(path) <= MAX_COMPONENT or all(
         len(part) <= MAX_COMPONENT for part in path.split("/")
-    ):
+    )):
         return
     if len(path) > MAX_PATH:
         raise err(f"{field}: path too long ({len(path)} characters, at most {MAX_PATH})")

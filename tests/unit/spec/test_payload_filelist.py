@@ -54,6 +54,11 @@ def test_a_manifest_built_from_pairs_has_the_same_digest_and_equality() -> None:
     ({"bin/px": "0" * 64, "bin/px/x": "1" * 64}, "lies below the file 'bin/px'"),
     ({"bin/px": "0" * 63}, "not a sha256"),
     ({"bin/px": "A" * 64}, "not a sha256"),
+    ({"bin/px": "ab" * 31 + "aB"}, "not a sha256"),
+    ({"bin/px": "ab " * 21 + "a"}, "not a sha256"),
+    ({"bin/px": "0" * 62 + " 0"}, "not a sha256"),
+    ({"bin/px": "0" * 63 + "g"}, "not a sha256"),
+    ({"bin/px": "0" * 66}, "not a sha256"),
     ({"bin/px": "0" * 64, "../x": "0" * 64}, "must not contain '..'"),
     ({"bin/px": "0" * 64, "payload.yaml": "0" * 64}, "cannot list itself"),
     ({"lib/a": "0" * 64}, "is not listed in files"),
@@ -87,3 +92,26 @@ def test_too_many_files_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     files = {f"f{i}": "0" * 64 for i in range(4)} | {"bin/px": "0" * 64}
     with pytest.raises(InvalidPayload, match="too many files"):
         parse_manifest_yaml(manifest_text(files))
+
+
+def test_streamed_entries_take_quoted_plain_tagged_and_aliased_strings_alike() -> None:
+    d = "ab" * 32  # a plain scalar that resolves to a string (all digits would be an int)
+    text = ("name: px\nversion: '1'\nexec: [bin/px]\n"
+            "files:\n  bin/px: &d '" + "1" * 64 + "'\n  'lib/a': " + d + "\n"
+            "  !!str lib/b: !!str " + d + "\n  lib/c: *d\n")
+    files = parse_manifest_yaml(text).files
+    assert list(files) == [("bin/px", "1" * 64), ("lib/a", d), ("lib/b", d), ("lib/c", "1" * 64)]
+
+
+@pytest.mark.parametrize(("entry", "fragment"), [
+    ("bin/x: 1234", "must be a string"),
+    ("bin/x: !!binary aGVsbG8=", "tag"),
+    ("7: " + "0" * 64, "must be a string"),
+    ("bin/x: [" + "0" * 64 + "]", "must be a string"),
+])
+def test_a_streamed_entry_that_is_not_two_plain_strings_is_refused(
+    entry: str, fragment: str
+) -> None:
+    text = manifest_text({"bin/px": "0" * 64}) + "  " + entry + "\n"
+    with pytest.raises(InvalidPayload, match=fragment):
+        parse_manifest_yaml(text)

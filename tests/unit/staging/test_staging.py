@@ -386,3 +386,24 @@ def test_a_failed_import_of_shared_objects_keeps_the_ones_releases_link(
     after = sorted(p.name for p in releases.store.objects.rglob("*") if p.is_file())
     assert after == before
     assert releases.verify("r1", files)
+
+
+def test_a_first_import_links_its_own_duplicates_once_per_exec_bit(
+    tmp_path: Path, releases: Releases
+) -> None:
+    payload = tmp_path / "dup"
+    files: dict[str, str] = {}
+    for rel, mode in (("a/one", 0o644), ("a/two", 0o644), ("b/c/three", 0o644),
+                      ("b/run", 0o755)):
+        p = payload / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"same\n")
+        p.chmod(mode)
+        files[rel] = hashlib.sha256(b"same\n").hexdigest()
+    result = releases.stage(payload, "1.0-dup", files)
+    assert (result.files, result.imported) == (4, 2)  # one object per (content, exec bit)
+    inodes = {rel: os.stat(result.path / rel).st_ino for rel in files}
+    assert inodes["a/one"] == inodes["a/two"] == inodes["b/c/three"] != inodes["b/run"]
+    assert os.stat(result.path / "a/one").st_nlink == 4  # three paths and the store name
+    assert os.stat(result.path / "b/run").st_mode & stat.S_IXUSR
+    assert releases.verify("1.0-dup", files)
