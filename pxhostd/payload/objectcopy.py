@@ -23,6 +23,7 @@ import hashlib
 import os
 
 from pxhostd.errors import HostStateError, InvalidPayload
+from pxhostd.hostfs import write_all
 
 #: linux/fs.h: _IOW(0x94, 9, int).
 FICLONE = 0x40049409
@@ -71,9 +72,10 @@ class ObjectWriter:
         dst_fd = os.open(dst, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             if self.reflink and self._clone(src_fd, dst_fd):
+                os.lseek(dst_fd, 0, os.SEEK_SET)  # a clone is hashed from itself
                 digest, size = _hash_fd(dst_fd, self._buf, rel)
             else:
-                digest, size = self._copy(src_fd, dst_fd, rel)
+                digest, size = _hash_fd(src_fd, self._buf, rel, copy_to=dst_fd)
             os.fchmod(dst_fd, mode)
             if self.fsync_each:
                 os.fsync(dst_fd)
@@ -97,30 +99,13 @@ class ObjectWriter:
         self.reflinked += 1
         return True
 
-    def _copy(self, src_fd: int, dst_fd: int, rel: str) -> tuple[str, int]:
-        h = hashlib.sha256()
-        buf = self._buf
-        view = memoryview(buf)
-        size = 0
-        while True:
-            try:
-                n = os.readv(src_fd, [buf])
-            except OSError as exc:
-                raise InvalidPayload(f"payload file {rel} cannot be read: {exc.strerror}") from exc
-            if not n:
-                break
-            chunk = view[:n]
-            h.update(chunk)
-            _write_all(dst_fd, chunk)
-            size += n
-        return h.hexdigest(), size
 
-
-def _hash_fd(fd: int, buf: bytearray, rel: str) -> tuple[str, int]:
+def _hash_fd(fd: int, buf: bytearray, rel: str, *, copy_to: int | None = None) -> tuple[str, int]:
+    """sha256 and size of what `fd` reads from its offset on, written on to `copy_to` as it
+    is hashed (one read of every byte)."""
     h = hashlib.sha256()
     view = memoryview(buf)
     size = 0
-    os.lseek(fd, 0, os.SEEK_SET)
     while True:
         try:
             n = os.readv(fd, [buf])
@@ -128,11 +113,10 @@ def _hash_fd(fd: int, buf: bytearray, rel: str) -> tuple[str, int]:
             raise InvalidPayload(f"payload file {rel} cannot be read: {exc.strerror}") from exc
         if not n:
             break
-        h.update(view[:n])
+        chunk = view[:n]
+        h.update(chunk)
+        if copy_to is not None:
+            write_all(copy_to, chunk)
         size += n
     return h.hexdigest(), size
 
-
-def _write_all(fd: int, view: memoryview) -> None:
-    while view:
-        view = view[os.write(fd, view):]
