@@ -22,11 +22,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pxhostd.httpserve import Limits, Request, Response, Server
 from pxhostd.paths import Paths
-from pxhostd.status.probe import UnsafeHealthUrl, check_local_url
+from pxhostd.status.probe import UnsafeHealthUrl, check_local_url, local_get, status_code
 from pxhostd.status.statusfile import (
     DEFAULT_MAX_AGE,
     DaemonState,
@@ -112,20 +111,11 @@ class _QuietLog:
 async def relay(url: str, timeout: float = RELAY_TIMEOUT) -> Answer:
     """GET a loopback URL with HTTP/1.0 and return its answer; raise on any failure."""
     check_local_url(url)
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or 80
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
-    host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    host, port, request = local_get(url, "pxhostd-pod")
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            writer.write(
-                f"GET {target} HTTP/1.0\r\nHost: {host_header}\r\n"
-                "User-Agent: pxhostd-pod\r\nConnection: close\r\n\r\n".encode("ascii")
-            )
+            writer.write(request)
             await writer.drain()
             data = await reader.read(MAX_RELAY_BYTES + 1)
             while data and len(data) <= MAX_RELAY_BYTES:
@@ -142,16 +132,14 @@ async def relay(url: str, timeout: float = RELAY_TIMEOUT) -> Answer:
     head, sep, body = data.partition(b"\r\n\r\n")
     if not sep:
         raise ValueError("incomplete answer")
+    code = status_code(head)
     lines = head.decode("latin-1").split("\r\n")
-    fields = lines[0].split(" ", 2)
-    if len(fields) < 2 or not fields[0].startswith("HTTP/") or not fields[1].isdigit():
-        raise ValueError(f"bad status line {lines[0][:80]!r}")
     content_type = "text/plain; charset=utf-8"
     for line in lines[1:]:
         name, _, value = line.partition(":")
         if name.strip().lower() == "content-type" and value.strip().isprintable():
             content_type = value.strip()
-    return Answer(int(fields[1]), body, content_type)
+    return Answer(code, body, content_type)
 
 
 class HealthServer:

@@ -83,23 +83,39 @@ def check_local_url(url: str) -> str:
 MAX_STATUS_LINE = 1024
 
 
+def local_get(url: str, agent: str) -> tuple[str, int, bytes]:
+    """(host, port, request) of a plain GET of a checked loopback URL, `Connection: close`:
+    the one request the probe and the pod's relay send. HTTP/1.0, so the relay's body is
+    never chunked."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or 80
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    request = (f"GET {target} HTTP/1.0\r\nHost: {host_header}\r\nUser-Agent: {agent}\r\n"
+               "Connection: close\r\n\r\n")
+    return host, port, request.encode("ascii")
+
+
+def status_code(line: bytes) -> int:
+    """The code of an HTTP status line (`HTTP/x.y NNN reason`); ValueError otherwise."""
+    fields = line.split(b"\n", 1)[0].rstrip(b"\r").split(b" ", 2)
+    if (len(fields) < 2 or not fields[0].startswith(b"HTTP/")
+            or len(fields[1]) != 3 or not fields[1].isdigit()):
+        raise ValueError(f"bad status line {line[:80]!r}")
+    return int(fields[1])
+
+
 def _status_code(url: str, timeout: float) -> int:
     """GET `url` and return the answer's status code, all within one deadline.
 
     Only the status line is read, at most MAX_STATUS_LINE bytes: a server that trickles
     or floods cannot hold the probe past `timeout`. No proxy, no redirect: plain sockets.
     """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or 80
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    host, port, request = local_get(url, "pxhostctl-probe")
     deadline = time.monotonic() + timeout
     with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(
-            f"GET {target} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: pxhostctl-probe\r\n"
-            "Connection: close\r\n\r\n".encode("ascii")
-        )
+        sock.sendall(request)
         line = b""
         while b"\n" not in line:
             left = deadline - time.monotonic()
@@ -112,11 +128,7 @@ def _status_code(url: str, timeout: float) -> int:
             line += chunk
             if len(line) >= MAX_STATUS_LINE and b"\n" not in line:
                 raise ValueError("status line too long")
-    fields = line.split(b"\n", 1)[0].rstrip(b"\r").split(b" ", 2)
-    if (len(fields) < 2 or not fields[0].startswith(b"HTTP/")
-            or len(fields[1]) != 3 or not fields[1].isdigit()):
-        raise ValueError(f"bad status line {line[:80]!r}")
-    return int(fields[1])
+    return status_code(line)
 
 
 def check_health_url(url: str, timeout: float = DEFAULT_HEALTH_TIMEOUT) -> ProbeResult:
