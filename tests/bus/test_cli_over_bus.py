@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from fake_engine import FakeEngine
 from test_manager import SPEC, running_daemon
 
 from pxhostd.cli.schema import RESULT_KEYS
+from pxhostd.daemon.service import Daemon
 
 
 async def ctl(address: str, *args: str, shell_tail: str = "") -> tuple[int, str, str]:
@@ -36,6 +39,19 @@ def write_spec(tmp_path: Path, spec: dict[str, Any]) -> str:
     path = tmp_path / "spec.yaml"
     path.write_text(json.dumps(spec))
     return str(path)
+
+
+@contextlib.asynccontextmanager
+async def installed_and_held(
+    address: str, state_root: Path, spec_file: str
+) -> AsyncIterator[tuple[Daemon, FakeEngine]]:
+    """A daemon with the spec installed, whose next operation waits on `engine.gate`."""
+    async with running_daemon(address, state_root) as daemon:
+        engine = daemon.engine
+        assert isinstance(engine, FakeEngine)
+        await ctl(address, "install", "--spec", spec_file)
+        engine.gate = asyncio.Event()
+        yield daemon, engine
 
 
 def test_global_json_and_one_result_shape(
@@ -98,11 +114,7 @@ def test_no_block_then_watch_ends_with_the_operations_exit_code(
     spec_file = write_spec(tmp_path, SPEC)
 
     async def body() -> None:
-        async with running_daemon(dbus_address, state_root) as daemon:
-            engine = daemon.engine
-            assert isinstance(engine, FakeEngine)
-            await ctl(dbus_address, "install", "--spec", spec_file)
-            engine.gate = asyncio.Event()
+        async with installed_and_held(dbus_address, state_root, spec_file) as (_, engine):
             code, out, _ = await ctl(dbus_address, "restart", "--no-block", "--id", "r1")
             assert code == 0 and out.strip() == "r1"
             watcher = asyncio.ensure_future(ctl(dbus_address, "watch", "r1"))
@@ -159,11 +171,7 @@ def test_ctrl_c_says_the_operation_goes_on_and_how_to_follow(
     spec_file = write_spec(tmp_path, SPEC)
 
     async def body() -> None:
-        async with running_daemon(dbus_address, state_root) as daemon:
-            engine = daemon.engine
-            assert isinstance(engine, FakeEngine)
-            await ctl(dbus_address, "install", "--spec", spec_file)
-            engine.gate = asyncio.Event()
+        async with installed_and_held(dbus_address, state_root, spec_file) as (daemon, engine):
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "pxhostd.cli.main", "restart", "--id", "r-int",
                 "--bus-address", dbus_address,
