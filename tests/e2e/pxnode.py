@@ -125,3 +125,14 @@ def assert_consistent(node: Node, version: str) -> None:
     import hashlib
 
     assert hashlib.sha256(unit_text.encode()).hexdigest() == applied["unit_digests"][UNIT]
+
+
+def untag(value: Any) -> Any:
+    """busdriver.py's tagged values ({"$v": [signature, value]}) as plain Python values."""
+    if isinstance(value, dict):
+        if set(value) == {"$v"}:
+            return untag(value["$v"][1])
+        return {k: untag(x) for k, x in value.items()}
+    if isinstance(value, list):
+        return [untag(x) for x in value]
+    return value

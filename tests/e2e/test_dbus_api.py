@@ -24,6 +24,7 @@ from pxnode import (
     build_payload,
     invocation,
     pxhostctl,
+    untag,
     wait_pxhostd,
 )
 
@@ -558,17 +559,6 @@ SECRET_ENV = {"KVDB_PASSWORD": "KV-e2e-secret-3", "PX_API_TOKEN": "API-e2e-secre
 SECRET_ARGS = ["-c", "cluster-secret", "-t", "TOKEN-e2e-secret-1", "--pwd=PWD-e2e-secret-2"]
 SECRET_VALUES = [*SECRET_ENV.values(), "TOKEN-e2e-secret-1", "PWD-e2e-secret-2"]
 LOG_MARKER = "MARKER-e2e-journal-77"
-
-
-def untag(value: Any) -> Any:
-    """busdriver.py's tagged values ({"$v": [signature, value]}) as plain Python values."""
-    if isinstance(value, dict):
-        if set(value) == {"$v"}:
-            return untag(value["$v"][1])
-        return {k: untag(x) for k, x in value.items()}
-    if isinstance(value, list):
-        return [untag(x) for x in value]
-    return value
 
 
 def public_reads(paths: list[str]) -> list[dict[str, Any]]:

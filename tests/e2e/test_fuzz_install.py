@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from nodeharness import REPO_ROOT, Node, wait_for
 from nodeharness.node import NODE_PATH
-from pxnode import UNIT_FILE, wait_pxhostd
+from pxnode import UNIT_FILE, untag, wait_pxhostd
 
 from pxhostd.errors import InvalidSpec
 from pxhostd.spec.validate import SPEC_KEYS, spec_from_dict
@@ -458,16 +458,6 @@ def test_fuzzing_while_a_user_floods_without_reading(
     assert json.loads(node.read_file("/tmp/flood.json"))["calls_sent"] >= 10_000
     assert_untouched(node, pid, before)
     assert "does not read its replies" in node.journal("pxhostd")
-
-
-def untag(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"$v"}:
-            return untag(value["$v"][1])
-        return {k: untag(x) for k, x in value.items()}
-    if isinstance(value, list):
-        return [untag(x) for x in value]
-    return value
 
 
 def test_non_ascii_in_every_reply_reaches_root_and_others(ready_node: Node,
