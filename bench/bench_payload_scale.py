@@ -55,6 +55,11 @@ NAME = "payload_scale"
 GEN = "/var/lib/pxbench/gen"
 BASE = "/var/lib/pxbench/payloads"
 RELEASES = "/opt/pwx/releases"
+#: The baselines' copies: on the releases' filesystem, as the import's own writes are.
+CPA = "/opt/pwx/bench-cpa"
+CPAL = "/opt/pwx/bench-cpal"
+#: On the machine's own filesystem, as on a host (not on the node's overlay root).
+DISK_PATHS = ("/opt/pwx", "/var/lib/pxbench")
 CHANGED_SMALL = "rootfs/usr/lib/px/d000/f00000.bin"
 CHANGED_LARGE = "rootfs/opt/px/blob0.bin"
 
@@ -255,18 +260,18 @@ def measure(node: Node) -> dict[str, Any]:
     for k in range(n):
         if k:
             uninstall(node)
-        node.run(["rm", "-rf", "/var/lib/pxbench/cpa"])
+        node.run(["rm", "-rf", CPA])
         node.run(["sync"])
-        cps.append(timed(node, f"cp -a {v1} /var/lib/pxbench/cpa && "
-                               "find /var/lib/pxbench/cpa -type f -print0 | "
+        cps.append(timed(node, f"cp -a {v1} {CPA} && "
+                               f"find {CPA} -type f -print0 | "
                                "xargs -0 sha256sum > /dev/null", timeout=1800))
-        node.run(["rm", "-rf", "/var/lib/pxbench/cpa"])
+        node.run(["rm", "-rf", CPA])
         node.run(["sync"])
         # The same, made durable as pxhostd makes its import (one sync at the end).
-        cps_sync.append(timed(node, f"cp -a {v1} /var/lib/pxbench/cpa && "
-                                    "find /var/lib/pxbench/cpa -type f -print0 | "
+        cps_sync.append(timed(node, f"cp -a {v1} {CPA} && "
+                                    f"find {CPA} -type f -print0 | "
                                     "xargs -0 sha256sum > /dev/null && sync", timeout=1800))
-        node.run(["rm", "-rf", "/var/lib/pxbench/cpa"])
+        node.run(["rm", "-rf", CPA])
         node.run(["sync"])
         restart_pxhostd(node)
         if k == 0:
@@ -295,11 +300,11 @@ def measure(node: Node) -> dict[str, Any]:
         for k in range(n):
             vk = generate(node, f"{label}-{k}", f"{label[1]}.0.{k}", *common,
                           "--change", kind, "--link-from", v1)
-            node.run(["rm", "-rf", "/var/lib/pxbench/cpal"])
-            bases.append(timed(node, f"cp -al {RELEASES}/{r1} /var/lib/pxbench/cpal && "
+            node.run(["rm", "-rf", CPAL])
+            bases.append(timed(node, f"cp -al {RELEASES}/{r1} {CPAL} && "
                                      f"cp --remove-destination {vk}/{changed} "
-                                     f"/var/lib/pxbench/cpal/{changed}"))
-            node.run(["rm", "-rf", "/var/lib/pxbench/cpal"])
+                                     f"{CPAL}/{changed}"))
+            node.run(["rm", "-rf", CPAL])
             pid = pxhostd_pid(node)
             before = wchar(node, pid)
             ups.append(install(node, vk))
@@ -415,7 +420,7 @@ def report(r: dict[str, Any]) -> None:
 
 def main() -> int:
     deb = pxhostd_deb()
-    with booted_node(deb) as node:
+    with booted_node(deb, disk_paths=DISK_PATHS) as node:
         result = measure(node)
     report(result)
     write_json(NAME, result)

@@ -124,11 +124,14 @@ def pxhostd_deb() -> Path:
 
 
 @contextlib.contextmanager
-def booted_node(deb: Path | None = None) -> Iterator[Node]:
-    """A fresh node with this file installed as its node tool (and the .deb, if given)."""
+def booted_node(deb: Path | None = None, *, disk_paths: Sequence[str] = ()) -> Iterator[Node]:
+    """A fresh node with this file installed as its node tool (and the .deb, if given).
+
+    `disk_paths`: node directories on the machine's own filesystem instead of the node's
+    overlay root (a host keeps them on ext4 or XFS, never on an overlayfs)."""
     from nodeharness import Node, build_node_root
 
-    with Node(build_node_root()) as node:
+    with Node(build_node_root(), scratch_binds=disk_paths) as node:
         node.copy_in(Path(__file__), NODE_TOOL, mode=0o755)
         if deb is not None:
             node.install_deb(deb)

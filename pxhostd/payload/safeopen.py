@@ -136,27 +136,10 @@ class PayloadDir:
             return top[1], name  # the directory of the file before (sorted order)
         return self._dir_fd(parent), name
 
-    def _missing(self, rel: str) -> InvalidPayload:
-        if rel == "payload.yaml":
-            return InvalidPayload(f"payload.yaml: {self.root / rel} does not exist")
-        return InvalidPayload(f"payload: file {rel!r} listed in payload.yaml is missing")
-
     def stat(self, rel: str) -> os.stat_result:
         """lstat of a listed file: it must be a regular file root controls (nothing read)."""
         dfd, name = self._split(rel)
-        try:
-            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-        except FileNotFoundError:
-            raise self._missing(rel) from None
-        except OSError as exc:
-            raise InvalidPayload(f"payload: cannot read {rel!r}: {exc.strerror}") from None
-        if not stat.S_ISREG(st.st_mode):
-            raise InvalidPayload(
-                f"payload: {rel!r} is {_kind(st.st_mode)}; a payload lists regular files only"
-            )
-        if st.st_uid not in self.owners or st.st_mode & 0o022:
-            check_trusted(st, repr(rel), self.owners)  # raises, naming the file
-        return st
+        return stat_at(dfd, name, rel, self.root, self.owners)
 
     def open(self, rel: str, before: os.stat_result | None = None) -> tuple[int, os.stat_result]:
         """Open a listed file for reading: (fd, fstat of that fd). The caller closes fd.
@@ -166,30 +149,13 @@ class PayloadDir:
         if before is None:
             before = self.stat(rel)
         dfd, name = self._split(rel)
-        try:
-            fd = os.open(name, _FILE_FLAGS, dir_fd=dfd)
-        except FileNotFoundError:
-            raise self._missing(rel) from None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise InvalidPayload(
-                    f"payload: {rel!r} is a symbolic link; a payload lists regular files only"
-                ) from None
-            raise InvalidPayload(f"payload: cannot read {rel!r}: {exc.strerror}") from None
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise InvalidPayload(
-                    f"payload: {rel!r} is {_kind(st.st_mode)}; a payload lists regular files only"
-                )
-            if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
-                raise InvalidPayload(f"payload: {rel!r} was replaced while it was being read")
-            check_trusted(st, repr(rel), self.owners)
-            os.set_blocking(fd, True)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd, st
+        return open_at(dfd, name, rel, before, self.root, self.owners)
+
+    def dir_fd(self, rel_dir: str) -> int:
+        """A descriptor of directory `rel_dir` of the payload, checked on the way like every
+        other; the caller owns (and closes) it, so another thread may use it with
+        `stat_at` / `open_at` while this object moves on."""
+        return os.dup(self._dir_fd(rel_dir))
 
     def read(self, rel: str, max_bytes: int) -> bytes:
         """A small listed file's whole content (the manifest), read through one fd."""
@@ -214,6 +180,63 @@ class PayloadDir:
         if size > max_bytes:
             raise InvalidPayload(f"payload: {rel} is too large (more than {max_bytes} bytes)")
         return b"".join(chunks)
+
+
+def _missing(rel: str, root: Path) -> InvalidPayload:
+    if rel == "payload.yaml":
+        return InvalidPayload(f"payload.yaml: {root / rel} does not exist")
+    return InvalidPayload(f"payload: file {rel!r} listed in payload.yaml is missing")
+
+
+def stat_at(
+    dfd: int, name: str, rel: str, root: Path, owners: frozenset[int]
+) -> os.stat_result:
+    """lstat of listed file `rel` (`name` in directory `dfd` of payload `root`): a regular
+    file root controls (nothing read)."""
+    try:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        raise _missing(rel, root) from None
+    except OSError as exc:
+        raise InvalidPayload(f"payload: cannot read {rel!r}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidPayload(
+            f"payload: {rel!r} is {_kind(st.st_mode)}; a payload lists regular files only"
+        )
+    if st.st_uid not in owners or st.st_mode & 0o022:
+        check_trusted(st, repr(rel), owners)  # raises, naming the file
+    return st
+
+
+def open_at(
+    dfd: int, name: str, rel: str, before: os.stat_result, root: Path, owners: frozenset[int]
+) -> tuple[int, os.stat_result]:
+    """Open listed file `rel` for reading: (fd, its fstat); it must still be the inode
+    `before` (its `stat_at`). The caller closes fd."""
+    try:
+        fd = os.open(name, _FILE_FLAGS, dir_fd=dfd)
+    except FileNotFoundError:
+        raise _missing(rel, root) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InvalidPayload(
+                f"payload: {rel!r} is a symbolic link; a payload lists regular files only"
+            ) from None
+        raise InvalidPayload(f"payload: cannot read {rel!r}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidPayload(
+                f"payload: {rel!r} is {_kind(st.st_mode)}; a payload lists regular files only"
+            )
+        if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+            raise InvalidPayload(f"payload: {rel!r} was replaced while it was being read")
+        check_trusted(st, repr(rel), owners)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
 
 
 class HashingReader:

@@ -29,7 +29,6 @@ from pxhostd.failpoints import (
     DISABLED,
     MID_PRUNE,
     MID_RELEASE_REMOVE,
-    MID_STAGE,
     Failpoints,
 )
 from pxhostd.hostfs import (
@@ -49,15 +48,15 @@ from pxhostd.payload.manifest import (
     copy_manifest,
     parse_manifest_yaml,
 )
-from pxhostd.payload.objectcopy import ObjectWriter, have_syncfs, syncfs
+from pxhostd.payload.objectcopy import have_syncfs, syncfs
 from pxhostd.payload.safeopen import PayloadDir
-from pxhostd.payload.store import STORE_DIR, CollectResult, ObjectStore, object_mode
+from pxhostd.payload.store import STORE_DIR, CollectResult, ObjectStore
+from pxhostd.payload.treebuild import TreeBuilder
 
 log = logging.getLogger(__name__)
 
 CURRENT = "current"
 _CHUNK = 1 << 20
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def make_release_id(version: str, payload_digest: str) -> str:
@@ -98,23 +97,6 @@ def _check_release_id(rid: str) -> None:
         raise HostStateError(f"not a valid release id: {rid!r}")
 
 
-def _check_rel_path(rel: str) -> None:
-    """Defence in depth: the manifest validator already refuses these."""
-    if (
-        not rel
-        or "\0" in rel
-        or rel[0] == "/"
-        or "//" in rel
-        or rel[-1] == "/"
-        or any(part in (".", "..") for part in rel.split("/"))
-    ):
-        raise InvalidPayload(f"payload file path {rel!r} is not a plain relative path")
-
-
-def _is_executable(mode: int) -> bool:
-    return bool(mode & stat.S_IXUSR)
-
-
 Files = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
@@ -123,19 +105,6 @@ def _pairs(files: Files) -> Iterable[tuple[str, str]]:
     if isinstance(files, FileList):
         return files
     return sorted(files.items() if isinstance(files, Mapping) else files)
-
-
-def _make_dirs(tmp: Path, parent: str, made: set[str]) -> None:
-    """mkdir every missing directory down to `parent`, mode 0755 whatever the umask."""
-    if parent in made:
-        return
-    have = ""
-    for part in parent.split("/"):
-        have = f"{have}/{part}" if have else part
-        if have not in made:
-            os.mkdir(tmp / have, 0o755)
-            os.chmod(tmp / have, 0o755)
-            made.add(have)
 
 
 class Releases:
@@ -275,61 +244,15 @@ class Releases:
             raise HostStateError(f"cannot create {self.releases_dir}: {exc.strerror}") from exc
 
     def _build(self, tmp: Path, payload_dir: Path, files: Files) -> tuple[int, int, int]:
-        """One pass over the (sorted) file list: each file is a link to a trusted object,
-        or read, hashed, written and named in the store at once. Nothing per file is kept.
-
-        Links are made from descriptors (the objects directory, the directory being filled)
-        so the kernel walks two short names per file, not two full paths."""
-        os.mkdir(tmp, 0o755)
-        os.chmod(tmp, 0o755)
-        dirs: set[str] = {""}
-        base = str(tmp)
-        store = self.store
-        writer = ObjectWriter(fsync_each=not have_syncfs())
-        total = imported = size = 0
-        stored = False
-        objects_fd = store.open_objects()
-        dir_name, dir_fd = "", os.open(base, _DIR_FLAGS)
-        try:
-            with PayloadDir(payload_dir) as src:
-                for rel, digest in _pairs(files):
-                    _check_rel_path(rel)  # digests are lowercase hex (the manifest's rule)
-                    parent, _, name = rel.rpartition("/")
-                    if parent != dir_name:
-                        if parent not in dirs:
-                            _make_dirs(tmp, parent, dirs)
-                        os.close(dir_fd)
-                        dir_name, dir_fd = parent, -1
-                        dir_fd = os.open(f"{base}/{parent}", _DIR_FLAGS)
-                    st = src.stat(rel)
-                    executable = _is_executable(st.st_mode)
-                    total += 1
-                    if objects_fd is None or not store.link_into(
-                        digest, executable, name, objects_fd=objects_fd, dst_dir_fd=dir_fd
-                    ):
-                        if not stored:
-                            store.ensure()  # only now: a payload refused first leaves no store
-                            stored = True
-                            if objects_fd is None:  # a first import links its own duplicates
-                                objects_fd = store.open_objects()
-                        dst = f"{base}/{rel}"
-                        fd, _st = src.open(rel, st)
-                        try:
-                            size += writer.write(fd, dst, rel, digest, object_mode(executable))
-                        finally:
-                            os.close(fd)
-                        store.add(digest, executable, dst)
-                        imported += 1
-                    if total == 1:
-                        self.failpoints.hit(MID_STAGE)
-        finally:
-            if dir_fd >= 0:
-                os.close(dir_fd)
-            if objects_fd is not None:
-                os.close(objects_fd)
-        if writer.reflinked:
-            log.info("%d objects reflinked from the payload", writer.reflinked)
-        return total, imported, size
+        """One pass over the (sorted) file list, spread over a few threads (`treebuild`):
+        each file a link to a trusted object, or read, hashed, written and named in the
+        store at once. Nothing per file is kept."""
+        builder = TreeBuilder(tmp, payload_dir, self.store, fsync_each=not have_syncfs(),
+                              failpoints=self.failpoints)
+        counts = builder.build(_pairs(files))
+        if counts.reflinked:
+            log.info("%d objects reflinked from the payload", counts.reflinked)
+        return counts.files, counts.imported, counts.imported_bytes
 
     # -- verification ---------------------------------------------------------------------
 

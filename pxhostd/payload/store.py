@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pxhostd.errors import HostStateError
-from pxhostd.hostfs import TEMP_PREFIX, fsync_dir, sweep_temp_files
+from pxhostd.hostfs import fsync_dir, sweep_temp_files, temp_name
 
 STORE_DIR = ".store"
 _HEX = frozenset("0123456789abcdef")
@@ -119,9 +119,8 @@ class ObjectStore:
         except FileExistsError:
             if os.path.samefile(src, dst):
                 return
-            tmp = f"{self.objects}/{digest[:2]}/{TEMP_PREFIX}{digest[2:]}"
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            # A name of its own: two imports of one content may replace at once.
+            tmp = temp_name(self.objects / digest[:2], digest[2:])
             os.link(src, tmp)
             os.rename(tmp, dst)  # the leftover is replaced, never linked
 

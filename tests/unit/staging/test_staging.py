@@ -310,15 +310,17 @@ def test_a_file_swapped_between_stat_and_open_is_refused(
     tmp_path: Path, releases: Releases, monkeypatch: pytest.MonkeyPatch, swap: str
 ) -> None:
     """The race the descriptor-based import closes: lstat says file, open finds a link."""
-    from pxhostd.payload.safeopen import PayloadDir
+    from pxhostd.payload import treebuild
 
     payload, files = make_payload(tmp_path, "1.0")
     secret = tmp_path / "secret"
     secret.write_bytes(b"root only\n")
-    real_stat = PayloadDir.stat
+    real_stat = treebuild.stat_at
 
-    def stat_then_swap(self: PayloadDir, rel: str) -> os.stat_result:
-        st = real_stat(self, rel)
+    def stat_then_swap(
+        dfd: int, name: str, rel: str, root: Path, owners: frozenset[int]
+    ) -> os.stat_result:
+        st = real_stat(dfd, name, rel, root, owners)
         if rel == "etc/defaults.json":
             target = payload / rel
             target.unlink()
@@ -328,7 +330,7 @@ def test_a_file_swapped_between_stat_and_open_is_refused(
                 os.mkfifo(target)
         return st
 
-    monkeypatch.setattr(PayloadDir, "stat", stat_then_swap)
+    monkeypatch.setattr(treebuild, "stat_at", stat_then_swap)
     with pytest.raises(InvalidPayload, match=r"etc/defaults\.json") as info:
         releases.stage(payload, "r1", files)
     assert hashlib.sha256(b"root only\n").hexdigest()[:12] not in str(info.value)
