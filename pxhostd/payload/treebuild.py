@@ -54,13 +54,13 @@ def default_workers() -> int:
 
 def check_rel_path(rel: str) -> None:
     """Defence in depth: the manifest validator already refuses these."""
+    framed = f"/{rel}/"  # every component between two slashes: one search each
     if (
         not rel
         or "\0" in rel
-        or rel[0] == "/"
-        or "//" in rel
-        or rel[-1] == "/"
-        or any(part in (".", "..") for part in rel.split("/"))
+        or "//" in framed
+        or "/./" in framed
+        or "/../" in framed
     ):
         raise InvalidPayload(f"payload file path {rel!r} is not a plain relative path")
 
