@@ -201,15 +201,17 @@ def _check_health(value: object) -> str:
 def _file_entries(entries: Iterator[tuple[object, object]]) -> FileList:
     """The `files` mapping as the parser streams it: checked entry by entry, kept compact."""
     fld = "payload.yaml files"
+    path_field = f"{fld} (path)"
     builder = FileListBuilder()
     for key, digest in entries:
-        path = rules.check_rel_path(f"{fld} (path)", key, E)
+        path = rules.check_rel_path(path_field, key, E)
         if path == MANIFEST_NAME:
             raise E(f"{fld}: the manifest {MANIFEST_NAME} cannot list itself")
-        h = rules.require_str(f"{fld}[{path!r}]", digest, E)
+        if type(digest) is not str:  # the message is built only for a bad entry
+            rules.require_str(f"{fld}[{path!r}]", digest, E)
         if len(builder) >= MAX_FILES:
             raise E(f"{fld}: too many files (more than {MAX_FILES})")
-        builder.add(path, h)
+        builder.add(path, digest)  # type: ignore[arg-type]
     if not len(builder):
         raise E(f"{fld}: must list at least the program in exec")
     return builder.finish()

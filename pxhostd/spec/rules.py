@@ -154,6 +154,12 @@ def check_abs_path(field: str, value: object, err: type[InvalidSpec]) -> str:
 
 def check_rel_path(field: str, value: object, err: type[InvalidSpec]) -> str:
     """A normalised path relative to a payload root that cannot leave it."""
+    if type(value) is str and len(value) <= MAX_COMPONENT and _PLAIN_ASCII_PATH.fullmatch(value):
+        # The common case (a manifest lists it 100,000 times), decided by three searches:
+        # framed in slashes, an empty, '.' or '..' component is always between two.
+        framed = f"/{value}/"
+        if "//" not in framed and "/./" not in framed and "/../" not in framed:
+            return value
     path = require_str(field, value, err)
     if not path:
         raise err(f"{field}: must not be empty")

@@ -190,14 +190,19 @@ class _Builder:
         check, get = self.loader.check_event, self.loader.get_event
         while not check(yaml.MappingEndEvent):
             key_event = get()
-            key_tag = self._simple_tag(key_event)
-            if key_tag == _MERGE:
-                raise _RefusedTag(f"a merge key (<<) is not allowed here (line "
-                                  f"{key_event.start_mark.line + 1})")
-            key = key_event.value if key_tag == _STR else self.value(key_event)
+            if _plain_str(key_event):
+                key = key_event.value
+            else:
+                key_tag = self._simple_tag(key_event)
+                if key_tag == _MERGE:
+                    raise _RefusedTag(f"a merge key (<<) is not allowed here (line "
+                                      f"{key_event.start_mark.line + 1})")
+                key = key_event.value if key_tag == _STR else self.value(key_event)
             value_event = get()
-            simple = self._simple_tag(value_event) == _STR
-            yield key, value_event.value if simple else self.value(value_event)
+            if _plain_str(value_event) or self._simple_tag(value_event) == _STR:
+                yield key, value_event.value
+            else:
+                yield key, self.value(value_event)
 
     def _simple_tag(self, event: Any) -> str | None:
         """The tag of a scalar without an anchor (what `value` would resolve); None for
@@ -215,6 +220,20 @@ class _Builder:
                     None, None, "a merge key (<<) needs a mapping or a list of mappings",
                     event.start_mark)
             into.update(item)
+
+
+#: First characters for which the resolver may give a scalar another tag than str (the
+#: empty string: the empty scalar, which is null).
+_RESOLVED_FIRST = frozenset(k for k in _StrictLoader.yaml_implicit_resolvers if k is not None)
+#: A resolver registered for every first character (PyYAML has none) turns the shortcut off.
+_SHORTCUT = None not in _StrictLoader.yaml_implicit_resolvers
+
+
+def _plain_str(event: Any) -> bool:
+    """A scalar that is a str for sure without asking the resolver: no tag, no anchor, and
+    a first character no implicit resolver is registered for (what `_tag` would give)."""
+    return (_SHORTCUT and type(event) is yaml.ScalarEvent and event.tag is None
+            and event.anchor is None and event.value[:1] not in _RESOLVED_FIRST)
 
 
 class SupportsRead(Protocol):

@@ -41,3 +41,23 @@ def test_strict_rules(text: str, fragment: str) -> None:
     with pytest.raises(InvalidSpec, match="t: ") as info:
         parse_yaml_document(text, "t", 1 << 20, InvalidSpec)
     assert fragment in str(info.value)
+
+
+#: Scalars of every resolved kind, as keys and as values of a streamed mapping.
+SCALARS = ["true", "yes", "No", "off", "1.5", ".inf", "-1", "+1", "0x1f", "0o7", "~", "null",
+           "''", '"123"', "'true'", "!!str 5", "a/b", "rootfs/x.bin", "fff", "f0", "e1",
+           "bar", "0abc", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+           "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "y", "n",
+           "&anc anchored", ".x", "-a", "+b", "Yes/no"]
+
+
+@pytest.mark.parametrize("scalar", SCALARS)
+def test_a_streamed_mapping_reads_its_scalars_as_pyyaml_does(scalar: str) -> None:
+    """The streamed entries take a plain string without asking the resolver when no
+    resolver can apply: every other scalar must still come out as PyYAML makes it."""
+    again = "*anc" if scalar.startswith("&") else scalar  # an anchor is defined once
+    text = f"m:\n  {scalar}: {scalar.replace('&anc ', '')}\n  k{len(scalar)}: {again}\n"
+    got = parse_yaml_document(text, "t", 1 << 20, InvalidSpec,
+                              streams={"m": lambda entries: list(entries)})
+    assert isinstance(got, dict)
+    assert got["m"] == list(yaml.safe_load(text)["m"].items())
