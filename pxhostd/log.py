@@ -10,12 +10,12 @@ Secret values never reach a log call: callers pass them through `redact_env`.
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import os
 import sys
 from collections.abc import Callable, Iterable
-
-from systemd import journal
+from typing import Any
 
 #: Substrings that mark an environment name or option as secret.
 SECRET_MARKERS = ("PASS", "PWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "AUTH")
@@ -44,7 +44,7 @@ class JournalFormatter(logging.Formatter):
         text = super().format(record)
         if not self.with_prefix:
             return f"{record.levelname.lower()}: {text}"
-        prio = journal.JournalHandler.map_priority(record.levelno)
+        prio = _syslog_priority(record.levelno)
         # One journal entry per line: prefix every line of a multi-line message.
         return "\n".join(f"<{prio}>{line}" for line in text.splitlines() or [""])
 
@@ -58,27 +58,50 @@ current_txid: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 
 
-class JournalHandler(journal.JournalHandler):  # type: ignore[misc]
-    """python3-systemd's journal handler, with our transaction id and a stderr fallback.
+def _syslog_priority(levelno: int) -> int:
+    """python3-systemd's own mapping of logging levels to syslog priorities."""
+    from systemd import journal
 
-    The library sends MESSAGE, PRIORITY (logging levels mapped to syslog's), LOGGER,
-    CODE_FILE/LINE/FUNC and the fixed SYSLOG_IDENTIFIER; we add PXHOSTD_TXID from the
-    running transaction, and a record the journal socket cannot take goes to stderr with
-    an sd-daemon `<N>` prefix instead of being lost.
-    """
+    return int(journal.JournalHandler.map_priority(levelno))
 
-    def __init__(self, identifier: str, sender: Callable[..., None] = journal.send) -> None:
-        super().__init__(sender_function=sender, SYSLOG_IDENTIFIER=identifier)
-        self.fallback = logging.StreamHandler(sys.stderr)
-        self.fallback.setFormatter(JournalFormatter(with_prefix=True))
-        self.setFormatter(logging.Formatter("%(message)s"))
-        self.addFilter(_add_txid)
 
-    def handleError(self, record: logging.LogRecord) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            self.fallback.handle(record)
-        else:
-            super().handleError(record)
+@functools.cache
+def _journal_handler_class() -> type[logging.Handler]:
+    """Made on first use: python3-systemd is loaded only by a process that logs to the
+    journal (the daemon, the pod), never by a `pxhostctl` run."""
+    from systemd import journal
+
+    class JournalHandler(journal.JournalHandler):  # type: ignore[misc]
+        """python3-systemd's journal handler, with our transaction id and a stderr fallback.
+
+        The library sends MESSAGE, PRIORITY (logging levels mapped to syslog's), LOGGER,
+        CODE_FILE/LINE/FUNC and the fixed SYSLOG_IDENTIFIER; we add PXHOSTD_TXID from the
+        running transaction, and a record the journal socket cannot take goes to stderr
+        with an sd-daemon `<N>` prefix instead of being lost.
+        """
+
+        def __init__(self, identifier: str, sender: Callable[..., None] | None = None) -> None:
+            super().__init__(sender_function=sender or journal.send,
+                             SYSLOG_IDENTIFIER=identifier)
+            self.fallback = logging.StreamHandler(sys.stderr)
+            self.fallback.setFormatter(JournalFormatter(with_prefix=True))
+            self.setFormatter(logging.Formatter("%(message)s"))
+            self.addFilter(_add_txid)
+
+        def handleError(self, record: logging.LogRecord) -> None:
+            if isinstance(sys.exc_info()[1], OSError):
+                self.fallback.handle(record)
+            else:
+                super().handleError(record)
+
+    return JournalHandler
+
+
+def journal_handler(identifier: str, sender: Callable[..., None] | None = None) -> Any:
+    """A journal handler (`_journal_handler_class`) for `identifier`; `sender` stands for
+    `systemd.journal.send` in tests."""
+    handler: Any = _journal_handler_class()
+    return handler(identifier, sender)
 
 
 def _add_txid(record: logging.LogRecord) -> bool:
@@ -104,7 +127,7 @@ def stderr_is_journal() -> bool:
 def setup_logging(debug: bool = False, identifier: str = "pxhostd") -> None:
     handler: logging.Handler
     if stderr_is_journal() and os.path.exists(JOURNAL_SOCKET):
-        handler = JournalHandler(identifier)
+        handler = journal_handler(identifier)
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JournalFormatter(with_prefix="JOURNAL_STREAM" in os.environ))

@@ -8,8 +8,8 @@ unmapped, never left in the heap), and `malloc_trim(0)` after a large piece of w
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import functools
+from typing import Any
 
 #: glibc's mallopt parameter numbers (malloc.h).
 M_TRIM_THRESHOLD = -1
@@ -17,12 +17,15 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 256 * 1024
 
 
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+@functools.cache
+def _libc() -> Any:
+    """The C library already loaded into this process (no search, no subprocess); None
+    where it is not glibc. Loaded on first use: a client that never trims never pays for
+    ctypes."""
+    import ctypes
+
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)
         libc.malloc_trim  # noqa: B018 - glibc only
         libc.mallopt  # noqa: B018
     except (OSError, AttributeError):
@@ -30,16 +33,15 @@ def _libc() -> ctypes.CDLL | None:
     return libc
 
 
-_LIBC = _libc()
-
-
 def fix_mmap_threshold() -> None:
-    if _LIBC is not None:
-        _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-        _LIBC.mallopt(M_TRIM_THRESHOLD, MMAP_THRESHOLD)
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        libc.mallopt(M_TRIM_THRESHOLD, MMAP_THRESHOLD)
 
 
 def trim() -> None:
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 

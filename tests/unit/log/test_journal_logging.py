@@ -6,9 +6,9 @@ import logging
 
 from pxhostd.log import (
     REDACTED,
-    JournalHandler,
     current_txid,
     is_secret_name,
+    journal_handler,
     redact_env,
 )
 
@@ -25,7 +25,7 @@ class Sent:
 
 def test_records_become_structured_journal_entries() -> None:
     sent = Sent()
-    handler = JournalHandler("pxhostd", sender=sent)
+    handler = journal_handler("pxhostd", sender=sent)
     logger = logging.getLogger("pxhostd.test.journal")
     logger.addHandler(handler)
     logger.propagate = False
@@ -55,7 +55,7 @@ def test_a_record_the_journal_cannot_take_goes_to_stderr(capsys: object) -> None
     def refused(MESSAGE: str, **fields: object) -> None:
         raise FileNotFoundError(2, "No such file or directory")
 
-    handler = JournalHandler("pxhostd", sender=refused)
+    handler = journal_handler("pxhostd", sender=refused)
     record = logging.LogRecord("pxhostd.x", logging.ERROR, __file__, 1, "kept", None, None)
     handler.emit(record)
     handler.close()
