@@ -50,7 +50,7 @@ from pxhostd.payload.manifest import (
 )
 from pxhostd.payload.objectcopy import have_syncfs, syncfs
 from pxhostd.payload.safeopen import PayloadDir
-from pxhostd.payload.store import STORE_DIR, CollectResult, ObjectStore
+from pxhostd.payload.store import STORE_DIR, CollectResult, ObjectStore, Staging
 from pxhostd.payload.treebuild import TreeBuilder
 
 log = logging.getLogger(__name__)
@@ -197,33 +197,41 @@ class Releases:
         if self.exists(rid):
             return StageResult(rid, final, changed=False)
         self._ensure_dir()
-        # What an earlier import left (a crash, or a failure whose cleanup failed): its
-        # objects must be named by the store alone before this import trusts the store.
-        self.sweep()
+        self.sweep()  # what an earlier import left (a crash): its tree and staged objects
         tmp = temp_name(self.releases_dir, rid)
+        staging = Staging(self.releases_dir)
+        published = False
         try:
-            counts = self._build(tmp, payload_dir, files)
+            counts = self._build(tmp, payload_dir, files, staging)
             if meta is not None:
                 self._write_meta(rid, meta, payload_dir)
-            self._sync()  # every new object and the tree durable before the name below
+            self._sync()  # every new object and the tree durable before any name below
+            if staging.used:
+                self.store.ensure()
+                published = True
+                self.store.publish(staging)
+                staging.remove_emptied()
             if os.path.lexists(final):
                 remove_file(final)  # not a directory: a stray file or link in the way
             os.rename(tmp, final)
             fsync_dir(self.releases_dir)
         except OSError as exc:
-            self._discard(tmp)
+            self._discard(tmp, staging, published)
             raise HostStateError(f"cannot stage release {rid}: {exc.strerror}") from exc
         except BaseException:
-            self._discard(tmp)
+            self._discard(tmp, staging, published)
             raise
         return StageResult(rid, final, True, *counts)
 
-    def _discard(self, tmp: Path) -> None:
-        """A failed import leaves nothing: its tree, then the objects only it named (link
-        count 1 once the tree is gone; a rare path, so the whole store is scanned)."""
+    def _discard(self, tmp: Path, staging: Staging, published: bool) -> None:
+        """A failed import leaves nothing: its tree and its staged objects; once they were
+        published (a failure in the last steps, rare), the ones no release links (link
+        count 1 once the tree is gone: the whole store is scanned)."""
         remove_tree(tmp)
-        with contextlib.suppress(HostStateError):
-            self.store.collect()
+        staging.remove()
+        if published:
+            with contextlib.suppress(HostStateError):
+                self.store.collect()
 
     def _sync(self) -> None:
         if not have_syncfs():
@@ -243,12 +251,14 @@ class Releases:
         except OSError as exc:
             raise HostStateError(f"cannot create {self.releases_dir}: {exc.strerror}") from exc
 
-    def _build(self, tmp: Path, payload_dir: Path, files: Files) -> tuple[int, int, int]:
+    def _build(
+        self, tmp: Path, payload_dir: Path, files: Files, staging: Staging
+    ) -> tuple[int, int, int]:
         """One pass over the (sorted) file list, spread over a few threads (`treebuild`):
-        each file a link to a trusted object, or read, hashed, written and named in the
-        store at once. Nothing per file is kept."""
-        builder = TreeBuilder(tmp, payload_dir, self.store, fsync_each=not have_syncfs(),
-                              failpoints=self.failpoints)
+        each file a link to a store object, or read, hashed, written and staged. Nothing
+        per file is kept."""
+        builder = TreeBuilder(tmp, payload_dir, self.store, staging,
+                              fsync_each=not have_syncfs(), failpoints=self.failpoints)
         counts = builder.build(_pairs(files))
         if counts.reflinked:
             log.info("%d objects reflinked from the payload", counts.reflinked)

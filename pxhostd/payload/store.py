@@ -13,12 +13,12 @@ file *is* its object (the same inode), so removing an object's store name never 
 byte away from a release; an object whose link count is 1 is referenced by no release and
 is garbage. That makes collection safe at any instant, crash included.
 
-An object gets its store name as soon as it is written and verified, before the import's
-one `syncfs` has made it durable. It is trusted (linked into another release) only while a
-second name holds it: a release, which is renamed in only after that `syncfs`, or the
-running import's own temp tree. What a crash leaves unsynced is named by the store alone
-once start-up has swept the temp trees (link count 1): never linked again, replaced when
-it is needed, removed by the next collection (docs/crash-safety.md).
+A name under `objects/` is only ever given to content that is already durable: an import
+names its new objects in a staging directory of its own (`Staging`, a temp name in the
+releases directory) and moves them into `objects/` only after the `syncfs` that made them
+durable (as OSTree stages a transaction's objects). So every store name can be linked as
+it is, with no check; what a crash leaves is a staging directory, swept at the next start
+or import, never a store name (docs/crash-safety.md).
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ import contextlib
 import errno
 import os
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from pxhostd.errors import HostStateError
-from pxhostd.hostfs import fsync_dir, sweep_temp_files, temp_name
+from pxhostd.hostfs import fsync_dir, remove_tree, sweep_temp_files, temp_name
 
 STORE_DIR = ".store"
 _HEX = frozenset("0123456789abcdef")
@@ -86,43 +87,27 @@ class ObjectStore:
         objects_fd: int | None = None,
         dst_dir_fd: int | None = None,
     ) -> bool:
-        """Hardlink the object to `dst`; False if the store has no trusted object for it
-        (absent, named by the store alone, or linked too often), so the caller imports a
-        copy. Digests are the manifest's (lowercase hex, checked there). With `objects_fd`
-        (`open_objects`) and `dst_dir_fd`, both names are resolved from those descriptors:
-        two short path walks instead of two full ones per file."""
+        """Hardlink the object to `dst`; False if the store has none (or it is linked too
+        often), so the caller imports a copy. Digests are the manifest's (lowercase hex,
+        checked there). With `objects_fd` (`open_objects`) and `dst_dir_fd`, both names are
+        resolved from those descriptors: two short path walks instead of two full ones."""
         name = f"{digest[:2]}/{digest[2:]}{'.x' if executable else ''}"
         src = name if objects_fd is not None else f"{self.objects}/{name}"
-        try:
-            if os.stat(src, dir_fd=objects_fd, follow_symlinks=False).st_nlink < 2:
-                return False  # maybe a crash's unsynced leftover: never trusted
-            os.link(src, dst, src_dir_fd=objects_fd, dst_dir_fd=dst_dir_fd,
-                    follow_symlinks=False)
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            if exc.errno == errno.EMLINK:
-                return False
-            raise
-        return True
+        return _link(src, dst, objects_fd, dst_dir_fd)
 
-    def add(self, digest: str, executable: bool, src: str) -> None:
-        """Give the verified file `src` its store name (a hardlink), replacing an untrusted
-        leftover of the same name; durable with the import's `syncfs`."""
-        name = f"{digest[:2]}/{digest[2:]}{'.x' if executable else ''}"
-        dst = f"{self.objects}/{name}"
-        try:
-            os.link(src, dst)
-        except FileNotFoundError:
-            os.makedirs(f"{self.objects}/{digest[:2]}", mode=0o755, exist_ok=True)
-            os.link(src, dst)
-        except FileExistsError:
-            if os.path.samefile(src, dst):
-                return
-            # A name of its own: two imports of one content may replace at once.
-            tmp = temp_name(self.objects / digest[:2], digest[2:])
-            os.link(src, tmp)
-            os.rename(tmp, dst)  # the leftover is replaced, never linked
+    def publish(self, staging: Staging) -> int:
+        """Move every object `staging` holds into `objects/` (their data is durable by now);
+        the number moved. A name already there is replaced: both are verified copies."""
+        moved = 0
+        made: set[str] = set()
+        for fan in staging.fans():
+            if fan not in made:
+                os.makedirs(self.objects / fan, mode=0o755, exist_ok=True)
+                made.add(fan)
+            for name in os.listdir(staging.root / fan):
+                os.rename(staging.root / fan / name, self.objects / fan / name)
+                moved += 1
+        return moved
 
     def collect(self) -> CollectResult:
         """Remove every object no release links (link count 1); durable per directory."""
@@ -158,3 +143,82 @@ class ObjectStore:
                 with contextlib.suppress(FileNotFoundError):
                     entry.unlink()
         fsync_dir(self.meta)
+
+
+def _link(src: str, dst: str, src_dir_fd: int | None, dst_dir_fd: int | None) -> bool:
+    try:
+        os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        if exc.errno == errno.EMLINK:
+            return False
+        raise
+    return True
+
+
+class Staging:
+    """One import's new objects, named here until its `syncfs` (then `publish`ed).
+
+    A TEMP_PREFIX directory in the releases directory, made on the first new object: a
+    crash leaves it to `sweep_temp_files`, and a failed import removes it with its tree.
+    """
+
+    def __init__(self, releases_dir: Path) -> None:
+        self.root = temp_name(releases_dir, "objects")
+        self.fd: int | None = None
+        self._fans: set[str] = set()
+        self._lock = threading.Lock()  # import workers add side by side
+
+    def add(self, digest: str, executable: bool, src: str) -> None:
+        """Name the verified file `src` (in the import's tree) as a staged object."""
+        fan = digest[:2]
+        with self._lock:
+            if self.fd is None:
+                os.mkdir(self.root, 0o755)
+                self.fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = self.fd
+            if fan not in self._fans:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(fan, 0o755, dir_fd=fd)
+                self._fans.add(fan)
+        with contextlib.suppress(FileExistsError):  # the same content imported twice
+            os.link(src, f"{fan}/{digest[2:]}{'.x' if executable else ''}", dst_dir_fd=fd)
+
+    @property
+    def used(self) -> bool:
+        return self.fd is not None
+
+    def link_into(
+        self, digest: str, executable: bool, dst: str, dst_dir_fd: int | None = None
+    ) -> bool:
+        """Hardlink a staged object to `dst` (a duplicate met after its import)."""
+        if self.fd is None:
+            return False
+        name = f"{digest[:2]}/{digest[2:]}{'.x' if executable else ''}"
+        return _link(name, dst, self.fd, dst_dir_fd)
+
+    def fans(self) -> list[str]:
+        return sorted(self._fans)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def remove(self) -> None:
+        """Remove the directory and whatever it still holds (a failed import)."""
+        self.close()
+        remove_tree(self.root)
+
+    def remove_emptied(self) -> None:
+        """Remove the directory `publish` emptied; no sync needed (an empty leftover is
+        swept like any other)."""
+        self.close()
+        try:
+            for fan in self.fans():
+                os.rmdir(self.root / fan)
+            if os.path.lexists(self.root):
+                os.rmdir(self.root)
+        except OSError:
+            remove_tree(self.root)

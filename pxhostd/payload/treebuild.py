@@ -17,8 +17,11 @@ and the error of the earliest failing file is raised, the one a single pass woul
 named (the calling thread's own checks run in file order, and a worker's error is
 reported before any later one). With one CPU, everything runs in the calling thread.
 
-A payload that holds one new content twice imports it once: a file whose object is still
-being written by a worker is linked to it once every batch has finished.
+New objects are named in the import's `Staging` directory, not in the store: the store
+only names durable content, and the import's objects become durable with its `syncfs`
+(`Releases.stage` publishes them after it). A payload that holds one new content twice
+imports it once: a later copy is linked from the staging directory, and a copy met while
+its content is still being written by a worker is linked once every batch has finished.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from pxhostd.errors import HostStateError, InvalidPayload
 from pxhostd.failpoints import MID_STAGE, Failpoints
 from pxhostd.payload.objectcopy import ObjectWriter
 from pxhostd.payload.safeopen import PayloadDir, open_at, stat_at
-from pxhostd.payload.store import ObjectStore, object_mode
+from pxhostd.payload.store import ObjectStore, Staging, object_mode
 
 #: Files of one directory handed to a worker at once.
 BATCH = 256
@@ -106,6 +109,7 @@ class TreeBuilder:
         tree: Path,
         payload_dir: Path,
         store: ObjectStore,
+        staging: Staging,
         *,
         fsync_each: bool,
         failpoints: Failpoints,
@@ -115,6 +119,7 @@ class TreeBuilder:
         self.base = str(tree)
         self.payload_dir = payload_dir
         self.store = store
+        self.staging = staging
         self.fsync_each = fsync_each
         self.failpoints = failpoints
         self.workers = default_workers() if workers is None else max(1, workers)
@@ -172,7 +177,8 @@ class TreeBuilder:
         pfd = dfd = -1
         new: list[tuple[int, str, str, str, os.stat_result]] = []
         position = -1
-        store, root, owners = self.store, self.payload_dir, self._owners
+        store, staging = self.store, self.staging
+        root, owners = self.payload_dir, self._owners
         try:
             for position, (rel, digest) in enumerate(pairs):
                 try:
@@ -196,9 +202,10 @@ class TreeBuilder:
                     raise _Failure(position, exc) from None
                 objects_fd = self._objects_fd
                 executable = bool(st.st_mode & stat.S_IXUSR)
-                if objects_fd is None or not store.link_into(
-                    digest, executable, name, objects_fd=objects_fd, dst_dir_fd=dfd
-                ):
+                if (objects_fd is None or not store.link_into(
+                        digest, executable, name, objects_fd=objects_fd, dst_dir_fd=dfd)) and (
+                        not staging.used
+                        or not staging.link_into(digest, executable, name, dfd)):
                     key = (digest, executable)
                     if key in self._claimed:
                         self._deferred.append((rel, digest, executable))
@@ -235,7 +242,7 @@ class TreeBuilder:
     def _link_deferred(self, src: PayloadDir) -> None:
         """Link the files met while their content was being written (all of it is now)."""
         for rel, digest, executable in self._deferred:
-            if not self.store.link_into(digest, executable, f"{self.base}/{rel}"):
+            if not self.staging.link_into(digest, executable, f"{self.base}/{rel}"):
                 raise HostStateError(f"the object of {rel} vanished from the store "
                                      "while it was being imported")
         self._deferred.clear()
@@ -296,26 +303,13 @@ class TreeBuilder:
                 self._writers.append(writer)
         return writer
 
-    def _objects(self) -> int:
-        """The objects directory, made (with the store) on the first new object only: a
-        payload refused before that leaves no store behind."""
-        with self._lock:
-            if self._objects_fd is None:
-                self.store.ensure()
-                fd = self.store.open_objects()
-                if fd is None:
-                    raise FileNotFoundError(f"{self.store.objects} vanished")
-                self._objects_fd = fd
-            return self._objects_fd
-
     def _run_batch(self, batch: _Batch) -> tuple[int, int]:
         """Read, verify and write the batch's files as new objects: (count, bytes)."""
         pfd = batch.payload_fd
         try:
             if self._failed.is_set():
                 raise _Skipped()
-            self._objects()
-            store, root, owners = self.store, self.payload_dir, self._owners
+            staging, root, owners = self.staging, self.payload_dir, self._owners
             writer = self._writer()
             size = 0
             for position, name, rel, digest, st in batch.entries:
@@ -329,7 +323,7 @@ class TreeBuilder:
                         os.close(fd)
                 except InvalidPayload as exc:
                     raise _Failure(position, exc) from None
-                store.add(digest, executable, dst)
+                staging.add(digest, executable, dst)
                 if position == 0:
                     self.failpoints.hit(MID_STAGE)
             return len(batch.entries), size

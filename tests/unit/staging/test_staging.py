@@ -338,42 +338,65 @@ def test_a_file_swapped_between_stat_and_open_is_refused(
     assert temp_leftovers(releases.releases_dir) == []
 
 
-def test_an_object_named_by_the_store_alone_is_never_linked(
-    tmp_path: Path, releases: Releases
+def store_names(releases: Releases) -> set[str]:
+    objects = releases.store.objects
+    return {p.relative_to(objects).as_posix() for p in objects.rglob("*") if p.is_file()}
+
+
+def test_an_import_names_its_objects_in_the_store_only_after_its_syncfs(
+    tmp_path: Path, releases: Releases, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What a crash before the import's syncfs leaves (a store name whose data may be lost)
-    is replaced by a verified copy, never linked into a release."""
+    """A store name is only ever given to durable content, so every name can be linked
+    as it is: new objects wait in the import's staging directory until the syncfs."""
+    from pxhostd.payload import staging as staging_module
+
     payload, files = make_payload(tmp_path, "1.0")
     releases.stage(payload, "r1", files)
-    obj = releases.store.path(files["etc/defaults.json"], False)
-    remove_tree(releases.path("r1"))  # the store name alone is left: link count 1
-    os.chmod(obj, 0o644)
-    obj.write_bytes(b"")  # its data lost
+    (payload / "etc/defaults.json").write_bytes(b"new\n")
+    files["etc/defaults.json"] = hashlib.sha256(b"new\n").hexdigest()
+    new_name = releases.store.path(files["etc/defaults.json"], False).relative_to(
+        releases.store.objects).as_posix()
+    seen: dict[str, object] = {}
+    real_syncfs = staging_module.syncfs
+
+    def syncfs(fd: int, shown: str) -> None:
+        seen["store"] = store_names(releases)
+        seen["staged"] = [p.relative_to(d).as_posix()
+                          for d in releases.releases_dir.glob(f"{TEMP_PREFIX}objects*")
+                          for p in d.rglob("*") if p.is_file()]
+        real_syncfs(fd, shown)
+
+    monkeypatch.setattr(staging_module, "syncfs", syncfs)
     result = releases.stage(payload, "r2", files)
-    assert result.imported == 3
-    assert (result.path / "etc/defaults.json").read_bytes() == (
-        payload / "etc/defaults.json").read_bytes()
-    assert os.stat(obj).st_ino == os.stat(result.path / "etc/defaults.json").st_ino
+    assert result.imported == 1
+    assert new_name not in seen["store"]
+    assert seen["staged"] == [new_name]
+    assert new_name in store_names(releases)
+    assert os.stat(releases.store.objects / new_name).st_ino == os.stat(
+        result.path / "etc/defaults.json").st_ino
+    assert temp_leftovers(releases.releases_dir) == []
     assert releases.verify("r2", files)
 
 
-def test_an_interrupted_import_is_swept_before_the_next_trusts_the_store(
+def test_what_an_interrupted_import_staged_never_reaches_the_store(
     tmp_path: Path, releases: Releases
 ) -> None:
+    """A crash before the syncfs leaves a temp tree and a staging directory whose data may
+    be lost: the next import sweeps both and imports its own verified copies."""
     payload, files = make_payload(tmp_path, "1.0")
-    releases.stage(payload, "r1", files)
-    obj = releases.store.path(files["bin/px"], True)
-    # A crashed import's temp tree still links the object; its data may be lost.
-    crashed = releases.releases_dir / f"{TEMP_PREFIX}r0"
+    digest = files["bin/px"]
+    releases.releases_dir.mkdir(parents=True)
+    crashed = releases.releases_dir / f"{TEMP_PREFIX}1.0-x.1.dead"
+    staged = releases.releases_dir / f"{TEMP_PREFIX}objects.1.dead" / digest[:2]
     (crashed / "bin").mkdir(parents=True)
-    remove_tree(releases.path("r1"))
-    os.link(obj, crashed / "bin/px")
-    os.chmod(obj, 0o755)
-    obj.write_bytes(b"lost")
-    result = releases.stage(payload, "r2", files)
-    assert not crashed.exists()
-    assert releases.verify("r2", files)
+    staged.mkdir(parents=True)
+    (crashed / "bin/px").write_bytes(b"lost")  # its data lost in the power cut
+    os.link(crashed / "bin/px", staged / f"{digest[2:]}.x")
+    result = releases.stage(payload, "r1", files)
     assert result.imported == 3
+    assert temp_leftovers(releases.releases_dir) == []
+    assert (result.path / "bin/px").read_bytes() == (payload / "bin/px").read_bytes()
+    assert releases.verify("r1", files)
 
 
 def test_a_failed_import_of_shared_objects_keeps_the_ones_releases_link(
