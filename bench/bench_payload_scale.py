@@ -21,6 +21,10 @@ version does, in the demo program and its VERSION file). Measured, median of PXB
 | `systemctl restart pxhostd` to ready| with nothing installed                    | <= 1.2x  |
 | Status() p99 / max during an install| Status() p99 idle                         | 5x/50 ms |
 
+The releases (`/opt/pwx`), the payloads and the baselines' copies live on the machine's own
+filesystem (`DISK_PATHS`), as on a host, not on the node's overlay root, which makes every
+file system call dearer and flatters a ratio whose baseline is pure file system calls.
+
 Reported, never asserted. Environment: PXBENCH_REPS, PXBENCH_FILES, PXBENCH_BIG_FILES
 (the 100,000-file install; 0 skips it).
 """

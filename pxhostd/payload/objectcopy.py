@@ -20,6 +20,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import threading
 
 from pxhostd.errors import HostStateError, InvalidPayload
 from pxhostd.hostfs import write_all
@@ -119,3 +120,56 @@ def _hash_fd(fd: int, buf: bytearray, rel: str, *, copy_to: int | None = None) -
         size += n
     return h.hexdigest(), size
 
+
+
+#: Bytes an import writes between two background flushes.
+FLUSH_BYTES = 64 << 20
+
+
+class BackgroundFlush:
+    """Writeback of what an import has written so far, while it still copies.
+
+    The page cache would keep a whole payload dirty until the import's final `syncfs`
+    (the kernel starts writing back only at a tenth of memory), so that call would write
+    all of it while nothing else happens. Here a thread of its own calls `syncfs` each
+    time another `FLUSH_BYTES` were written: the disk writes while the workers copy and
+    hash, and the final call has only the rest left. Its errors are not reported here:
+    the final `syncfs` reports them.
+    """
+
+    def __init__(self, directory: str, every: int = FLUSH_BYTES) -> None:
+        self.every = every
+        self._fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self.flushes = 0
+        self._thread = threading.Thread(target=self._run, name="pxhostd-flush", daemon=True)
+        self._thread.start()
+
+    def wrote(self, size: int) -> None:
+        with self._lock:
+            self._pending += size
+            if self._pending < self.every:
+                return
+            self._pending = 0
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                syncfs(self._fd, "the releases filesystem")
+                self.flushes += 1
+            except HostStateError:
+                pass  # the import's own syncfs reports it
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+        os.close(self._fd)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from pxhostd.errors import HostStateError, InvalidPayload
 from pxhostd.failpoints import MID_STAGE, Failpoints
-from pxhostd.payload.objectcopy import ObjectWriter
+from pxhostd.payload.objectcopy import BackgroundFlush, ObjectWriter, have_syncfs
 from pxhostd.payload.safeopen import PayloadDir, open_at, stat_at
 from pxhostd.payload.store import ObjectStore, Staging, object_mode
 
@@ -138,6 +138,7 @@ class TreeBuilder:
         self._imported = 0
         self._size = 0
         self._error: _Failure | None = None
+        self._flush: BackgroundFlush | None = None
 
     # -- the calling thread -----------------------------------------------------------------
 
@@ -164,6 +165,9 @@ class TreeBuilder:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
+            if self._flush is not None:
+                self._flush.close()
+                self._flush = None
             if self._objects_fd is not None:
                 os.close(self._objects_fd)
                 self._objects_fd = None
@@ -248,6 +252,8 @@ class TreeBuilder:
         self._deferred.clear()
 
     def _hand_out(self, batch: _Batch) -> None:
+        if self._flush is None and not self.fsync_each and have_syncfs():
+            self._flush = BackgroundFlush(self.base)
         if self._pool is None:
             try:
                 self._settle(self._run_batch(batch), batch)
@@ -318,11 +324,14 @@ class TreeBuilder:
                 try:
                     fd, _st = open_at(pfd, name, rel, st, root, owners)
                     try:
-                        size += writer.write(fd, dst, rel, digest, object_mode(executable))
+                        written = writer.write(fd, dst, rel, digest, object_mode(executable))
                     finally:
                         os.close(fd)
                 except InvalidPayload as exc:
                     raise _Failure(position, exc) from None
+                size += written
+                if self._flush is not None:
+                    self._flush.wrote(written)
                 staging.add(digest, executable, dst)
                 if position == 0:
                     self.failpoints.hit(MID_STAGE)

@@ -84,3 +84,30 @@ def test_syncfs_is_there_and_flushes(tmp_path: Path) -> None:
         objectcopy.syncfs(fd, str(tmp_path))
     finally:
         os.close(fd)
+
+
+def test_background_flush_syncs_each_time_enough_was_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writeback starts while an import still copies: one syncfs per `every` bytes, on its
+    own thread; the thread is gone after close."""
+    import threading
+
+    calls: list[str] = []
+    done = threading.Event()
+
+    def syncfs(fd: int, shown: str) -> None:
+        os.fstat(fd)  # a real descriptor of the directory
+        calls.append(threading.current_thread().name)
+        done.set()
+
+    monkeypatch.setattr(objectcopy, "syncfs", syncfs)
+    flush = objectcopy.BackgroundFlush(str(tmp_path), every=100)
+    flush.wrote(60)
+    assert not done.wait(0.2)  # below `every`: nothing yet
+    flush.wrote(60)
+    assert done.wait(10)
+    flush.close()
+    assert calls == ["pxhostd-flush"]
+    assert not any(t.name == "pxhostd-flush" for t in threading.enumerate())
+    assert flush.flushes == 1
