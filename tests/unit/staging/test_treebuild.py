@@ -170,3 +170,26 @@ def test_a_path_that_is_not_plain_is_refused(rel: str) -> None:
 @pytest.mark.parametrize("rel", ["a", "a/b", ".a", "a/.b", "..a", "a/..b/c", "a."])
 def test_a_plain_path_passes(rel: str) -> None:
     treebuild.check_rel_path(rel)
+
+
+def test_an_object_linked_too_often_is_imported_again_and_replaces_the_store_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EMLINK (the filesystem's link limit) makes the import take a copy; publishing it
+    replaces the store name, and the release that linked the old copy keeps it."""
+    payload = tmp_path / "payload"
+    files = write_payload(payload)
+    releases = Releases(tmp_path / "releases")
+    releases.stage(payload, "r1", files)
+    names = {p.name for p in releases.store.objects.rglob("*") if p.is_file()}
+    old_inode = os.stat(releases.path("r1") / "top").st_ino
+    monkeypatch.setattr(ObjectStore, "link_into", lambda self, *a, **kw: False)
+    result = releases.stage(payload, "r2", files)
+    assert result.imported == len(files)
+    assert {p.name for p in releases.store.objects.rglob("*") if p.is_file()} == names
+    obj = releases.store.path(files["top"], False)
+    assert os.stat(obj).st_ino == os.stat(result.path / "top").st_ino != old_inode
+    assert os.stat(releases.path("r1") / "top").st_ino == old_inode
+    assert [e.name for e in releases.releases_dir.iterdir()
+            if e.name.startswith(TEMP_PREFIX)] == []
+    assert releases.verify("r1", files) and releases.verify("r2", files)
