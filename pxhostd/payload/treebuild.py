@@ -81,7 +81,7 @@ class BuildCounts:
 class _Batch:
     """New objects of one directory, for a worker."""
 
-    parent: str
+    #: The payload directory's descriptor, the worker's own (it closes it).
     payload_fd: int
     #: (position in the list, name in `parent`, path relative to the release, sha256, the
     #: file's lstat); positions order the errors as a single pass would meet them.
@@ -113,7 +113,6 @@ class TreeBuilder:
         *,
         fsync_each: bool,
         failpoints: Failpoints,
-        workers: int | None = None,
     ) -> None:
         self.tree = tree
         self.base = str(tree)
@@ -122,7 +121,7 @@ class TreeBuilder:
         self.staging = staging
         self.fsync_each = fsync_each
         self.failpoints = failpoints
-        self.workers = default_workers() if workers is None else max(1, workers)
+        self.workers = default_workers()
         self._lock = threading.Lock()
         self._local = threading.local()
         self._writers: list[ObjectWriter] = []
@@ -190,7 +189,7 @@ class TreeBuilder:
                     here, _, name = rel.rpartition("/")
                     if here != parent:
                         if new:
-                            self._hand_out(_Batch(str(parent), os.dup(pfd), new))
+                            self._hand_out(_Batch(os.dup(pfd), new))
                             new = []
                         for fd in (pfd, dfd):
                             if fd >= 0:
@@ -217,14 +216,14 @@ class TreeBuilder:
                     self._claimed.add(key)
                     new.append((position, name, rel, digest, st))
                     if len(new) >= BATCH:
-                        self._hand_out(_Batch(here, os.dup(pfd), new))
+                        self._hand_out(_Batch(os.dup(pfd), new))
                         new = []
                 elif position == 0:
                     self.failpoints.hit(MID_STAGE)
                 if self._error is not None:
                     break  # a worker failed: nothing after it matters
             if new and self._error is None:
-                self._hand_out(_Batch(str(parent), os.dup(pfd), new))
+                self._hand_out(_Batch(os.dup(pfd), new))
         except _Failure as failure:
             self._record(failure)
         finally:
