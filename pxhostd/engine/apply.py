@@ -131,13 +131,14 @@ async def make_plan(
         and previous.payload_digest == header.digest
         and not need_stage
     )
+    config_present = await in_thread(ctx.paths.pwx_config_file.exists)
     reasons = restart_reasons(
         previous=previous,
         spec=spec,
         version=header.version,
         restart_digest=digest,
         need_stage=need_stage,
-        config_present=await in_thread(ctx.paths.pwx_config_file.exists),
+        config_present=config_present,
         units_only_from_pxhostd=only_pxhostd,
     )
     restart_wanted = bool(reasons)
@@ -161,6 +162,7 @@ async def make_plan(
         reasons=reasons,
         deferred=only_pxhostd and active,
         source=resolve_source(previous, source),
+        config_present=config_present,
     )
 
 
@@ -202,8 +204,9 @@ async def apply(
         "service_action": service_action(plan),
     }
     if plan.nothing_to_do:
-        if plan.source_changed:
-            # The same desired state from a new spec-file text: record its digest only.
+        if plan.source_changed or plan.config_record_changed:
+            # The same desired state from a new spec-file text (its digest), or the
+            # configuration came or went: recorded, nothing else done.
             await in_thread(ctx.applied.save, plan.applied)
         return Outcome(
             False,

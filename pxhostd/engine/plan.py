@@ -56,6 +56,8 @@ class Plan:
     deferred: bool = False
     #: Why the running service must restart (`plan.restart_reasons`); empty: it need not.
     reasons: tuple[str, ...] = ()
+    #: /etc/pwx/config.json exists now.
+    config_present: bool = True
 
     @property
     def unit_changes(self) -> dict[str, str | None]:
@@ -75,7 +77,13 @@ class Plan:
             source=self.source.what,
             source_at=self.source.at,
             file_digest=self.source.file_digest,
+            config_missing=not self.config_present,
         )
+
+    @property
+    def config_record_changed(self) -> bool:
+        """The configuration appeared or went missing since the applied state was recorded."""
+        return self.previous is not None and self.previous.config_missing == self.config_present
 
     @property
     def source_changed(self) -> bool:
@@ -199,7 +207,10 @@ def restart_reasons(
             reasons += relevant
         elif not need_stage:
             reasons.append("the rendered unit's settings changed")
-    if not config_present:
+    if not config_present and not previous.config_missing:
+        # Missing since the last apply: a restart lets the service write it again. Missing
+        # then as well: the restart after that apply did not bring it, and another would
+        # not either (a payload that never writes it must not restart at every reconcile).
         reasons.append("the Portworx configuration (/etc/pwx/config.json) is missing")
     return tuple(reasons)
 

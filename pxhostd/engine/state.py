@@ -74,6 +74,13 @@ def _optional(doc: dict[str, Any], key: str, path: Path) -> str:
     return value
 
 
+def _optional_bool(doc: dict[str, Any], key: str, path: Path) -> bool:
+    value = doc.get(key, False)
+    if not isinstance(value, bool):
+        raise CorruptStateFile(f"applied state {path}: field {key!r} is malformed")
+    return value
+
+
 @dataclass(frozen=True)
 class DesiredSource:
     """Who made a spec the desired state, and when."""
@@ -149,8 +156,12 @@ class AppliedState:
     #: sha256 of the spec file's bytes when it was last applied from the file: the file is
     #: a new desired state only when its content differs from this (docs/spec-format.md).
     file_digest: str = ""
+    #: /etc/pwx/config.json was missing when this state was recorded (after the service's
+    #: start): restarting did not bring it, so its absence alone restarts nothing again.
+    config_missing: bool = False
 
     def to_json(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"config_missing": True} if self.config_missing else {}
         return {
             "schema": APPLIED_SCHEMA,
             "spec": self.spec.doc,
@@ -165,6 +176,7 @@ class AppliedState:
             "source": self.source,
             "source_at": self.source_at,
             "file_digest": self.file_digest,
+            **extra,  # left out when false: a file of an earlier version saves back as it was
         }
 
     @classmethod
@@ -186,6 +198,7 @@ class AppliedState:
             source=_optional(doc, "source", path),
             source_at=_optional(doc, "source_at", path),
             file_digest=_optional(doc, "file_digest", path),
+            config_missing=_optional_bool(doc, "config_missing", path),
         )
 
 

@@ -240,3 +240,39 @@ def test_a_full_run_pxhostd_never_lies_and_never_kills_pxhostd(
              timeout=30, what="the status file right again")
     assert pxhostd_pid(node) == pid
     assert json.loads(pxhostctl(node, "status", "--json", check=False).stdout)["state"] == "idle"
+
+
+def test_a_missing_configuration_restarts_once_never_at_every_reconcile(
+    installed_node: Node, tmp_path: Path
+) -> None:
+    """Without `-c NAME` the demo writes no /etc/pwx/config.json, as a payload may never
+    write it: a daemon restart, a reload and a re-submitted spec leave the service alone.
+    A configuration that was there and went missing restarts the service once (it writes
+    it again), and only once."""
+    node = installed_node
+    wait_pxhostd(node)
+    config = "/etc/pwx/config.json"
+    payload = build_payload(node, tmp_path, "noconf", "5.0.0")
+    write_spec(node, {"payload": payload, "args": []})  # the desired state, from the file
+    after_reconcile(node, finished_transactions(node), ["systemctl", "reload", "pxhostd"])
+    assert_consistent(node, "5.0.0")
+    assert not node.exists(config)
+    running = invocation(node)
+    for action in (["systemctl", "restart", "pxhostd"], ["systemctl", "reload", "pxhostd"]):
+        after_reconcile(node, finished_transactions(node), action)
+        assert invocation(node) == running, f"{action}: restarted for a missing configuration"
+    install(node, {"payload": payload, "args": []})  # the same spec submitted again
+    assert invocation(node) == running
+
+    write_spec(node, spec_of(payload))  # -c desired: the service writes the configuration
+    after_reconcile(node, finished_transactions(node), ["systemctl", "reload", "pxhostd"])
+    wait_for(lambda: node.exists(config), lambda there: there, timeout=60,
+             what="the service to write its configuration")
+    running = invocation(node)
+    node.run(["rm", "-f", config])
+    after_reconcile(node, finished_transactions(node), ["systemctl", "reload", "pxhostd"])
+    assert invocation(node) != running, "a configuration gone missing restarts the service"
+    assert node.exists(config)
+    running = invocation(node)
+    after_reconcile(node, finished_transactions(node), ["systemctl", "reload", "pxhostd"])
+    assert invocation(node) == running

@@ -46,6 +46,34 @@ def test_first_install_payload_and_config() -> None:
         "the Portworx configuration (/etc/pwx/config.json) is missing",)
 
 
+def test_a_configuration_missing_since_the_last_apply_restarts_once() -> None:
+    """Missing now but there at the last apply: restart (the service writes it again).
+    Missing at the last apply too: that apply's restart did not bring it back, so its
+    absence alone restarts nothing, or a payload that never writes it would restart at
+    every reconcile."""
+    from dataclasses import replace
+
+    missing = "the Portworx configuration (/etc/pwx/config.json) is missing"
+    assert reasons(applied(BASE), BASE, config_present=False) == (missing,)
+    was_missing = replace(applied(BASE), config_missing=True)
+    assert reasons(was_missing, BASE, config_present=False) == ()
+    assert reasons(was_missing, BASE, config_present=True) == ()
+    assert reasons(was_missing, BASE, config_present=False, version="2.0.0",
+                   need_stage=True) == ("payload changed (1.0.0 -> 2.0.0)",)
+
+
+def test_the_configuration_record_is_kept_only_when_true() -> None:
+    """A state file of an earlier version (no such field) saves back byte for byte."""
+    from dataclasses import replace
+
+    state = applied(BASE)
+    assert "config_missing" not in state.to_json()
+    assert AppliedState.from_json(state.to_json()).config_missing is False
+    doc = replace(state, config_missing=True).to_json()
+    assert doc["config_missing"] is True
+    assert AppliedState.from_json(doc).config_missing is True
+
+
 def test_spec_changes_are_named_and_values_stay_hidden() -> None:
     new = {**BASE, "env": {"A": "2", "B": "x"}, "args": ["-c", "two", "--token", "other"],
            "mounts": ["/b:/b", "/var/lib/kubelet/pods/x:/var/lib/kubelet/pods/x"]}
