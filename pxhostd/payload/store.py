@@ -43,6 +43,11 @@ def object_name(digest: str, executable: bool) -> str:
     digest = digest.lower()
     if len(digest) != 64 or not set(digest) <= _HEX:
         raise HostStateError(f"not a sha256 digest: {digest[:70]!r}")
+    return _name(digest, executable)
+
+
+def _name(digest: str, executable: bool) -> str:
+    """`object_name` of a digest already checked (the manifest's), for the per-file path."""
     return f"{digest[:2]}/{digest[2:]}{'.x' if executable else ''}"
 
 
@@ -91,23 +96,17 @@ class ObjectStore:
         often), so the caller imports a copy. Digests are the manifest's (lowercase hex,
         checked there). With `objects_fd` (`open_objects`) and `dst_dir_fd`, both names are
         resolved from those descriptors: two short path walks instead of two full ones."""
-        name = f"{digest[:2]}/{digest[2:]}{'.x' if executable else ''}"
+        name = _name(digest, executable)
         src = name if objects_fd is not None else f"{self.objects}/{name}"
         return _link(src, dst, objects_fd, dst_dir_fd)
 
-    def publish(self, staging: Staging) -> int:
-        """Move every object `staging` holds into `objects/` (their data is durable by now);
-        the number moved. A name already there is replaced: both are verified copies."""
-        moved = 0
-        made: set[str] = set()
+    def publish(self, staging: Staging) -> None:
+        """Move every object `staging` holds into `objects/` (their data is durable by now).
+        A name already there is replaced: both are verified copies."""
         for fan in staging.fans():
-            if fan not in made:
-                os.makedirs(self.objects / fan, mode=0o755, exist_ok=True)
-                made.add(fan)
+            os.makedirs(self.objects / fan, mode=0o755, exist_ok=True)
             for name in os.listdir(staging.root / fan):
                 os.rename(staging.root / fan / name, self.objects / fan / name)
-                moved += 1
-        return moved
 
     def collect(self) -> CollectResult:
         """Remove every object no release links (link count 1); durable per directory."""
@@ -183,7 +182,7 @@ class Staging:
                     os.mkdir(fan, 0o755, dir_fd=fd)
                 self._fans.add(fan)
         with contextlib.suppress(FileExistsError):  # the same content imported twice
-            os.link(src, f"{fan}/{digest[2:]}{'.x' if executable else ''}", dst_dir_fd=fd)
+            os.link(src, _name(digest, executable), dst_dir_fd=fd)
 
     @property
     def used(self) -> bool:
@@ -195,8 +194,7 @@ class Staging:
         """Hardlink a staged object to `dst` (a duplicate met after its import)."""
         if self.fd is None:
             return False
-        name = f"{digest[:2]}/{digest[2:]}{'.x' if executable else ''}"
-        return _link(name, dst, self.fd, dst_dir_fd)
+        return _link(_name(digest, executable), dst, self.fd, dst_dir_fd)
 
     def fans(self) -> list[str]:
         return sorted(self._fans)
@@ -218,7 +216,6 @@ class Staging:
         try:
             for fan in self.fans():
                 os.rmdir(self.root / fan)
-            if os.path.lexists(self.root):
-                os.rmdir(self.root)
+            os.rmdir(self.root)
         except OSError:
             remove_tree(self.root)
