@@ -121,7 +121,6 @@ def _hash_fd(fd: int, buf: bytearray, rel: str, *, copy_to: int | None = None) -
     return h.hexdigest(), size
 
 
-
 #: Bytes an import writes between two background flushes.
 FLUSH_BYTES = 64 << 20
 

@@ -83,9 +83,9 @@ class _Batch:
 
     #: The payload directory's descriptor, the worker's own (it closes it).
     payload_fd: int
-    #: (position in the list, name in `parent`, path relative to the release, sha256, the
-    #: file's lstat); positions order the errors as a single pass would meet them.
-    entries: list[tuple[int, str, str, str, os.stat_result]]
+    #: (position in the list, name in its directory, path relative to the release, sha256,
+    #: exec bit, the file's lstat); positions order the errors as a single pass meets them.
+    entries: list[tuple[int, str, str, str, bool, os.stat_result]]
 
 
 class _Skipped(Exception):
@@ -159,7 +159,7 @@ class TreeBuilder:
                     self._wait_all()
                     raise
                 self._drain()
-                self._link_deferred(src)
+                self._link_deferred()
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
@@ -178,8 +178,16 @@ class TreeBuilder:
         made: set[str] = {""}
         parent: str | None = None
         pfd = dfd = -1
-        new: list[tuple[int, str, str, str, os.stat_result]] = []
+        new: list[tuple[int, str, str, str, bool, os.stat_result]] = []
         position = -1
+
+        def hand_out_new() -> None:
+            """The new content collected in the current directory goes to a worker."""
+            nonlocal new
+            if new:
+                self._hand_out(_Batch(os.dup(pfd), new))
+                new = []
+
         store, staging = self.store, self.staging
         root, owners = self.payload_dir, self._owners
         try:
@@ -188,9 +196,7 @@ class TreeBuilder:
                     check_rel_path(rel)  # digests are lowercase hex (the manifest's rule)
                     here, _, name = rel.rpartition("/")
                     if here != parent:
-                        if new:
-                            self._hand_out(_Batch(os.dup(pfd), new))
-                            new = []
+                        hand_out_new()
                         for fd in (pfd, dfd):
                             if fd >= 0:
                                 os.close(fd)
@@ -214,16 +220,15 @@ class TreeBuilder:
                         self._deferred.append((rel, digest, executable))
                         continue
                     self._claimed.add(key)
-                    new.append((position, name, rel, digest, st))
+                    new.append((position, name, rel, digest, executable, st))
                     if len(new) >= BATCH:
-                        self._hand_out(_Batch(os.dup(pfd), new))
-                        new = []
+                        hand_out_new()
                 elif position == 0:
                     self.failpoints.hit(MID_STAGE)
                 if self._error is not None:
                     break  # a worker failed: nothing after it matters
-            if new and self._error is None:
-                self._hand_out(_Batch(os.dup(pfd), new))
+            if self._error is None:
+                hand_out_new()
         except _Failure as failure:
             self._record(failure)
         finally:
@@ -242,12 +247,12 @@ class TreeBuilder:
                 os.chmod(f"{self.base}/{have}", 0o755)
                 made.add(have)
 
-    def _link_deferred(self, src: PayloadDir) -> None:
+    def _link_deferred(self) -> None:
         """Link the files met while their content was being written (all of it is now)."""
         for rel, digest, executable in self._deferred:
             if not self.staging.link_into(digest, executable, f"{self.base}/{rel}"):
-                raise HostStateError(f"the object of {rel} vanished from the store "
-                                     "while it was being imported")
+                raise HostStateError(f"the object of {rel} vanished from the import's "
+                                     "staging directory while it was being imported")
         self._deferred.clear()
 
     def _hand_out(self, batch: _Batch) -> None:
@@ -267,8 +272,8 @@ class TreeBuilder:
     def _settle(self, counts: tuple[int, int], batch: _Batch) -> None:
         self._imported += counts[0]
         self._size += counts[1]
-        for _position, _name, _rel, digest, st in batch.entries:
-            self._claimed.discard((digest, bool(st.st_mode & stat.S_IXUSR)))
+        for _position, _name, _rel, digest, executable, _st in batch.entries:
+            self._claimed.discard((digest, executable))
 
     def _record(self, failure: _Failure) -> None:
         self._failed.set()
@@ -317,8 +322,7 @@ class TreeBuilder:
             staging, root, owners = self.staging, self.payload_dir, self._owners
             writer = self._writer()
             size = 0
-            for position, name, rel, digest, st in batch.entries:
-                executable = bool(st.st_mode & stat.S_IXUSR)
+            for position, name, rel, digest, executable, st in batch.entries:
                 dst = f"{self.base}/{rel}"
                 try:
                     fd, _st = open_at(pfd, name, rel, st, root, owners)
