@@ -40,6 +40,7 @@ from pxhostd.failpoints import MID_STAGE, Failpoints
 from pxhostd.payload.objectcopy import BackgroundFlush, ObjectWriter, have_syncfs
 from pxhostd.payload.safeopen import PayloadDir, open_at, stat_at
 from pxhostd.payload.store import ObjectStore, Staging, object_mode
+from pxhostd.spec.rules import is_normalised
 
 #: Files of one directory handed to a worker at once.
 BATCH = 256
@@ -57,14 +58,7 @@ def default_workers() -> int:
 
 def check_rel_path(rel: str) -> None:
     """Defence in depth: the manifest validator already refuses these."""
-    framed = f"/{rel}/"  # every component between two slashes: one search each
-    if (
-        not rel
-        or "\0" in rel
-        or "//" in framed
-        or "/./" in framed
-        or "/../" in framed
-    ):
+    if not rel or "\0" in rel or not is_normalised(rel):
         raise InvalidPayload(f"payload file path {rel!r} is not a plain relative path")
 
 

@@ -152,14 +152,18 @@ def check_abs_path(field: str, value: object, err: type[InvalidSpec]) -> str:
     return path
 
 
+def is_normalised(path: str) -> bool:
+    """No empty, '.' or '..' component and no leading or trailing '/': framed in slashes,
+    such a component always lies between two, so three searches decide it."""
+    framed = f"/{path}/"
+    return "//" not in framed and "/./" not in framed and "/../" not in framed
+
+
 def check_rel_path(field: str, value: object, err: type[InvalidSpec]) -> str:
     """A normalised path relative to a payload root that cannot leave it."""
-    if type(value) is str and len(value) <= MAX_COMPONENT and _PLAIN_ASCII_PATH.fullmatch(value):
-        # The common case (a manifest lists it 100,000 times), decided by three searches:
-        # framed in slashes, an empty, '.' or '..' component is always between two.
-        framed = f"/{value}/"
-        if "//" not in framed and "/./" not in framed and "/../" not in framed:
-            return value
+    if (type(value) is str and len(value) <= MAX_COMPONENT
+            and _PLAIN_ASCII_PATH.fullmatch(value) and is_normalised(value)):
+        return value  # the common case: a manifest lists it 100,000 times
     path = require_str(field, value, err)
     if not path:
         raise err(f"{field}: must not be empty")
