@@ -60,16 +60,19 @@ async def recover(ctx: HostContext) -> Recovered | None:
             version_before=rec.before.version,
             version_after=rec.target.version if forward else rec.before.version,
         )
-    for directory in (ctx.paths.unit_dir, ctx.paths.releases_dir, ctx.paths.state_dir):
-        swept = await in_thread(sweep_temp_files, directory)
-        if swept and directory == ctx.paths.releases_dir:
-            # An interrupted import: the objects it named are now named by the store
-            # alone (never trusted, see payload/store.py); they go now, in one scan of
-            # the store, so no crash's leftover outlives the start.
-            result = await in_thread(ctx.releases.store.collect)
-            if result.objects:
-                log.warning("recovery: removed %d objects of an interrupted import",
-                            result.objects)
+    for directory in (ctx.paths.unit_dir, ctx.paths.state_dir):
+        await in_thread(sweep_temp_files, directory)
+    # An interrupted import, spare copy or removal: its tree, staged objects and listing
+    # are temp names (payload/store.py, payload/spare.py), all gone now, before READY=1.
+    swept = await in_thread(ctx.releases.sweep)
+    if any(p.parent == ctx.paths.releases_dir for p in swept):
+        # An import interrupted after it published its objects (its last steps) leaves
+        # them linked by no release once its tree is gone: one scan of the store now, so
+        # no crash's leftover outlives the start.
+        result = await in_thread(ctx.releases.store.collect)
+        if result.objects:
+            log.warning("recovery: removed %d objects of an interrupted import",
+                        result.objects)
     return done
 
 

@@ -42,6 +42,8 @@ from pxhostd.hostfs import (
     temp_name,
 )
 from pxhostd.payload.filelist import FileList
+from pxhostd.payload.listing import SUFFIX as LISTING_SUFFIX
+from pxhostd.payload.listing import ListingError, fsync_file, read_listing
 from pxhostd.payload.manifest import (
     MAX_MANIFEST_BYTES,
     PayloadHeader,
@@ -50,6 +52,7 @@ from pxhostd.payload.manifest import (
 )
 from pxhostd.payload.objectcopy import have_syncfs, syncfs
 from pxhostd.payload.safeopen import PayloadDir
+from pxhostd.payload.spare import make_spare, remove_others, spare_path
 from pxhostd.payload.store import STORE_DIR, CollectResult, ObjectStore, Staging
 from pxhostd.payload.treebuild import TreeBuilder
 
@@ -198,16 +201,18 @@ class Releases:
             return StageResult(rid, final, changed=False)
         self._ensure_dir()
         self.sweep()  # what an earlier import left (a crash): its tree and staged objects
+        self.store.ensure()
         tmp = temp_name(self.releases_dir, rid)
+        listing = temp_name(self.store.meta, rid + LISTING_SUFFIX)
         staging = Staging(self.releases_dir)
         published = False
         try:
-            counts = self._build(tmp, payload_dir, files, staging)
+            counts = self._build(tmp, payload_dir, files, staging, listing)
+            os.rename(listing, self.listing_path(rid))  # made durable by the syncfs below
             if meta is not None:
                 self._write_meta(rid, meta, payload_dir)
             self._sync()  # every new object and the tree durable before any name below
             if staging.used:
-                self.store.ensure()
                 published = True
                 self.store.publish(staging)
                 staging.remove_emptied()
@@ -216,18 +221,23 @@ class Releases:
             os.rename(tmp, final)
             fsync_dir(self.releases_dir)
         except OSError as exc:
-            self._discard(tmp, staging, published)
+            self._discard(tmp, staging, published, listing)
             raise HostStateError(f"cannot stage release {rid}: {exc.strerror}") from exc
         except BaseException:
-            self._discard(tmp, staging, published)
+            self._discard(tmp, staging, published, listing)
             raise
         return StageResult(rid, final, True, *counts)
 
-    def _discard(self, tmp: Path, staging: Staging, published: bool) -> None:
-        """A failed import leaves nothing: its tree and its staged objects; once they were
-        published (a failure in the last steps, rare), the ones no release links (link
-        count 1 once the tree is gone: the whole store is scanned)."""
+    def listing_path(self, release_id: str) -> Path:
+        """The release's listing (`listing`): what its spare copy is made from."""
+        return self._meta_path(release_id, LISTING_SUFFIX)
+
+    def _discard(self, tmp: Path, staging: Staging, published: bool, listing: Path) -> None:
+        """A failed import leaves nothing: its tree, its listing and its staged objects;
+        once they were published (a failure in the last steps, rare), the ones no release
+        links (link count 1 once the tree is gone: the whole store is scanned)."""
         remove_tree(tmp)
+        remove_file(listing)
         staging.remove()
         if published:
             with contextlib.suppress(HostStateError):
@@ -252,16 +262,49 @@ class Releases:
             raise HostStateError(f"cannot create {self.releases_dir}: {exc.strerror}") from exc
 
     def _build(
-        self, tmp: Path, payload_dir: Path, files: Files, staging: Staging
+        self, tmp: Path, payload_dir: Path, files: Files, staging: Staging, listing: Path
+    ) -> tuple[int, int, int]:
+        """Build the tree at `tmp`: edited from the spare copy of the current release when
+        there is one (only the files that differ are touched), else from nothing."""
+        base = self.current()
+        spare = spare_path(self.store, base) if base is not None else None
+        if base is not None and spare is not None and spare.is_dir():
+            try:
+                os.rename(spare, tmp)
+            except OSError as exc:
+                log.warning("cannot take the spare copy of release %s: %s", base,
+                            exc.strerror)
+            else:
+                try:
+                    return self._run_builder(tmp, payload_dir, files, staging, listing,
+                                             base=base)
+                except (OSError, ListingError) as exc:
+                    reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+                    log.warning("cannot edit the spare copy of release %s into the new "
+                                "release (%s): building it from nothing", base, reason)
+                    remove_tree(tmp)
+        return self._run_builder(tmp, payload_dir, files, staging, listing, base=None)
+
+    def _run_builder(
+        self, tmp: Path, payload_dir: Path, files: Files, staging: Staging, listing: Path,
+        *, base: str | None,
     ) -> tuple[int, int, int]:
         """One pass over the (sorted) file list, spread over a few threads (`treebuild`):
-        each file a link to a store object, or read, hashed, written and staged. Nothing
-        per file is kept."""
-        builder = TreeBuilder(tmp, payload_dir, self.store, staging,
-                              fsync_each=not have_syncfs(), failpoints=self.failpoints)
-        counts = builder.build(_pairs(files))
+        each file kept from the copy, a link to a store object, or read, hashed, written
+        and staged. Nothing per file is kept in memory."""
+        with open(listing, "w", encoding="utf-8", newline="\n") as out:
+            builder = TreeBuilder(
+                tmp, payload_dir, self.store, staging, fsync_each=not have_syncfs(),
+                failpoints=self.failpoints, listing=out,
+                base=None if base is None else read_listing(self.listing_path(base)))
+            counts = builder.build(_pairs(files))
+            if not have_syncfs():
+                fsync_file(out)
         if counts.reflinked:
             log.info("%d objects reflinked from the payload", counts.reflinked)
+        if base is not None:
+            log.info("built from the spare copy of release %s: %d of %d files kept as they "
+                     "were", base, counts.kept, counts.files)
         return counts.files, counts.imported, counts.imported_bytes
 
     # -- verification ---------------------------------------------------------------------
@@ -386,10 +429,16 @@ class Releases:
         return remove_tree(self.path(release_id))
 
     def collect(self) -> CollectResult:
-        """Drop metadata of removed releases and every object no release links."""
+        """Drop metadata of removed releases and every object no release links; then
+        keep a spare copy of the current release for the next import (`spare`)."""
         self.sweep()
+        current = self.current()
+        remove_others(self.store, current)  # before the objects: it may hold some alive
         self.store.forget_meta(set(self.list()))
-        return self.store.collect()
+        result = self.store.collect()
+        if current is not None:
+            make_spare(self.store, current, self.listing_path(current), self._sync)
+        return result
 
     def prune(self, keep: Collection[str]) -> builtins.list[str]:
         """Remove every release not in `keep`, never the current one; return removed ids."""
@@ -421,5 +470,7 @@ class Releases:
         return removed
 
     def sweep(self) -> builtins.list[Path]:
-        """Remove temp leftovers of interrupted staging, removal or link switches."""
-        return sweep_temp_files(self.releases_dir)
+        """Remove temp leftovers of interrupted staging, removal or link switches, and
+        of a listing being written or a spare copy being made."""
+        return [*sweep_temp_files(self.releases_dir), *sweep_temp_files(self.store.root),
+                *sweep_temp_files(self.store.meta)]

@@ -30,13 +30,15 @@ import os
 import stat
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from pxhostd.errors import HostStateError, InvalidPayload
 from pxhostd.failpoints import MID_STAGE, Failpoints
+from pxhostd.payload.listing import write_entry
 from pxhostd.payload.objectcopy import BackgroundFlush, ObjectWriter, have_syncfs
 from pxhostd.payload.safeopen import PayloadDir, open_at, stat_at
 from pxhostd.payload.store import ObjectStore, Staging, object_mode
@@ -46,6 +48,8 @@ from pxhostd.spec.rules import is_normalised
 BATCH = 256
 MAX_WORKERS = 4
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Sorts after every manifest path (U+10FFFF is a noncharacter, which no path holds).
+_END = ("\U0010ffff", "", False)
 
 
 def default_workers() -> int:
@@ -69,6 +73,8 @@ class BuildCounts:
     imported: int
     imported_bytes: int
     reflinked: int
+    #: Files the copy the tree was edited from already held as listed.
+    kept: int = 0
 
 
 @dataclass
@@ -107,6 +113,8 @@ class TreeBuilder:
         *,
         fsync_each: bool,
         failpoints: Failpoints,
+        base: Iterator[tuple[str, str, bool]] | None = None,
+        listing: TextIO | None = None,
     ) -> None:
         self.tree = tree
         self.base = str(tree)
@@ -132,13 +140,22 @@ class TreeBuilder:
         self._size = 0
         self._error: _Failure | None = None
         self._flush: BackgroundFlush | None = None
+        #: (path, sha256, exec bit) of the files `tree` already holds (a spare copy of
+        #: the current release); None: `tree` is made empty.
+        self._base = base
+        #: Where every file's listing entry is written, in path order (`listing`).
+        self._listing = listing
+        #: Directories a removed file was in: removed at the end if left empty.
+        self._emptied: set[str] = set()
+        self._kept = 0
 
     # -- the calling thread -----------------------------------------------------------------
 
     def build(self, pairs: Iterable[tuple[str, str]]) -> BuildCounts:
         """Link or import every (path, sha256) pair, in path order."""
-        os.mkdir(self.tree, 0o755)
-        os.chmod(self.tree, 0o755)
+        if self._base is None:
+            os.mkdir(self.tree, 0o755)
+            os.chmod(self.tree, 0o755)
         self._objects_fd = self.store.open_objects()
         try:
             with PayloadDir(self.payload_dir) as src:
@@ -154,6 +171,7 @@ class TreeBuilder:
                     raise
                 self._drain()
                 self._link_deferred()
+                self._remove_emptied()
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
@@ -165,7 +183,7 @@ class TreeBuilder:
                 os.close(self._objects_fd)
                 self._objects_fd = None
         return BuildCounts(files, self._imported, self._size,
-                           sum(w.reflinked for w in self._writers))
+                           sum(w.reflinked for w in self._writers), self._kept)
 
     def _walk(self, pairs: Iterable[tuple[str, str]], src: PayloadDir) -> int:
         """The link pass, in file order; new content goes to `_hand_out`. Files seen."""
@@ -184,10 +202,15 @@ class TreeBuilder:
 
         store, staging = self.store, self.staging
         root, owners = self.payload_dir, self._owners
+        base, listing = self._base, self._listing
+        b_rel, b_digest, b_exec = _END if base is None else next(base, _END)
         try:
             for position, (rel, digest) in enumerate(pairs):
                 try:
                     check_rel_path(rel)  # digests are lowercase hex (the manifest's rule)
+                    while b_rel < rel:  # in the copy, not in the new release
+                        self._remove(b_rel)
+                        b_rel, b_digest, b_exec = next(base, _END)  # type: ignore[arg-type]
                     here, _, name = rel.rpartition("/")
                     if here != parent:
                         hand_out_new()
@@ -203,8 +226,19 @@ class TreeBuilder:
                     st = stat_at(pfd, name, rel, root, owners)
                 except InvalidPayload as exc:
                     raise _Failure(position, exc) from None
-                objects_fd = self._objects_fd
                 executable = bool(st.st_mode & stat.S_IXUSR)
+                if listing is not None:
+                    write_entry(listing, rel, digest, executable)
+                if b_rel == rel:  # the copy has this path: keep it if it is this object
+                    kept = b_digest == digest and b_exec == executable
+                    b_rel, b_digest, b_exec = next(base, _END)  # type: ignore[arg-type]
+                    if kept:
+                        self._kept += 1
+                        if position == 0:
+                            self.failpoints.hit(MID_STAGE)
+                        continue
+                    os.unlink(name, dir_fd=dfd)
+                objects_fd = self._objects_fd
                 if (objects_fd is None or not store.link_into(
                         digest, executable, name, objects_fd=objects_fd, dst_dir_fd=dfd)) and (
                         not staging.used
@@ -223,6 +257,9 @@ class TreeBuilder:
                     break  # a worker failed: nothing after it matters
             if self._error is None:
                 hand_out_new()
+                while b_rel is not _END[0]:
+                    self._remove(b_rel)
+                    b_rel, b_digest, b_exec = next(base, _END)  # type: ignore[arg-type]
         except _Failure as failure:
             self._record(failure)
         finally:
@@ -231,14 +268,38 @@ class TreeBuilder:
                     os.close(fd)
         return position + 1
 
+    def _remove(self, rel: str) -> None:
+        """Unlink a file of the copy that the new release does not list (FileNotFoundError:
+        the copy is not what its listing says, and the caller builds afresh)."""
+        os.unlink(f"{self.base}/{rel}")
+        self._emptied.add(rel.rpartition("/")[0])
+
+    def _remove_emptied(self) -> None:
+        """rmdir the directories removed files left empty, deepest first, and their
+        parents while they are empty too: a fresh build would not have made them."""
+        for here in sorted(self._emptied, key=lambda d: d.count("/"), reverse=True):
+            while here:
+                try:
+                    os.rmdir(f"{self.base}/{here}")
+                except OSError:
+                    break  # not empty (or gone with a deeper one): the rest is needed
+                here = here.rpartition("/")[0]
+        self._emptied.clear()
+
     def _make_dirs(self, parent: str, made: set[str]) -> None:
         """mkdir every missing directory down to `parent`, mode 0755 whatever the umask."""
         have = ""
         for part in parent.split("/"):
             have = f"{have}/{part}" if have else part
             if have not in made:
-                os.mkdir(f"{self.base}/{have}", 0o755)
-                os.chmod(f"{self.base}/{have}", 0o755)
+                try:
+                    os.mkdir(f"{self.base}/{have}", 0o755)
+                except FileExistsError:
+                    if self._base is None:
+                        raise
+                    # the copy has it (a file there fails the open that follows)
+                else:
+                    os.chmod(f"{self.base}/{have}", 0o755)
                 made.add(have)
 
     def _link_deferred(self) -> None:
