@@ -38,6 +38,7 @@ AFTER_COMMIT = "after-commit"
 AFTER_SAVE_APPLIED = "after-save-applied"
 MID_PRUNE = "mid-prune"
 AFTER_PRUNE = "after-prune"
+MID_SPARE = "mid-spare"
 AFTER_ROLLBACK_BEGIN = "after-rollback-begin"
 BEFORE_JOURNAL_DONE = "before-journal-done"
 # Uninstall.
@@ -61,6 +62,7 @@ KNOWN_FAILPOINTS: tuple[str, ...] = (
     AFTER_SAVE_APPLIED,
     MID_PRUNE,
     AFTER_PRUNE,
+    MID_SPARE,
     AFTER_ROLLBACK_BEGIN,
     BEFORE_JOURNAL_DONE,
     AFTER_STOP,

@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from pxhostd.failpoints import MID_SPARE, Failpoints
 from pxhostd.hostfs import TEMP_PREFIX, fsync_dir, remove_tree, temp_name
 from pxhostd.payload.listing import ListingError, read_listing
 from pxhostd.payload.store import ObjectStore
@@ -50,7 +51,8 @@ def remove_others(store: ObjectStore, keep: str | None) -> list[str]:
 
 
 def make_spare(
-    store: ObjectStore, release_id: str, listing: Path, sync: Callable[[], None]
+    store: ObjectStore, release_id: str, listing: Path, sync: Callable[[], None],
+    failpoints: Failpoints,
 ) -> bool:
     """Make the spare of `release_id` from its listing, unless it is there; False if it
     cannot be made (no listing: a release imported before listings were kept; an object
@@ -61,6 +63,7 @@ def make_spare(
     tmp = temp_name(store.root, PREFIX + release_id)
     try:
         _link_tree(store, tmp, listing)
+        failpoints.hit(MID_SPARE)  # whole, but neither durable nor named yet
         sync()  # every link durable before the name that says the copy is whole
         os.rename(tmp, final)
         fsync_dir(store.root)

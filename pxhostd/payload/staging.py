@@ -5,7 +5,8 @@ Layout: `<releases_dir>/<release_id>/...` plus `<releases_dir>/current -> <relea
 imported once: every listed file is opened by descriptor from the payload directory
 (`safeopen`), and only a file whose (sha256, exec bit) the store does not hold yet is read,
 hashed and written, in one pass; every other file is a hardlink to the object already
-there. A release appears under its real name only complete and durable: it is built in a
+there. An upgrade starts from the spare copy of the current release (`spare`) and touches
+only the files that differ. A release appears under its real name only complete and durable: it is built in a
 TEMP_PREFIX directory, synced, then renamed in. A release that is on disk is trusted as
 it is (read-only, root-owned, written only here): switching back to it reads nothing.
 `pxhostctl verify` re-checks every installed file against its digest.
@@ -437,7 +438,8 @@ class Releases:
         self.store.forget_meta(set(self.list()))
         result = self.store.collect()
         if current is not None:
-            make_spare(self.store, current, self.listing_path(current), self._sync)
+            make_spare(self.store, current, self.listing_path(current), self._sync,
+                       self.failpoints)
         return result
 
     def prune(self, keep: Collection[str]) -> builtins.list[str]:

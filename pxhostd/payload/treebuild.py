@@ -12,6 +12,13 @@ run without the GIL, so on a fresh install the workers copy and hash side by sid
 CPU, at most `MAX_WORKERS`). At most two batches per worker are in flight, so nothing per
 file outlives them.
 
+The tree may instead start as a copy of the current release (its spare, with that
+release's listing as `base`): the walk then reads the listing alongside the file list,
+leaves every file that has the same path, sha256 and exec bit as it is, unlinks the others
+before linking or importing them anew, and unlinks what the new release does not list
+(directories left empty go too). The payload is checked file by file either way. Each
+file's listing entry is written as it is met (`listing`).
+
 An error ends the build: no batch starts after it, every batch in flight is waited for,
 and the error of the earliest failing file is raised, the one a single pass would have
 named (the calling thread's own checks run in file order, and a worker's error is

@@ -23,7 +23,7 @@ from pxnode import (
 
 #: Failpoints that are reached after the upgrade has reported success: pruning the
 #: oldest release and collecting its objects happen then, out of the downtime window.
-AFTER_REPLY = frozenset({"mid-prune", "after-prune"})
+AFTER_REPLY = frozenset({"mid-prune", "after-prune", "mid-spare"})
 
 #: Failpoints an upgrade passes, and whether recovery ends on the new version.
 UPGRADE_FAILPOINTS: list[tuple[str, bool]] = [
@@ -39,6 +39,7 @@ UPGRADE_FAILPOINTS: list[tuple[str, bool]] = [
     ("before-journal-done", True),
     ("mid-prune", True),
     ("after-prune", True),
+    ("mid-spare", True),
 ]
 
 

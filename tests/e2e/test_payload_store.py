@@ -100,6 +100,9 @@ def test_store_shares_files_imports_only_changes_and_switches_back_without_readi
     assert_consistent(node, "2.0.0")
     r2 = current_release(node)
     assert journal_lines(node, f"imported release {r2}: 3 of {LISTED} files new")
+    # ... into the spare copy of v1 the collection made: only those files were touched.
+    assert journal_lines(node, f"built from the spare copy of release {r1}: "
+                               f"{LISTED - 3} of {LISTED} files kept as they were")
     same = "rootfs/usr/lib/px/d001/f00100.bin"
     inodes = {node.run(["stat", "-c", "%i", f"{RELEASES}/{r}/{same}"]).stdout for r in (r1, r2)}
     assert len(inodes) == 1, "an unchanged file is one inode in both releases"
@@ -126,6 +129,14 @@ def test_store_shares_files_imports_only_changes_and_switches_back_without_readi
     assert journal_lines(node, f"imported release {r3}: 3 of {LISTED} files new")
     assert releases(node) == sorted([r1, r3])
     assert unreferenced(node) == []
+    # The spare of v3, made after the reply, is v3's tree again: the same inodes.
+    wait_collected(node)
+    spare = f"{RELEASES}/.store/spare-{r3}"
+    tree_of = ("cd {} && find . -type f -printf '%i %m %p\\n' | sort -k3"
+               " && find . -type d -printf '%m %p\\n' | sort -k2")
+    assert (node.run(["sh", "-c", tree_of.format(spare)]).stdout
+            == node.run(["sh", "-c", tree_of.format(f"{RELEASES}/{r3}")]).stdout)
+    assert node.run(["sh", "-c", f"ls -d {RELEASES}/.store/spare-*"]).stdout.split() == [spare]
     assert journal_lines(node, f"pruned releases {r2}")
     assert pxhostctl(node, "verify").returncode == 0
 
@@ -145,7 +156,8 @@ def test_crash_at_each_new_step_recovers(installed_node: Node) -> None:
     c2 = generate(node, "c2", "2.0.0", "--change", "small", "--link-from", v1)
     install(node, spec(c2))  # two releases on disk: the next upgrade prunes one
     version = "2.0.0"
-    for n, failpoint in enumerate(["mid-stage", "mid-prune", "after-prune"], start=3):
+    for n, failpoint in enumerate(["mid-stage", "mid-prune", "after-prune", "mid-spare"],
+                                  start=3):
         payload = generate(node, f"c{n}", f"{n}.0.0", "--change", "large", "--link-from", v1)
         node.write_file("/var/lib/pxhostd/failpoints", failpoint + "\n", mode=0o600)
         node.systemctl("reset-failed", "pxhostd")

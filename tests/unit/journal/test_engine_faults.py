@@ -261,9 +261,9 @@ def crash(root: Path, op: str, arg: str, failpoint: str) -> None:
 APPLY_FAILPOINTS = [
     "after-journal-begin", "mid-stage", "after-stage", "after-unit-write", "after-daemon-reload",
     "after-switch", "after-restart", "after-commit", "after-save-applied", "mid-prune",
-    "before-journal-done",
+    "mid-spare", "before-journal-done",
 ]
-FORWARD = {"after-commit", "after-save-applied", "mid-prune", "before-journal-done"}
+FORWARD = {"after-commit", "after-save-applied", "mid-prune", "mid-spare", "before-journal-done"}
 
 
 @pytest.mark.parametrize("failpoint", APPLY_FAILPOINTS)
