@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -244,10 +245,9 @@ def entry() -> None:
     """
     code = main()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        # The reader went away (BrokenPipeError), or the stream is closed (ValueError).
+        with contextlib.suppress(BrokenPipeError, ValueError):
             stream.flush()
-        except (BrokenPipeError, ValueError):  # the reader went away, or it is closed
-            pass
     os._exit(code)
 
 

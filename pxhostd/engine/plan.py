@@ -33,7 +33,7 @@ class Plan:
     spec: Spec
     #: The payload as far as rendering and the decision need it (no file list).
     header: PayloadHeader
-    #: sha256 of payload.yaml (its copy is kept beside the release when it is imported).
+    #: sha256 of payload.yaml (kept beside the release when it is imported).
     manifest_sha256: str
     #: The file list, when the manifest had to be parsed (None: a release on disk has it).
     files: Files | None

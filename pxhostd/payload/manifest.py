@@ -318,22 +318,6 @@ def manifest_file_sha256(payload_dir: Path) -> str:
             reader.close()
 
 
-def copy_manifest(payload_dir: Path, dst_fd: int, expected_sha256: str) -> None:
-    """Copy `<payload_dir>/payload.yaml` to `dst_fd`; InvalidPayload unless it still is the
-    file the operation parsed (its sha256)."""
-    with PayloadDir(payload_dir) as src:
-        reader = _open_manifest(src)
-        try:
-            while chunk := reader.read(1 << 20):
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(dst_fd, view):]
-            if reader.hexdigest() != expected_sha256:
-                raise E("payload.yaml: changed while the release was imported; apply again")
-        finally:
-            reader.close()
-
-
 def manifest_sha256(data: bytes) -> str:
     """The manifest file's own sha256: what a no-op compares instead of parsing."""
     return hashlib.sha256(data).hexdigest()

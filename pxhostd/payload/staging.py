@@ -6,10 +6,11 @@ imported once: every listed file is opened by descriptor from the payload direct
 (`safeopen`), and only a file whose (sha256, exec bit) the store does not hold yet is read,
 hashed and written, in one pass; every other file is a hardlink to the object already
 there. An upgrade starts from the spare copy of the current release (`spare`) and touches
-only the files that differ. A release appears under its real name only complete and durable: it is built in a
-TEMP_PREFIX directory, synced, then renamed in. A release that is on disk is trusted as
-it is (read-only, root-owned, written only here): switching back to it reads nothing.
-`pxhostctl verify` re-checks every installed file against its digest.
+only the files that differ. A release appears under its real name only complete and
+durable: it is built in a TEMP_PREFIX directory, synced, then renamed in. A release that
+is on disk is trusted as it is (read-only, root-owned, written only here): switching back
+to it reads nothing. `pxhostctl verify` re-checks every installed file against its digest
+and exec bit (its listing).
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ from pxhostd.payload.listing import ListingError, fsync_file, read_listing
 from pxhostd.payload.manifest import (
     MAX_MANIFEST_BYTES,
     PayloadHeader,
-    copy_manifest,
     parse_manifest_yaml,
 )
 from pxhostd.payload.objectcopy import have_syncfs, syncfs
@@ -70,8 +70,8 @@ def make_release_id(version: str, payload_digest: str) -> str:
 
 @dataclass(frozen=True)
 class ReleaseMeta:
-    """What is kept beside a release: its header, and a copy of the payload.yaml it was
-    imported from (copied from the payload at import, checked against this sha256)."""
+    """What is kept beside a release for the no-op and the switch back: its header and the
+    sha256 of the payload.yaml it was imported from (its files are in its listing)."""
 
     header: PayloadHeader
     manifest_sha256: str
@@ -161,24 +161,10 @@ class Releases:
                 return rid
         return None
 
-    def _write_meta(self, release_id: str, meta: ReleaseMeta, payload_dir: Path) -> None:
-        self.store.ensure()
-        final = self._meta_path(release_id, ".yaml")
-        tmp = temp_name(self.store.meta, final.name)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            try:
-                copy_manifest(payload_dir, fd, meta.manifest_sha256)
-                os.fchmod(fd, 0o644)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        fsync_dir(self.store.meta)
+    def _write_meta(self, release_id: str, meta: ReleaseMeta) -> None:
+        """What the no-op and the switch back read: the header and payload.yaml's sha256.
+        (The file list is the listing; releases imported before listings were kept have a
+        `.yaml` copy of their payload.yaml instead, which `check` still reads.)"""
         doc = {"header": meta.header.to_json(), "manifest_sha256": meta.manifest_sha256}
         atomic_write(self._meta_path(release_id, ".json"),
                      json.dumps(doc, sort_keys=True) + "\n", 0o644)
@@ -211,7 +197,7 @@ class Releases:
             counts = self._build(tmp, payload_dir, files, staging, listing)
             os.rename(listing, self.listing_path(rid))  # made durable by the syncfs below
             if meta is not None:
-                self._write_meta(rid, meta, payload_dir)
+                self._write_meta(rid, meta)
             self._sync()  # every new object and the tree durable before any name below
             if staging.used:
                 published = True
@@ -319,17 +305,29 @@ class Releases:
     ) -> builtins.list[str]:
         """Every problem with an installed release (empty: it is intact), like `ostree fsck`.
 
-        `files` defaults to the manifest kept beside the release. Each file is read by
-        descriptor, without following links; an inode shared by several paths is hashed
-        once.
+        `files` defaults to the release's listing, which also gives each file's exec bit.
+        Each file is read by descriptor, without following links; an inode shared by
+        several paths is hashed once.
         """
         release = self.path(release_id)
+        executable: dict[str, bool] | None = None
         if files is None:
             try:
-                text = self._meta_path(release_id, ".yaml").read_bytes()
-            except OSError:
-                return [f"{release_id}: its payload.yaml copy is missing; cannot verify"]
-            files = parse_manifest_yaml(text[: MAX_MANIFEST_BYTES + 1]).files
+                listed = builtins.list(read_listing(self.listing_path(release_id)))
+            except FileNotFoundError:
+                listed = None  # imported before listings were kept: its payload.yaml copy
+            except (OSError, ListingError) as exc:
+                return [f"{release_id}: cannot read its listing: {exc}"]
+            if listed is not None:
+                files = [(rel, digest) for rel, digest, _x in listed]
+                executable = {rel: x for rel, _digest, x in listed}
+            else:
+                try:
+                    text = self._meta_path(release_id, ".yaml").read_bytes()
+                except OSError:
+                    return [f"{release_id}: it has neither a listing nor a payload.yaml copy; "
+                            "cannot verify"]
+                files = parse_manifest_yaml(text[: MAX_MANIFEST_BYTES + 1]).files
         wanted = dict(_pairs(files))
         problems: builtins.list[str] = []
         if release.is_symlink() or not release.is_dir():
@@ -367,6 +365,11 @@ class Releases:
                 if hashed[key] != wanted[rel].lower():
                     problems.append(f"{release_id}: {rel} does not match its sha256 "
                                     f"({wanted[rel][:12]}...)")
+                mode_x = bool(st.st_mode & stat.S_IXUSR)
+                if executable is not None and mode_x != executable[rel]:
+                    problems.append(f"{release_id}: {rel} has mode "
+                                    f"{stat.S_IMODE(st.st_mode):04o}, not the listed "
+                                    f"{0o555 if executable[rel] else 0o444:04o}")
                 if st.st_mode & 0o222:
                     problems.append(f"{release_id}: {rel} is writable (mode "
                                     f"{stat.S_IMODE(st.st_mode):04o})")

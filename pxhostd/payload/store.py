@@ -5,7 +5,8 @@ Layout, inside the releases directory so that hardlinks never cross a filesystem
     .store/objects/<first 2 hex>/<other 62 hex>      a file, mode 0444
     .store/objects/<first 2 hex>/<other 62 hex>.x    the same content, executable, 0555
     .store/meta/<release-id>.json                    what the no-op needs (PayloadHeader)
-    .store/meta/<release-id>.yaml                    the payload.yaml that release came from
+    .store/meta/<release-id>.yaml                    its payload.yaml (releases imported
+                                                     before listings were kept)
     .store/meta/<release-id>.files                   its listing (`listing`)
     .store/spare-<release-id>/                       a copy of the current release (`spare`)
 

@@ -150,6 +150,35 @@ def test_check_finds_every_kind_of_damage(
     assert not releases.verify("r1", files)
 
 
+def test_check_by_the_listing_also_finds_a_changed_exec_bit(
+    tmp_path: Path, releases: Releases
+) -> None:
+    payload, files = make_payload(tmp_path, "1.0")
+    staged = releases.stage(payload, "r1", files).path
+    assert releases.check("r1") == []  # no file list given: the release's own listing
+    (staged / "etc/defaults.json").chmod(0o555)
+    assert releases.check("r1") == [
+        "r1: etc/defaults.json has mode 0555, not the listed 0444"]
+
+
+def test_check_of_a_release_without_a_listing_reads_its_payload_yaml_copy(
+    tmp_path: Path, releases: Releases
+) -> None:
+    """What a release imported before listings were kept has beside it instead."""
+    payload, files = make_payload(tmp_path, "1.0")
+    staged = releases.stage(payload, "r1", files).path
+    releases.listing_path("r1").unlink()
+    listed = "".join(f"  {rel}: {digest}\n" for rel, digest in sorted(files.items()))
+    (releases.store.meta / "r1.yaml").write_text(
+        f"name: px\nversion: '1.0'\nexec: [bin/px]\nfiles:\n{listed}")
+    assert releases.check("r1") == []
+    (staged / "etc/defaults.json").unlink()
+    assert releases.check("r1") == ["r1: etc/defaults.json is missing"]
+    (releases.store.meta / "r1.yaml").unlink()
+    assert releases.check("r1") == [
+        "r1: it has neither a listing nor a payload.yaml copy; cannot verify"]
+
+
 def test_stage_of_a_release_on_disk_reads_nothing(tmp_path: Path, releases: Releases) -> None:
     """Switching back to a release still on disk never re-hashes it."""
     payload, files = make_payload(tmp_path, "1.0")
