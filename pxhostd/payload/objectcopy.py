@@ -33,16 +33,32 @@ _NO_REFLINK = frozenset({errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINV
                          errno.ENOSYS, errno.EPERM})
 
 
-def _load_syncfs() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    """syncfs from the C library already loaded into this process (no library search)."""
+def _load_libc(name: str) -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    """A function of the C library already loaded into this process (no library search)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.syncfs
+        return getattr(libc, name)
     except (OSError, AttributeError, TypeError):
         return None
 
 
-_SYNCFS = _load_syncfs()
+_SYNCFS = _load_libc("syncfs")
+_SYNC_FILE_RANGE = _load_libc("sync_file_range")
+if _SYNC_FILE_RANGE is not None:
+    _SYNC_FILE_RANGE.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+#: linux/fs.h: start writeback of the range's dirty pages, wait for nothing.
+SYNC_FILE_RANGE_WRITE = 2
+#: A large object's pages are sent to the disk every this many bytes while it is copied.
+WRITEBACK_STEP = 8 << 20
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing `length` bytes at `offset` of `fd` to the disk, and
+    return at once: a large object's data is on its way while the rest of it is hashed
+    and copied, so the import's final `syncfs` does not wait for all of it. A hint only
+    (errors are the final `syncfs`'s to report)."""
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, offset, length, SYNC_FILE_RANGE_WRITE)
 
 
 def have_syncfs() -> bool:
@@ -75,7 +91,8 @@ class ObjectWriter:
                 os.lseek(dst_fd, 0, os.SEEK_SET)  # a clone is hashed from itself
                 digest, size = _hash_fd(dst_fd, self._buf, rel)
             else:
-                digest, size = _hash_fd(src_fd, self._buf, rel, copy_to=dst_fd)
+                digest, size = _hash_fd(src_fd, self._buf, rel, copy_to=dst_fd,
+                                        writeback=not self.fsync_each)
             os.fchmod(dst_fd, mode)
             if self.fsync_each:
                 os.fsync(dst_fd)
@@ -100,12 +117,16 @@ class ObjectWriter:
         return True
 
 
-def _hash_fd(fd: int, buf: bytearray, rel: str, *, copy_to: int | None = None) -> tuple[str, int]:
+def _hash_fd(
+    fd: int, buf: bytearray, rel: str, *, copy_to: int | None = None, writeback: bool = False
+) -> tuple[str, int]:
     """sha256 and size of what `fd` reads from its offset on, written on to `copy_to` as it
-    is hashed (one read of every byte)."""
+    is hashed (one read of every byte); with `writeback`, each `WRITEBACK_STEP` written is
+    sent to the disk at once (`start_writeback`)."""
     h = hashlib.sha256()
     view = memoryview(buf)
     size = 0
+    sent = 0
     while True:
         try:
             n = os.readv(fd, [buf])
@@ -118,6 +139,9 @@ def _hash_fd(fd: int, buf: bytearray, rel: str, *, copy_to: int | None = None) -
         if copy_to is not None:
             write_all(copy_to, chunk)
         size += n
+        if writeback and copy_to is not None and size - sent >= WRITEBACK_STEP:
+            start_writeback(copy_to, sent, size - sent)
+            sent = size
     return h.hexdigest(), size
 
 

@@ -111,3 +111,42 @@ def test_background_flush_syncs_each_time_enough_was_written(
     assert calls == ["pxhostd-flush"]
     assert not any(t.name == "pxhostd-flush" for t in threading.enumerate())
     assert flush.flushes == 1
+
+
+def test_a_large_object_is_sent_to_the_disk_step_by_step_while_it_is_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(2 * objectcopy.WRITEBACK_STEP + 12345)
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    calls: list[tuple[int, int]] = []
+    real = objectcopy.start_writeback
+
+    def spy(fd: int, offset: int, length: int) -> None:
+        calls.append((offset, length))
+        real(fd, offset, length)  # the real system call, on the object being written
+
+    monkeypatch.setattr(objectcopy, "start_writeback", spy)
+    writer = ObjectWriter()
+    writer.reflink = False
+    write_from(src, tmp_path / "dst", writer, hashlib.sha256(data).hexdigest())
+    step = objectcopy.WRITEBACK_STEP
+    assert calls == [(0, step), (step, step)]  # the tail is the final syncfs's
+    assert (tmp_path / "dst").read_bytes() == data
+    # With an fsync per object (no syncfs), nothing is sent early.
+    calls.clear()
+    digest = hashlib.sha256(data).hexdigest()
+    write_from(src, tmp_path / "dst2", ObjectWriter(fsync_each=True), digest)
+    assert calls == []
+
+
+def test_sync_file_range_is_there_and_accepts_a_range(tmp_path: Path) -> None:
+    """The C library's sync_file_range, called as `start_writeback` calls it."""
+    assert objectcopy._SYNC_FILE_RANGE is not None
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b"x" * 65536)
+        assert objectcopy._SYNC_FILE_RANGE(fd, 0, 65536, objectcopy.SYNC_FILE_RANGE_WRITE) == 0
+        assert objectcopy._SYNC_FILE_RANGE(-1, 0, 1, objectcopy.SYNC_FILE_RANGE_WRITE) == -1
+    finally:
+        os.close(fd)
