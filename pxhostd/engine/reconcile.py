@@ -11,8 +11,10 @@ import contextlib
 import dataclasses
 import gc
 import hashlib
+import importlib
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,18 @@ log = logging.getLogger(__name__)
 
 #: A one-shot failpoint list: read and deleted at start, so a crash test cannot loop.
 FAILPOINTS_FILE = "failpoints"
+
+
+#: Loaded on first use, not at start: the renderer (jinja2) is the daemon's heaviest import
+#: and nothing before READY=1 needs it.
+_APPLY_MODULE = "pxhostd.engine.apply"
+
+
+async def load_apply() -> None:
+    """Import the apply path in a worker thread the first time: its 20 ms of import on
+    the event loop would stall every bus call (Status() included) meanwhile."""
+    if _APPLY_MODULE not in sys.modules:
+        await in_thread(importlib.import_module, _APPLY_MODULE)
 
 
 def spec_file_digest(path: Path) -> str | None:
@@ -189,8 +203,7 @@ class HostEngine:
         return self.ctx
 
     async def _dispatch(self, ctx: HostContext, request: Request, progress: ProgressFn) -> Outcome:
-        # Loaded on first use, not at start: the renderer (jinja2) is the daemon's heaviest
-        # import and nothing before READY=1 needs it.
+        await load_apply()
         from pxhostd.engine.apply import apply
 
         op = request.operation
@@ -254,6 +267,7 @@ class HostEngine:
 
     async def plan(self, raw_spec: Mapping[str, Any] | None) -> dict[str, Any]:
         """What applying `raw_spec` (None: the desired state) would do; writes nothing."""
+        await load_apply()
         from pxhostd.engine.apply import make_plan
         from pxhostd.engine.plan import describe
 
