@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from payloadkit import write_payload
 
 from pxhostd.errors import InvalidPayload
 from pxhostd.hostfs import TEMP_PREFIX
@@ -20,18 +21,6 @@ from pxhostd.payload.spare import spare_path
 from pxhostd.payload.staging import Releases
 
 Tree = dict[str, tuple[str, int]]
-
-
-def write_payload(root: Path, files: dict[str, tuple[bytes, int]]) -> dict[str, str]:
-    root.mkdir(parents=True)
-    digests: dict[str, str] = {}
-    for rel, (data, mode) in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-        p.chmod(mode)
-        digests[rel] = hashlib.sha256(data).hexdigest()
-    return digests
 
 
 def snapshot(tree: Path) -> Tree:
@@ -74,6 +63,13 @@ def install(releases: Releases, payload: Path, rid: str, files: dict[str, str]) 
     releases.collect()
 
 
+def on_r1(tmp_path: Path, releases: Releases) -> tuple[dict[str, str], dict[str, str]]:
+    """V1 installed as r1 (with its spare made), V2 written beside it: their file lists."""
+    f1 = write_payload(tmp_path / "p1", V1)
+    install(releases, tmp_path / "p1", "r1", f1)
+    return f1, write_payload(tmp_path / "p2", V2)
+
+
 def fresh_build(tmp_path: Path, payload: Path, files: dict[str, str]) -> Tree:
     other = Releases(tmp_path / "fresh" / "releases")
     return snapshot(other.stage(payload, "r", files).path)
@@ -101,9 +97,7 @@ def test_collect_keeps_a_spare_copy_of_the_current_release_sharing_its_inodes(
 def test_an_upgrade_edits_the_spare_into_exactly_the_tree_a_fresh_build_gives(
     tmp_path: Path, releases: Releases, caplog: pytest.LogCaptureFixture
 ) -> None:
-    f1 = write_payload(tmp_path / "p1", V1)
-    f2 = write_payload(tmp_path / "p2", V2)
-    install(releases, tmp_path / "p1", "r1", f1)
+    f1, f2 = on_r1(tmp_path, releases)
     r1_before = snapshot(releases.path("r1"))
     with caplog.at_level(logging.INFO, logger="pxhostd.payload.staging"):
         result = releases.stage(tmp_path / "p2", "r2", f2)
@@ -124,9 +118,7 @@ def test_an_upgrade_edits_the_spare_into_exactly_the_tree_a_fresh_build_gives(
 def test_a_damaged_spare_is_dropped_and_the_release_built_from_nothing(
     tmp_path: Path, releases: Releases, caplog: pytest.LogCaptureFixture
 ) -> None:
-    f1 = write_payload(tmp_path / "p1", V1)
-    f2 = write_payload(tmp_path / "p2", V2)
-    install(releases, tmp_path / "p1", "r1", f1)
+    _, f2 = on_r1(tmp_path, releases)
     (spare_path(releases.store, "r1") / "lib/old/gone/only.so").unlink()
     with caplog.at_level(logging.WARNING):
         result = releases.stage(tmp_path / "p2", "r2", f2)
@@ -139,9 +131,7 @@ def test_a_damaged_spare_is_dropped_and_the_release_built_from_nothing(
 def test_a_damaged_listing_is_refused_and_the_release_built_from_nothing(
     tmp_path: Path, releases: Releases, caplog: pytest.LogCaptureFixture
 ) -> None:
-    f1 = write_payload(tmp_path / "p1", V1)
-    f2 = write_payload(tmp_path / "p2", V2)
-    install(releases, tmp_path / "p1", "r1", f1)
+    _, f2 = on_r1(tmp_path, releases)
     listing = releases.listing_path("r1")
     listing.write_text(listing.read_text()[:100])  # cut mid-entry
     with caplog.at_level(logging.WARNING):
@@ -165,9 +155,7 @@ def test_a_directory_that_becomes_a_file_falls_back_to_a_fresh_build(
 def test_a_bad_payload_fails_as_it_would_and_leaves_nothing(
     tmp_path: Path, releases: Releases
 ) -> None:
-    f1 = write_payload(tmp_path / "p1", V1)
-    f2 = write_payload(tmp_path / "p2", V2)
-    install(releases, tmp_path / "p1", "r1", f1)
+    f1, f2 = on_r1(tmp_path, releases)
     (tmp_path / "p2" / "lib/new/deep/three.so").write_bytes(b"tampered\n")
     with pytest.raises(InvalidPayload, match=r"lib/new/deep/three\.so.*sha256 mismatch"):
         releases.stage(tmp_path / "p2", "r2", f2)
@@ -183,9 +171,7 @@ def test_a_bad_payload_fails_as_it_would_and_leaves_nothing(
 def test_a_spare_of_a_release_no_longer_current_goes_before_the_objects(
     tmp_path: Path, releases: Releases
 ) -> None:
-    f1 = write_payload(tmp_path / "p1", V1)
-    f2 = write_payload(tmp_path / "p2", V2)
-    install(releases, tmp_path / "p1", "r1", f1)
+    _, f2 = on_r1(tmp_path, releases)
     releases.stage(tmp_path / "p2", "r2", f2)
     releases.switch("r2")
     releases.prune({"r2"})

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from payloadkit import write_payload
 
 from pxhostd.errors import HostStateError, InvalidPayload
 from pxhostd.hostfs import TEMP_PREFIX, remove_tree
@@ -22,14 +23,7 @@ def make_payload(root: Path, version: str) -> tuple[Path, dict[str, str]]:
         "share/doc/a/b/README": (b"nested\n", 0o644),
     }
     payload = root / f"payload-{version}"
-    files: dict[str, str] = {}
-    for rel, (data, mode) in contents.items():
-        p = payload / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-        p.chmod(mode)
-        files[rel] = hashlib.sha256(data).hexdigest()
-    return payload, files
+    return payload, write_payload(payload, contents)
 
 
 def temp_leftovers(directory: Path) -> list[str]:
