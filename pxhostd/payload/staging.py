@@ -440,7 +440,7 @@ class Releases:
         remove_others(self.store, current)  # before the objects: it may hold some alive
         self.store.forget_meta(set(self.list()))
         result = self.store.collect()
-        if current is not None:
+        if current is not None and have_syncfs():  # a spare is named only once durable
             make_spare(self.store, current, self.listing_path(current), self._sync,
                        self.failpoints)
         return result

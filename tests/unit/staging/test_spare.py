@@ -212,3 +212,16 @@ def test_a_release_without_a_listing_gets_no_spare_and_upgrades_as_before(
     f2 = write_payload(tmp_path / "p2", V2)
     result = releases.stage(tmp_path / "p2", "r2", f2)
     assert snapshot(result.path) == fresh_build(tmp_path, tmp_path / "p2", f2)
+
+
+def test_without_syncfs_no_spare_is_kept(
+    tmp_path: Path, releases: Releases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spare is named only once all of it is durable; with an fsync per object and no
+    syncfs, nothing makes its links durable, so it is not made."""
+    monkeypatch.setattr("pxhostd.payload.staging.have_syncfs", lambda: False)
+    f1, f2 = on_r1(tmp_path, releases)
+    assert releases.check("r1", f1) == []
+    assert not spare_path(releases.store, "r1").exists()
+    result = releases.stage(tmp_path / "p2", "r2", f2)
+    assert snapshot(result.path) == fresh_build(tmp_path, tmp_path / "p2", f2)
