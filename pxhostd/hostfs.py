@@ -142,6 +142,35 @@ _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
 
+def make_dirs(root: str, rel_dir: str, made: set[str]) -> None:
+    """mkdir every directory of `rel_dir` below `root` that is not in `made` (and add it),
+    mode 0755 whatever the umask; one already there is left as it is (a file there fails
+    the caller's next open of it)."""
+    have = ""
+    for part in rel_dir.split("/"):
+        have = f"{have}/{part}" if have else part
+        if have not in made:
+            try:
+                os.mkdir(f"{root}/{have}", 0o755)
+            except FileExistsError:
+                pass
+            else:
+                os.chmod(f"{root}/{have}", 0o755)
+            made.add(have)
+
+
+def remove_emptied_dirs(root: str, rel_dirs: set[str]) -> None:
+    """rmdir each of `rel_dirs` below `root` that files were removed from, deepest first,
+    and its parents, while they are empty; the first one not empty ends its chain."""
+    for here in sorted(rel_dirs, key=lambda d: d.count("/"), reverse=True):
+        while here:
+            try:
+                os.rmdir(f"{root}/{here}")
+            except OSError:
+                break  # not empty (or gone with a deeper one): the rest is needed
+            here = here.rpartition("/")[0]
+
+
 def exchange_paths(a: Path, b: Path) -> None:
     """Swap two existing paths in one atomic step (renameat2 RENAME_EXCHANGE), then fsync.
 

@@ -23,6 +23,7 @@ async def verify_releases(ctx: HostContext, progress: ProgressFn) -> Outcome:
     for n, rid in enumerate(releases):
         progress(10 + 80 * n // len(releases), f"verifying release {rid}")
         problems += await in_thread(ctx.releases.check, rid)
+    problems += await in_thread(ctx.releases.check_spares)
     if problems:
         shown = "; ".join(problems[:SHOWN]) + (" ..." if len(problems) > SHOWN else "")
         raise HostStateError(

@@ -4,12 +4,17 @@ An upgrade usually changes a few files of tens of thousands. Building its tree f
 nothing costs one `link` per file, whatever changed; starting from a copy of the current
 release costs a `link` or `unlink` per file that differs. So after every operation, with
 the service already running (the collection), pxhostd makes `.store/spare-<release>`: the
-current release's tree, linked from the store by the release's listing, made durable, then
-renamed in. The next import renames it to its own temp name and edits it into the new
-release (`treebuild`); what a crash leaves is a temp name that is swept, and at worst the
-next import builds from nothing. A spare holds only links to objects the current release
-links too, so it never keeps an object alive that no release needs, and the store's
-collection (link count 1) is unchanged by it.
+current release's tree, made durable, then renamed in. The next import renames it to its
+own temp name and edits it into the new release (`treebuild`); what a crash leaves is a
+temp name that is swept, and at worst the next import builds from nothing.
+
+The spare itself is made the same way, by editing what is at hand: the spare of a release
+that is no longer current (after a switch back), or the release the collection prunes
+(`Releases.prune` moves it here instead of deleting 20,000 files), edited by the two
+listings into the current release's tree; from nothing only after a first install. A spare
+of any release but the current one is edited or removed before the store's collection, so
+a spare never keeps an object alive that no release links, and the collection's rule (link
+count 1) is unchanged by it.
 """
 
 from __future__ import annotations
@@ -17,11 +22,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pxhostd.failpoints import MID_SPARE, Failpoints
-from pxhostd.hostfs import TEMP_PREFIX, fsync_dir, remove_tree, temp_name
+from pxhostd.hostfs import fsync_dir, make_dirs, remove_emptied_dirs, remove_tree, temp_name
 from pxhostd.payload.listing import ListingError, read_listing
 from pxhostd.payload.store import ObjectStore
 
@@ -29,88 +34,157 @@ log = logging.getLogger(__name__)
 
 PREFIX = "spare-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Sorts after every listed path (U+10FFFF is a noncharacter, which no path holds).
+_END = ("\U0010ffff", "", False)
+
+Listings = Callable[[str], Path]
 
 
 def spare_path(store: ObjectStore, release_id: str) -> Path:
     return store.root / f"{PREFIX}{release_id}"
 
 
-def remove_others(store: ObjectStore, keep: str | None) -> list[str]:
-    """Remove every spare but the one of release `keep`: a spare of a release that is no
-    longer current would hold its objects alive. Returns the release ids of those removed."""
-    removed: list[str] = []
+def spares(store: ObjectStore) -> list[str]:
+    """Release ids that have a spare (whole ones: a spare being made has a temp name)."""
     if not store.root.is_dir():
-        return removed
-    for entry in sorted(store.root.iterdir()):
-        if not entry.name.startswith(PREFIX) or entry.name.startswith(TEMP_PREFIX):
-            continue
-        rid = entry.name[len(PREFIX):]
-        if rid != keep and remove_tree(entry):
-            removed.append(rid)
-    return removed
+        return []
+    return sorted(e.name[len(PREFIX):] for e in store.root.iterdir()
+                  if e.name.startswith(PREFIX) and e.is_dir() and not e.is_symlink())
 
 
 def make_spare(
-    store: ObjectStore, release_id: str, listing: Path, sync: Callable[[], None],
-    failpoints: Failpoints,
+    store: ObjectStore, release_id: str | None, listing_of: Listings,
+    sync: Callable[[], None] | None, failpoints: Failpoints,
 ) -> bool:
-    """Make the spare of `release_id` from its listing, unless it is there; False if it
-    cannot be made (no listing: a release imported before listings were kept; an object
-    missing). Never raises for that: a spare only saves time."""
-    final = spare_path(store, release_id)
-    if final.is_dir():
-        return True
+    """Leave exactly one spare, the one of `release_id` (None, or `sync` None: leave none).
+
+    A spare of another release is edited into it when both listings are there; anything
+    else is removed. False if the spare cannot be made (no listing: a release imported
+    before listings were kept; an object missing). Never raises for that: a spare only
+    saves time.
+    """
+    others = [rid for rid in spares(store) if rid != release_id]
+    if release_id is None or sync is None or spare_path(store, release_id).is_dir():
+        for rid in others:
+            remove_tree(spare_path(store, release_id=rid))
+        return release_id is not None and sync is not None
+    base: str | None = None
     tmp = temp_name(store.root, PREFIX + release_id)
+    for rid in others:
+        if base is None and listing_of(rid).is_file():
+            with contextlib.suppress(OSError):
+                os.rename(spare_path(store, rid), tmp)
+                base = rid
+                continue
+        remove_tree(spare_path(store, rid))
+    if base is not None:
+        if _make(store, release_id, listing_of, sync, failpoints, tmp, base):
+            return True
+        log.info("the spare copy of release %s could not be edited into release %s's; "
+                 "making that one from nothing", base, release_id)
+    return _make(store, release_id, listing_of, sync, failpoints, tmp, None)
+
+
+def _make(
+    store: ObjectStore, release_id: str, listing_of: Listings, sync: Callable[[], None],
+    failpoints: Failpoints, tmp: Path, base: str | None,
+) -> bool:
+    """Edit the copy of `base` at `tmp` (None: an empty tree) into `release_id`'s, make it
+    durable and name it."""
+    listing = listing_of(release_id)
     try:
-        _link_tree(store, tmp, listing)
+        changed = _edit_tree(store, tmp, read_listing(listing),
+                             None if base is None else read_listing(listing_of(base)))
         failpoints.hit(MID_SPARE)  # whole, but neither durable nor named yet
         sync()  # every link durable before the name that says the copy is whole
-        os.rename(tmp, final)
+        os.rename(tmp, spare_path(store, release_id))
         fsync_dir(store.root)
     except (OSError, ListingError) as exc:
         remove_tree(tmp)
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        if isinstance(exc, FileNotFoundError) and exc.filename == str(listing):
-            reason = "it has no listing"
-        log.info("no spare copy of release %s kept: %s", release_id, reason)
+        if base is None:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if isinstance(exc, FileNotFoundError) and exc.filename == str(listing):
+                reason = "it has no listing"
+            log.info("no spare copy of release %s kept: %s", release_id, reason)
         return False
+    if base is not None:
+        log.info("spare copy of release %s edited from the one of %s: %d links changed",
+                 release_id, base, changed)
     return True
 
 
-def _link_tree(store: ObjectStore, tmp: Path, listing: Path) -> None:
-    """Every listed file, a link to its store object; directories 0755."""
-    entries = read_listing(listing)
+def _edit_tree(
+    store: ObjectStore, tmp: Path, target: Iterator[tuple[str, str, bool]],
+    base: Iterator[tuple[str, str, bool]] | None,
+) -> int:
+    """Make the tree at `tmp` (the copy `base` lists; None: make it empty) hold exactly
+    what `target` lists, every file a link to its store object, directories 0755. Returns
+    the links made or removed."""
     objects_fd = store.open_objects()
     if objects_fd is None:
         raise FileNotFoundError(2, "the store has no objects", str(store.objects))
-    base = str(tmp)
-    os.mkdir(base, 0o755)
-    os.chmod(base, 0o755)
+    root = str(tmp)
+    if base is None:
+        os.mkdir(root, 0o755)
+        os.chmod(root, 0o755)
+    b_rel, b_digest, b_exec = next(base, _END) if base is not None else _END
     made = {""}
+    emptied: set[str] = set()
     parent: str | None = None
     dfd = -1
+    changed = 0
     try:
-        for rel, digest, executable in entries:
+        for rel, digest, executable in target:
+            while b_rel < rel:  # in the copy only
+                os.unlink(f"{root}/{b_rel}")
+                emptied.add(b_rel.rpartition("/")[0])
+                changed += 1
+                b_rel, b_digest, b_exec = next(base, _END)  # type: ignore[arg-type]
+            if b_rel == rel:
+                same = (b_digest, b_exec) == (digest, executable)
+                b_rel, b_digest, b_exec = next(base, _END)  # type: ignore[arg-type]
+                if same:
+                    continue
+                os.unlink(f"{root}/{rel}")
+                changed += 1
             here, _, name = rel.rpartition("/")
             if here != parent:
                 if dfd >= 0:
                     os.close(dfd)
                     dfd = -1
                 if here not in made:
-                    have = ""
-                    for part in here.split("/"):
-                        have = f"{have}/{part}" if have else part
-                        if have not in made:
-                            with contextlib.suppress(FileExistsError):
-                                os.mkdir(f"{base}/{have}", 0o755)
-                                os.chmod(f"{base}/{have}", 0o755)
-                            made.add(have)
+                    make_dirs(root, here, made)
                 parent = here
-                dfd = os.open(f"{base}/{here}" if here else base, _DIR_FLAGS)
+                dfd = os.open(f"{root}/{here}" if here else root, _DIR_FLAGS)
             if not store.link_into(digest, executable, name, objects_fd=objects_fd,
                                    dst_dir_fd=dfd):
                 raise FileNotFoundError(2, "its store object is missing", rel)
+            changed += 1
+        while b_rel != _END[0]:
+            os.unlink(f"{root}/{b_rel}")
+            emptied.add(b_rel.rpartition("/")[0])
+            changed += 1
+            b_rel, b_digest, b_exec = next(base, _END)  # type: ignore[arg-type]
     finally:
         if dfd >= 0:
             os.close(dfd)
         os.close(objects_fd)
+    remove_emptied_dirs(root, emptied)
+    return changed
+
+
+def take_for_spare(store: ObjectStore, release_dir: Path, release_id: str) -> bool:
+    """Move a release being pruned to `.store/spare-<id>` instead of deleting it, when no
+    spare is there: the collection then edits it into the current release's spare, a few
+    links instead of deleting 20,000 files and linking 20,000 again. False: not moved (the
+    caller removes it)."""
+    if spares(store):
+        return False
+    try:
+        os.rename(release_dir, spare_path(store, release_id))
+    except OSError:
+        return False
+    fsync_dir(release_dir.parent)
+    fsync_dir(store.root)
+    return True
+

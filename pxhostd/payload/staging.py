@@ -53,7 +53,7 @@ from pxhostd.payload.manifest import (
 )
 from pxhostd.payload.objectcopy import have_syncfs, syncfs
 from pxhostd.payload.safeopen import PayloadDir
-from pxhostd.payload.spare import make_spare, remove_others, spare_path
+from pxhostd.payload.spare import make_spare, spare_path, spares, take_for_spare
 from pxhostd.payload.store import STORE_DIR, CollectResult, ObjectStore, Staging
 from pxhostd.payload.treebuild import TreeBuilder
 
@@ -301,15 +301,18 @@ class Releases:
         return not self.check(release_id, files)
 
     def check(
-        self, release_id: str, files: Files | None = None
+        self, release_id: str, files: Files | None = None, *, at: Path | None = None,
+        label: str | None = None,
     ) -> builtins.list[str]:
         """Every problem with an installed release (empty: it is intact), like `ostree fsck`.
 
-        `files` defaults to the release's listing, which also gives each file's exec bit.
+        `files` defaults to the release's listing, which also gives each file's exec bit;
+        `at` checks another tree against it (a spare copy), named `label` in the problems.
         Each file is read by descriptor, without following links; an inode shared by
         several paths is hashed once.
         """
-        release = self.path(release_id)
+        release = self.path(release_id) if at is None else at
+        shown = label or release_id
         executable: dict[str, bool] | None = None
         if files is None:
             try:
@@ -317,7 +320,7 @@ class Releases:
             except FileNotFoundError:
                 listed = None  # imported before listings were kept: its payload.yaml copy
             except (OSError, ListingError) as exc:
-                return [f"{release_id}: cannot read its listing: {exc}"]
+                return [f"{shown}: cannot read its listing: {exc}"]
             if listed is not None:
                 files = [(rel, digest) for rel, digest, _x in listed]
                 executable = {rel: x for rel, _digest, x in listed}
@@ -325,33 +328,33 @@ class Releases:
                 try:
                     text = self._meta_path(release_id, ".yaml").read_bytes()
                 except OSError:
-                    return [f"{release_id}: it has neither a listing nor a payload.yaml copy; "
+                    return [f"{shown}: it has neither a listing nor a payload.yaml copy; "
                             "cannot verify"]
                 files = parse_manifest_yaml(text[: MAX_MANIFEST_BYTES + 1]).files
         wanted = dict(_pairs(files))
         problems: builtins.list[str] = []
         if release.is_symlink() or not release.is_dir():
-            return [f"{release_id}: not a directory"]
+            return [f"{shown}: not a directory"]
         found: set[str] = set()
         for root, dirnames, filenames in os.walk(release):
             for name in dirnames + filenames:
                 p = Path(root) / name
                 if p.is_symlink() or not (p.is_dir() or p.is_file()):
-                    problems.append(f"{release_id}: {p.relative_to(release)} is not a plain "
+                    problems.append(f"{shown}: {p.relative_to(release)} is not a plain "
                                     "file or directory")
             found.update((Path(root) / n).relative_to(release).as_posix() for n in filenames)
         for rel in sorted(found - set(wanted)):
-            problems.append(f"{release_id}: {rel} is not listed in payload.yaml")
+            problems.append(f"{shown}: {rel} is not listed in payload.yaml")
         hashed: dict[tuple[int, int], str] = {}
         with PayloadDir(release) as tree:
             for rel in sorted(wanted):
                 if rel not in found:
-                    problems.append(f"{release_id}: {rel} is missing")
+                    problems.append(f"{shown}: {rel} is missing")
                     continue
                 try:
                     fd, st = tree.open(rel)
                 except InvalidPayload as exc:
-                    problems.append(f"{release_id}: {exc}")
+                    problems.append(f"{shown}: {exc}")
                     continue
                 try:
                     key = (st.st_dev, st.st_ino)
@@ -363,16 +366,28 @@ class Releases:
                 finally:
                     os.close(fd)
                 if hashed[key] != wanted[rel].lower():
-                    problems.append(f"{release_id}: {rel} does not match its sha256 "
+                    problems.append(f"{shown}: {rel} does not match its sha256 "
                                     f"({wanted[rel][:12]}...)")
                 mode_x = bool(st.st_mode & stat.S_IXUSR)
                 if executable is not None and mode_x != executable[rel]:
-                    problems.append(f"{release_id}: {rel} has mode "
+                    problems.append(f"{shown}: {rel} has mode "
                                     f"{stat.S_IMODE(st.st_mode):04o}, not the listed "
                                     f"{0o555 if executable[rel] else 0o444:04o}")
                 if st.st_mode & 0o222:
-                    problems.append(f"{release_id}: {rel} is writable (mode "
+                    problems.append(f"{shown}: {rel} is writable (mode "
                                     f"{stat.S_IMODE(st.st_mode):04o})")
+        return problems
+
+    def check_spares(self) -> builtins.list[str]:
+        """Every problem with a spare copy (`spare`), which the next import would carry into
+        a release; a damaged one is removed (the next collection makes it again)."""
+        problems: builtins.list[str] = []
+        for rid in spares(self.store):
+            path = spare_path(self.store, rid)
+            found = self.check(rid, at=path, label=f"the spare copy of {rid}")
+            if found:
+                remove_tree(path)
+                problems += [*found, f"the spare copy of {rid}: removed"]
         return problems
 
     # -- the current link ----------------------------------------------------------------
@@ -436,23 +451,27 @@ class Releases:
         """Drop metadata of removed releases and every object no release links; then
         keep a spare copy of the current release for the next import (`spare`)."""
         self.sweep()
-        current = self.current()
-        remove_others(self.store, current)  # before the objects: it may hold some alive
+        # The spare first: it may be made from a copy of another release, whose objects
+        # it holds until it is edited, and it needs that release's listing. A spare is
+        # named only once durable, so without syncfs none is kept.
+        make_spare(self.store, self.current(), self.listing_path,
+                   self._sync if have_syncfs() else None, self.failpoints)
         self.store.forget_meta(set(self.list()))
-        result = self.store.collect()
-        if current is not None and have_syncfs():  # a spare is named only once durable
-            make_spare(self.store, current, self.listing_path(current), self._sync,
-                       self.failpoints)
-        return result
+        return self.store.collect()
 
     def prune(self, keep: Collection[str]) -> builtins.list[str]:
-        """Remove every release not in `keep`, never the current one; return removed ids."""
+        """Remove every release not in `keep`, never the current one; return removed ids.
+        (One of them may be moved aside as the copy the next spare is edited from.)"""
         current = self.current()
         removed: builtins.list[str] = []
         for rid in self.list():
             if rid in keep or rid == current:
                 continue
-            if remove_tree(self.path(rid)):
+            # The first one becomes the copy the collection edits into the current
+            # release's spare (`spare`), when there is none and it has a listing.
+            taken = (have_syncfs() and self.listing_path(rid).is_file()
+                     and take_for_spare(self.store, self.path(rid), rid))
+            if taken or remove_tree(self.path(rid)):
                 removed.append(rid)
                 self.failpoints.hit(MID_PRUNE)
         return removed

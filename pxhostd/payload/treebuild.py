@@ -45,6 +45,7 @@ from typing import TextIO
 
 from pxhostd.errors import HostStateError, InvalidPayload
 from pxhostd.failpoints import MID_STAGE, Failpoints
+from pxhostd.hostfs import make_dirs, remove_emptied_dirs
 from pxhostd.payload.listing import write_entry
 from pxhostd.payload.objectcopy import BackgroundFlush, ObjectWriter, have_syncfs
 from pxhostd.payload.safeopen import PayloadDir, open_at, stat_at
@@ -226,7 +227,7 @@ class TreeBuilder:
                                 os.close(fd)
                         pfd = dfd = -1
                         if here not in made:
-                            self._make_dirs(here, made)
+                            make_dirs(self.base, here, made)
                         parent = here
                         pfd = src.dir_fd(here)
                         dfd = os.open(f"{self.base}/{here}" if here else self.base, _DIR_FLAGS)
@@ -282,32 +283,10 @@ class TreeBuilder:
         self._emptied.add(rel.rpartition("/")[0])
 
     def _remove_emptied(self) -> None:
-        """rmdir the directories removed files left empty, deepest first, and their
-        parents while they are empty too: a fresh build would not have made them."""
-        for here in sorted(self._emptied, key=lambda d: d.count("/"), reverse=True):
-            while here:
-                try:
-                    os.rmdir(f"{self.base}/{here}")
-                except OSError:
-                    break  # not empty (or gone with a deeper one): the rest is needed
-                here = here.rpartition("/")[0]
+        """The directories removed files left empty go: a fresh build would not have
+        made them."""
+        remove_emptied_dirs(self.base, self._emptied)
         self._emptied.clear()
-
-    def _make_dirs(self, parent: str, made: set[str]) -> None:
-        """mkdir every missing directory down to `parent`, mode 0755 whatever the umask."""
-        have = ""
-        for part in parent.split("/"):
-            have = f"{have}/{part}" if have else part
-            if have not in made:
-                try:
-                    os.mkdir(f"{self.base}/{have}", 0o755)
-                except FileExistsError:
-                    if self._base is None:
-                        raise
-                    # the copy has it (a file there fails the open that follows)
-                else:
-                    os.chmod(f"{self.base}/{have}", 0o755)
-                made.add(have)
 
     def _link_deferred(self) -> None:
         """Link the files met while their content was being written (all of it is now)."""

@@ -225,3 +225,86 @@ def test_without_syncfs_no_spare_is_kept(
     assert not spare_path(releases.store, "r1").exists()
     result = releases.stage(tmp_path / "p2", "r2", f2)
     assert snapshot(result.path) == fresh_build(tmp_path, tmp_path / "p2", f2)
+
+
+def no_unreferenced_objects(releases: Releases) -> None:
+    for obj in releases.store.objects.rglob("*"):
+        assert obj.is_dir() or obj.stat().st_nlink > 1, obj
+
+
+def test_the_pruned_release_is_edited_into_the_next_spare_not_deleted_and_linked_again(
+    tmp_path: Path, releases: Releases, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, f2 = on_r1(tmp_path, releases)
+    releases.stage(tmp_path / "p2", "r2", f2)  # takes r1's spare
+    releases.switch("r2")
+    r1_tree = snapshot(releases.path("r1"))
+    with caplog.at_level(logging.INFO):
+        assert releases.prune({"r2"}) == ["r1"]
+        assert releases.list() == ["r2"]
+        assert snapshot(spare_path(releases.store, "r1")) == r1_tree  # moved, whole
+        releases.collect()
+    # V1 -> V2: bin/px and bin/tool unlinked and linked again (2 + 2), etc/b.conf linked
+    # (1), lib/new/deep/three.so linked (1), lib/old/gone/only.so unlinked (1), share/x
+    # unlinked and share/x/inside linked (2): 9 of 8 + 7 files.
+    assert "spare copy of release r2 edited from the one of r1: 9 links changed" in caplog.text
+    assert [e.name for e in releases.store.root.iterdir() if e.name.startswith("spare-")] == [
+        "spare-r2"]
+    assert snapshot(spare_path(releases.store, "r2")) == snapshot(releases.path("r2"))
+    no_unreferenced_objects(releases)  # r1's own objects went in the same collection
+    only_r1 = hashlib.sha256(V1["lib/old/gone/only.so"][0]).hexdigest()
+    assert not releases.store.path(only_r1, False).exists()
+    assert releases.check("r2", f2) == []
+
+
+def on_r2_with_r1_kept(tmp_path: Path, releases: Releases) -> None:
+    """V1 (without its file that V2 makes a directory) as r1, then V2 as r2, r1 kept."""
+    f1 = write_payload(tmp_path / "p1", {k: v for k, v in V1.items() if k != "share/x"})
+    install(releases, tmp_path / "p1", "r1", f1)
+    f2 = write_payload(tmp_path / "p2", V2)
+    releases.stage(tmp_path / "p2", "r2", f2)
+
+
+def test_after_a_switch_back_the_other_spare_is_edited_into_the_current_ones(
+    tmp_path: Path, releases: Releases, caplog: pytest.LogCaptureFixture
+) -> None:
+    on_r2_with_r1_kept(tmp_path, releases)
+    releases.switch("r2")
+    releases.collect()  # r1 kept: spare-r2 made from nothing
+    assert snapshot(spare_path(releases.store, "r2")) == snapshot(releases.path("r2"))
+    releases.switch("r1")  # the switch back: nothing imported
+    with caplog.at_level(logging.INFO):
+        releases.collect()
+    assert "spare copy of release r1 edited from the one of r2" in caplog.text
+    assert snapshot(spare_path(releases.store, "r1")) == snapshot(releases.path("r1"))
+    assert not spare_path(releases.store, "r2").exists()
+    no_unreferenced_objects(releases)
+
+
+def test_a_damaged_copy_to_edit_is_dropped_and_the_spare_made_from_nothing(
+    tmp_path: Path, releases: Releases, caplog: pytest.LogCaptureFixture
+) -> None:
+    on_r2_with_r1_kept(tmp_path, releases)
+    releases.switch("r2")
+    releases.collect()
+    (spare_path(releases.store, "r2") / "bin/px").unlink()  # the edit replaces it
+    releases.switch("r1")
+    with caplog.at_level(logging.INFO):
+        releases.collect()
+    assert "could not be edited into release r1's; making that one from nothing" in caplog.text
+    assert snapshot(spare_path(releases.store, "r1")) == snapshot(releases.path("r1"))
+    assert [e.name for e in releases.store.root.iterdir()
+            if e.name.startswith((TEMP_PREFIX, "spare-"))] == ["spare-r1"]
+
+
+def test_verify_finds_a_damaged_spare_and_drops_it(tmp_path: Path, releases: Releases) -> None:
+    """A spare is trusted as a release is (root's, read-only to the service), and the next
+    import carries it into a release: verify checks it too."""
+    on_r1(tmp_path, releases)
+    assert releases.check_spares() == []
+    (spare_path(releases.store, "r1") / "lib/keep/one.so").unlink()
+    assert releases.check_spares() == ["the spare copy of r1: lib/keep/one.so is missing",
+                                       "the spare copy of r1: removed"]
+    assert not spare_path(releases.store, "r1").exists()
+    releases.collect()  # made again
+    assert snapshot(spare_path(releases.store, "r1")) == snapshot(releases.path("r1"))
