@@ -27,15 +27,13 @@ from pathlib import Path
 
 from pxhostd.failpoints import MID_SPARE, Failpoints
 from pxhostd.hostfs import fsync_dir, make_dirs, remove_emptied_dirs, remove_tree, temp_name
-from pxhostd.payload.listing import ListingError, read_listing
+from pxhostd.payload.listing import CopyCursor, ListingError, read_listing
 from pxhostd.payload.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
 PREFIX = "spare-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-#: Sorts after every listed path (U+10FFFF is a noncharacter, which no path holds).
-_END = ("\U0010ffff", "", False)
 
 Listings = Callable[[str], Path]
 
@@ -55,19 +53,18 @@ def spares(store: ObjectStore) -> list[str]:
 def make_spare(
     store: ObjectStore, release_id: str | None, listing_of: Listings,
     sync: Callable[[], None] | None, failpoints: Failpoints,
-) -> bool:
+) -> None:
     """Leave exactly one spare, the one of `release_id` (None, or `sync` None: leave none).
 
     A spare of another release is edited into it when both listings are there; anything
-    else is removed. False if the spare cannot be made (no listing: a release imported
-    before listings were kept; an object missing). Never raises for that: a spare only
-    saves time.
+    else is removed. A spare that cannot be made (no listing: a release imported before
+    listings were kept; an object missing) is logged, never raised: it only saves time.
     """
     others = [rid for rid in spares(store) if rid != release_id]
     if release_id is None or sync is None or spare_path(store, release_id).is_dir():
         for rid in others:
-            remove_tree(spare_path(store, release_id=rid))
-        return release_id is not None and sync is not None
+            remove_tree(spare_path(store, rid))
+        return
     base: str | None = None
     tmp = temp_name(store.root, PREFIX + release_id)
     for rid in others:
@@ -79,10 +76,10 @@ def make_spare(
         remove_tree(spare_path(store, rid))
     if base is not None:
         if _make(store, release_id, listing_of, sync, failpoints, tmp, base):
-            return True
+            return
         log.info("the spare copy of release %s could not be edited into release %s's; "
                  "making that one from nothing", base, release_id)
-    return _make(store, release_id, listing_of, sync, failpoints, tmp, None)
+    _make(store, release_id, listing_of, sync, failpoints, tmp, None)
 
 
 def _make(
@@ -127,24 +124,18 @@ def _edit_tree(
     if base is None:
         os.mkdir(root, 0o755)
         os.chmod(root, 0o755)
-    b_rel, b_digest, b_exec = next(base, _END) if base is not None else _END
+    copy = CopyCursor(root, base)
     made = {""}
-    emptied: set[str] = set()
     parent: str | None = None
     dfd = -1
     changed = 0
     try:
         for rel, digest, executable in target:
-            while b_rel < rel:  # in the copy only
-                os.unlink(f"{root}/{b_rel}")
-                emptied.add(b_rel.rpartition("/")[0])
-                changed += 1
-                b_rel, b_digest, b_exec = next(base, _END)  # type: ignore[arg-type]
-            if b_rel == rel:
-                same = (b_digest, b_exec) == (digest, executable)
-                b_rel, b_digest, b_exec = next(base, _END)  # type: ignore[arg-type]
-                if same:
-                    continue
+            copy.remove_before(rel)
+            held = copy.take(rel)
+            if held == (digest, executable):
+                continue
+            if held is not None:
                 os.unlink(f"{root}/{rel}")
                 changed += 1
             here, _, name = rel.rpartition("/")
@@ -160,17 +151,13 @@ def _edit_tree(
                                    dst_dir_fd=dfd):
                 raise FileNotFoundError(2, "its store object is missing", rel)
             changed += 1
-        while b_rel != _END[0]:
-            os.unlink(f"{root}/{b_rel}")
-            emptied.add(b_rel.rpartition("/")[0])
-            changed += 1
-            b_rel, b_digest, b_exec = next(base, _END)  # type: ignore[arg-type]
+        copy.remove_rest()
     finally:
         if dfd >= 0:
             os.close(dfd)
         os.close(objects_fd)
-    remove_emptied_dirs(root, emptied)
-    return changed
+    remove_emptied_dirs(root, copy.emptied)
+    return changed + copy.removed
 
 
 def take_for_spare(store: ObjectStore, release_dir: Path, release_id: str) -> bool:

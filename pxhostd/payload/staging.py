@@ -254,10 +254,9 @@ class Releases:
         """Build the tree at `tmp`: edited from the spare copy of the current release when
         there is one (only the files that differ are touched), else from nothing."""
         base = self.current()
-        spare = spare_path(self.store, base) if base is not None else None
-        if base is not None and spare is not None and spare.is_dir():
+        if base is not None and spare_path(self.store, base).is_dir():
             try:
-                os.rename(spare, tmp)
+                os.rename(spare_path(self.store, base), tmp)
             except OSError as exc:
                 log.warning("cannot take the spare copy of release %s: %s", base,
                             exc.strerror)

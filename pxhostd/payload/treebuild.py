@@ -46,7 +46,7 @@ from typing import TextIO
 from pxhostd.errors import HostStateError, InvalidPayload
 from pxhostd.failpoints import MID_STAGE, Failpoints
 from pxhostd.hostfs import make_dirs, remove_emptied_dirs
-from pxhostd.payload.listing import write_entry
+from pxhostd.payload.listing import CopyCursor, write_entry
 from pxhostd.payload.objectcopy import BackgroundFlush, ObjectWriter, have_syncfs
 from pxhostd.payload.safeopen import PayloadDir, open_at, stat_at
 from pxhostd.payload.store import ObjectStore, Staging, object_mode
@@ -56,8 +56,6 @@ from pxhostd.spec.rules import is_normalised
 BATCH = 256
 MAX_WORKERS = 4
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-#: Sorts after every manifest path (U+10FFFF is a noncharacter, which no path holds).
-_END = ("\U0010ffff", "", False)
 
 
 def default_workers() -> int:
@@ -148,20 +146,19 @@ class TreeBuilder:
         self._size = 0
         self._error: _Failure | None = None
         self._flush: BackgroundFlush | None = None
-        #: (path, sha256, exec bit) of the files `tree` already holds (a spare copy of
-        #: the current release); None: `tree` is made empty.
-        self._base = base
+        #: `base`: (path, sha256, exec bit) of the files `tree` already holds (a spare copy
+        #: of the current release); None: `tree` is made empty.
+        self._fresh = base is None
+        self._copy = CopyCursor(self.base, base)
         #: Where every file's listing entry is written, in path order (`listing`).
         self._listing = listing
-        #: Directories a removed file was in: removed at the end if left empty.
-        self._emptied: set[str] = set()
         self._kept = 0
 
     # -- the calling thread -----------------------------------------------------------------
 
     def build(self, pairs: Iterable[tuple[str, str]]) -> BuildCounts:
         """Link or import every (path, sha256) pair, in path order."""
-        if self._base is None:
+        if self._fresh:
             os.mkdir(self.tree, 0o755)
             os.chmod(self.tree, 0o755)
         self._objects_fd = self.store.open_objects()
@@ -179,7 +176,7 @@ class TreeBuilder:
                     raise
                 self._drain()
                 self._link_deferred()
-                self._remove_emptied()
+                remove_emptied_dirs(self.base, self._copy.emptied)  # as a fresh build has
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
@@ -210,15 +207,13 @@ class TreeBuilder:
 
         store, staging = self.store, self.staging
         root, owners = self.payload_dir, self._owners
-        base, listing = self._base, self._listing
-        b_rel, b_digest, b_exec = _END if base is None else next(base, _END)
+        copy, listing = self._copy, self._listing
         try:
             for position, (rel, digest) in enumerate(pairs):
                 try:
                     check_rel_path(rel)  # digests are lowercase hex (the manifest's rule)
-                    while b_rel < rel:  # in the copy, not in the new release
-                        self._remove(b_rel)
-                        b_rel, b_digest, b_exec = next(base, _END)  # type: ignore[arg-type]
+                    if copy.rel < rel:  # in the copy, not in the new release
+                        copy.remove_before(rel)
                     here, _, name = rel.rpartition("/")
                     if here != parent:
                         hand_out_new()
@@ -237,10 +232,9 @@ class TreeBuilder:
                 executable = bool(st.st_mode & stat.S_IXUSR)
                 if listing is not None:
                     write_entry(listing, rel, digest, executable)
-                if b_rel == rel:  # the copy has this path: keep it if it is this object
-                    kept = b_digest == digest and b_exec == executable
-                    b_rel, b_digest, b_exec = next(base, _END)  # type: ignore[arg-type]
-                    if kept:
+                held = copy.take(rel) if copy.rel == rel else None
+                if held is not None:  # the copy has this path: keep it if it is this object
+                    if held == (digest, executable):
                         self._kept += 1
                         if position == 0:
                             self.failpoints.hit(MID_STAGE)
@@ -265,9 +259,7 @@ class TreeBuilder:
                     break  # a worker failed: nothing after it matters
             if self._error is None:
                 hand_out_new()
-                while b_rel is not _END[0]:
-                    self._remove(b_rel)
-                    b_rel, b_digest, b_exec = next(base, _END)  # type: ignore[arg-type]
+                copy.remove_rest()
         except _Failure as failure:
             self._record(failure)
         finally:
@@ -275,18 +267,6 @@ class TreeBuilder:
                 if fd >= 0:
                     os.close(fd)
         return position + 1
-
-    def _remove(self, rel: str) -> None:
-        """Unlink a file of the copy that the new release does not list (FileNotFoundError:
-        the copy is not what its listing says, and the caller builds afresh)."""
-        os.unlink(f"{self.base}/{rel}")
-        self._emptied.add(rel.rpartition("/")[0])
-
-    def _remove_emptied(self) -> None:
-        """The directories removed files left empty go: a fresh build would not have
-        made them."""
-        remove_emptied_dirs(self.base, self._emptied)
-        self._emptied.clear()
 
     def _link_deferred(self) -> None:
         """Link the files met while their content was being written (all of it is now)."""
