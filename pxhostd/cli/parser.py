@@ -92,7 +92,7 @@ SERVICE_ACTIONS = (
     ("disable", "disable the service at boot and keep it so across reconciles "
                 "(it keeps running)"),
     ("reconcile", "re-read the spec file on the host and apply it"),
-    ("verify", "re-check every installed file against its sha256 (like ostree fsck)"),
+    ("verify", "re-check every installed file against its sha256 and exec bit (like ostree fsck)"),
 )
 
 
