@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dbus_fast import Variant
+from dbus_fast.signature import Variant
 
 
 def unwrap(value: Any) -> Any:

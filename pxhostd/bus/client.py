@@ -2,19 +2,24 @@
 
 Errors come back as the same PxError classes the daemon raised (mapped by name in
 `pxhostd.errors.error_from_dbus_name`), so callers never parse messages.
+
+One client, two connections: the pod and the tests run it on the aio bus (`connect`,
+`aiotransport`), pxhostctl on a blocking one (`connect_blocking`, `blocking`), which spares a
+short command asyncio's start-up. The client's code is the same coroutines either way; only
+a call with its timeout and an event to wait for come from the connection (`Transport`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from dbus_fast import BusType, Message, MessageType, Variant
-from dbus_fast.aio.message_bus import MessageBus
+from dbus_fast.constants import BusType, MessageType
+from dbus_fast.message import Message
+from dbus_fast.signature import Variant
 
-from pxhostd.bus.connection import PxMessageBus
 from pxhostd.bus.names import (
     BUS_NAME,
     MANAGER_INTERFACE,
@@ -22,7 +27,7 @@ from pxhostd.bus.names import (
     TRANSACTION_INTERFACE,
     TRANSACTION_PATH_PREFIX,
 )
-from pxhostd.errors import DaemonUnavailable, Timeout, error_from_dbus_name
+from pxhostd.errors import DaemonUnavailable, PxError, Timeout, error_from_dbus_name
 from pxhostd.variants import to_vardict, unwrap
 
 PROPERTIES = "org.freedesktop.DBus.Properties"
@@ -34,22 +39,65 @@ ProgressCallback = Callable[[int, str], None]
 Connect = Callable[[], Awaitable["PxClient"]]
 #: How long a caller waits out a Busy daemon (another operation running) before giving up.
 BUSY_WAIT = 600.0
+#: Run while following a transaction, every `seconds` (pxhostctl redraws its live line).
+Tick = tuple[float, Callable[[], Awaitable[None]]]
+
+
+class Event(Protocol):
+    """Set by a message handler, awaited by the client."""
+
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+    async def wait(self, timeout: float | None) -> bool:
+        """True once set; False when `timeout` passed first."""
+        ...
+
+
+class Transport(Protocol):
+    """What the client needs of a connection besides its message handlers."""
+
+    async def call(self, msg: Message, timeout: float) -> Message | None:
+        """The reply; TimeoutError past `timeout`, EOFError or OSError if the connection
+        is lost."""
+        ...
+
+    def event(self) -> Event: ...
 
 
 class PxClient:
-    def __init__(self, bus: MessageBus) -> None:
+    def __init__(self, bus: Any, transport: Transport) -> None:
+        #: The connection itself (dbus-fast's aio MessageBus, or a BlockingBus): message
+        #: handlers, unique_name, disconnect.
         self.bus = bus
+        self._transport = transport
 
     @classmethod
     async def connect(
         cls, bus_address: str | None = None, bus_type: BusType = BusType.SYSTEM
     ) -> PxClient:
+        from pxhostd.bus.aiotransport import connect_aio
+
         try:
-            bus = PxMessageBus(bus_address, bus_type, per_caller_views=False)
-            await asyncio.wait_for(bus.connect(), CALL_TIMEOUT)
-        except (TimeoutError, OSError) as exc:
+            bus, transport = await connect_aio(bus_address, bus_type, CALL_TIMEOUT)
+        except (TimeoutError, OSError, EOFError) as exc:
             raise DaemonUnavailable(f"cannot connect to the D-Bus bus: {exc}") from exc
-        return cls(bus)
+        return cls(bus, transport)
+
+    @classmethod
+    def connect_blocking(
+        cls, bus_address: str | None = None, bus_type: BusType = BusType.SYSTEM
+    ) -> PxClient:
+        """A client on a blocking connection: its coroutines are driven with
+        `blocking.run_to_end`, without an event loop."""
+        from pxhostd.bus.blocking import BlockingBus
+
+        try:
+            bus = BlockingBus.connect(bus_address, bus_type, CALL_TIMEOUT)
+        except (TimeoutError, OSError, EOFError) as exc:
+            raise DaemonUnavailable(f"cannot connect to the D-Bus bus: {exc}") from exc
+        return cls(bus, bus)
 
     async def __aenter__(self) -> PxClient:
         return self
@@ -82,7 +130,7 @@ class PxClient:
             body=body or [],
         )
         try:
-            reply = await asyncio.wait_for(self.bus.call(msg), CALL_TIMEOUT)
+            reply = await self._transport.call(msg, CALL_TIMEOUT)
         except TimeoutError as exc:
             raise Timeout(f"pxhostd did not answer {member} within {CALL_TIMEOUT:.0f}s") from exc
         except (EOFError, OSError) as exc:
@@ -194,12 +242,14 @@ class PxClient:
         path: str,
         on_progress: ProgressCallback | None = None,
         timeout: float | None = None,
+        tick: Tick | None = None,
     ) -> dict[str, Any]:
         """Follow a transaction to its end and return its result (works for late joiners).
 
         The match is added before the first read, so a Finished signal can't slip between.
         """
-        finished = asyncio.get_running_loop().create_future()
+        finished = self._transport.event()
+        failure: list[PxError] = []
 
         def handler(msg: Message) -> None:
             if msg.message_type != MessageType.SIGNAL:
@@ -209,21 +259,20 @@ class PxClient:
                 and msg.body
                 and msg.body[0] == BUS_NAME
                 and not msg.body[2]
-                and not finished.done()
+                and not finished.is_set()
             ):
-                finished.set_exception(
-                    DaemonUnavailable(
-                        f"pxhostd exited while {path} was running; it recovers the host at "
-                        "its next start (see `pxhostctl history`)"
-                    )
-                )
+                failure.append(DaemonUnavailable(
+                    f"pxhostd exited while {path} was running; it recovers the host at "
+                    "its next start (see `pxhostctl history`)"
+                ))
+                finished.set()
                 return
             if msg.path != path:
                 return
             if msg.member == "Progress" and on_progress is not None:
                 on_progress(int(msg.body[0]), str(msg.body[1]))
-            elif msg.member == "Finished" and not finished.done():
-                finished.set_result(None)
+            elif msg.member == "Finished":
+                finished.set()
 
         self.bus.add_message_handler(handler)
         try:
@@ -239,15 +288,36 @@ class PxClient:
             if not props.get("Finished"):
                 if on_progress is not None:
                     on_progress(int(props.get("Percent", 0)), str(props.get("Message", "")))
-                try:
-                    await asyncio.wait_for(finished, timeout)
-                except TimeoutError as exc:
-                    raise Timeout(f"transaction {path} did not finish in {timeout}s") from exc
+                if not await _wait_ticking(finished, timeout, tick):
+                    raise Timeout(f"transaction {path} did not finish in {timeout}s")
+                if failure:
+                    raise failure[0]
             (result,) = await self.call("GetResult", path=path, interface=TRANSACTION_INTERFACE)
             out: dict[str, Any] = unwrap(result)
             return out
         finally:
             self.bus.remove_message_handler(handler)
+
+    async def listen(self) -> None:
+        """Hand signals to the message handlers until the connection ends."""
+        await self._transport.event().wait(None)
+
+
+async def _wait_ticking(event: Event, timeout: float | None, tick: Tick | None) -> bool:
+    """`event.wait(timeout)`, running `tick` every so often meanwhile."""
+    if tick is None:
+        return await event.wait(timeout)
+    every, job = tick
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        step = every if deadline is None else min(every, deadline - time.monotonic())
+        if step <= 0:
+            return event.is_set()
+        if await event.wait(step):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        await job()
 
 
 def _options(txid: str | None) -> dict[str, Variant]:

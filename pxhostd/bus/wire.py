@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dbus_fast import Variant
+from dbus_fast.signature import Variant
 
 
 class WireStr(str):

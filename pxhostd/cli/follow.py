@@ -7,9 +7,9 @@ Both show the same progress and end with the same exit code. Leaving early (Ctrl
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,22 +79,16 @@ async def follow(
     following.operation = str(props.get("Operation") or "")
     progress = None if args.json else Progress()
     following.progress = progress
-    ticker: asyncio.Task[None] | None = None
+    tick = None
     if progress is not None and progress.live:
-        ticker = asyncio.get_running_loop().create_task(
-            _tick(client, progress, await _unit_name(client))
-        )
+        tick = (TICK_SECONDS, _ticker(client, progress, await _unit_name(client)))
     try:
-        raw = await client.wait(path, progress, timeout=args.timeout)
+        raw = await client.wait(path, progress, timeout=args.timeout, tick=tick)
     except Timeout:
         raise Timeout(
             f"stopped following after {args.timeout:g}s; {following.hint()}"
         ) from None
     finally:
-        if ticker is not None:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
         if progress is not None:
             progress.close()
         following.progress = None
@@ -115,15 +109,20 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> int:
     return code
 
 
-async def _tick(client: PxClient, progress: Progress, unit: str | None) -> None:
-    from pxhostd.cli.unitinfo import status_text
+def _ticker(
+    client: PxClient, progress: Progress, unit: str | None
+) -> Callable[[], Awaitable[None]]:
+    """What redraws the live line each tick: the elapsed time and the unit's STATUS=."""
 
-    while True:
-        await asyncio.sleep(TICK_SECONDS)
+    async def tick() -> None:
+        from pxhostd.cli.unitinfo import status_text
+
         if unit is not None:
             text = await status_text(client, unit)
             progress.note_status(f"{unit}: {text}" if text else "")
         progress.tick()
+
+    return tick
 
 
 async def find(client: PxClient, wanted: str) -> tuple[str, dict[str, Any]] | None:

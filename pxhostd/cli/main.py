@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
-import signal
 import sys
-import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from dbus_fast import BusType
+from dbus_fast.constants import BusType
 
+from pxhostd.bus.blocking import run_to_end
 from pxhostd.bus.client import PxClient
 from pxhostd.cli import exitcodes
 from pxhostd.cli.completion import bash_completion
@@ -157,35 +155,18 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def _leave_now(following: Following) -> None:
-    """Ctrl-C: say how to follow what goes on in pxhostd, and leave at once.
-
-    pxhostctl holds nothing a half-done exit could spoil (the operation runs in pxhostd),
-    so it does not depend on cancelling its task: Python 3.11's `asyncio.wait_for` can lose
-    a cancellation that arrives as its call completes, which left pxhostctl following on.
-    """
-    following.interrupted()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(exitcodes.INTERRUPTED)
-
-
 async def run(args: argparse.Namespace) -> int:
+    """One command on a blocking bus connection (`run_to_end` drives it, no event loop).
+
+    Ctrl-C raises KeyboardInterrupt in whichever read waits; `_main` says how to follow
+    what goes on in pxhostd, which holds everything a half-done exit could spoil.
+    """
     bus_type = BusType.SESSION if args.session else BusType.SYSTEM
-    loop = asyncio.get_running_loop()
-    # Only a process's main thread may own SIGINT (an in-process caller may not be it).
-    own_sigint = threading.current_thread() is threading.main_thread()
-    if own_sigint:
-        loop.add_signal_handler(signal.SIGINT, _leave_now, args.following)
+    client = PxClient.connect_blocking(args.bus_address, bus_type)
     try:
-        client = await PxClient.connect(args.bus_address, bus_type)
-        try:
-            return await HANDLERS[args.command](client, args)
-        finally:
-            client.close()
+        return await HANDLERS[args.command](client, args)
     finally:
-        if own_sigint:
-            loop.remove_signal_handler(signal.SIGINT)
+        client.close()
 
 
 def _quiet_closed_pipe() -> int:
@@ -224,7 +205,7 @@ def _main(argv: list[str]) -> int:
         return exitcodes.OK
     args.following = Following()
     try:
-        code = asyncio.run(run(args))
+        code = run_to_end(run(args))
         sys.stdout.flush()
         return code
     except PxError as exc:
@@ -239,9 +220,9 @@ def entry() -> None:
     """The `pxhostctl` command: main(), then out without tearing the interpreter down.
 
     By then the bus is closed and nothing is left to run (no thread, no atexit handler of
-    ours), but unloading asyncio, dbus-fast and every other module would still cost about
-    15 ms of a 75 ms command; so the output is flushed and the process leaves with
-    os._exit, as short-lived CLIs of this kind do.
+    ours), but unloading every module would still cost milliseconds of a short command;
+    so the output is flushed and the process leaves with os._exit, as short-lived CLIs of
+    this kind do.
     """
     code = main()
     for stream in (sys.stdout, sys.stderr):

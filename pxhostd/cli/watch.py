@@ -5,12 +5,12 @@ Property names are shown as `status` names them (`service_state`, not `ServiceSt
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
 
-from dbus_fast import Message, MessageType
+from dbus_fast.constants import MessageType
+from dbus_fast.message import Message
 
 from pxhostd.bus.client import PxClient
 from pxhostd.bus.names import BUS_NAME, MANAGER_INTERFACE, OBJECT_PATH
@@ -62,4 +62,4 @@ async def watch(client: PxClient, *, json_output: bool) -> None:
         "interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'"
     )
     emit(await client.get_all())
-    await asyncio.Event().wait()
+    await client.listen()
