@@ -18,6 +18,9 @@ from typing import Any, overload
 from pxhostd.errors import InvalidPayload
 
 _DIGEST = 32
+_HEX_DIGITS = b"0123456789abcdef"
+#: Entries per piece of the canonical JSON.
+_PIECE = 4096
 
 
 class FileList(Sequence[tuple[str, str]]):
@@ -93,13 +96,14 @@ class FileList(Sequence[tuple[str, str]]):
         """Feed `json.dumps(dict(self), sort_keys=True, separators=(",", ":"),
         ensure_ascii=True)` into `h`, in pieces (never the whole text at once)."""
         h.update(b"{")
-        piece: list[str] = []
-        for i, (path, digest) in enumerate(self):
-            piece.append(f'{"," if i else ""}{encode_basestring_ascii(path)}:"{digest}"')
-            if len(piece) >= 4096:
-                h.update("".join(piece).encode())
-                piece.clear()
-        h.update("".join(piece).encode())
+        for start in range(0, len(self._paths), _PIECE):
+            paths = self._paths[start:start + _PIECE]
+            hexes = self._digests[start * _DIGEST:(start + len(paths)) * _DIGEST].hex()
+            text = ",".join([
+                f'{encode_basestring_ascii(path)}:"{hexes[i:i + 64]}"'
+                for i, path in zip(range(0, len(hexes), 64), paths, strict=True)
+            ])
+            h.update((("," if start else "") + text).encode())
         h.update(b"}")
 
 
@@ -128,12 +132,35 @@ class FileListBuilder:
         self._paths.append(path)
         self._digests += raw
 
+    def extend(self, paths: list[str], digests: list[object]) -> bool:
+        """`add` for a whole chunk of entries, checked in a few passes in C; False (and
+        nothing added) if any digest is not 64 lowercase hex digits: the caller then adds
+        them one by one, which names the entry."""
+        if not digests or set(map(type, digests)) != {str}:
+            return False
+        texts: list[str] = digests  # type: ignore[assignment]
+        if set(map(len, texts)) != {64}:
+            return False
+        joined = "".join(texts)
+        if not joined.isascii() or joined.encode().translate(None, _HEX_DIGITS):
+            return False
+        # Strictly increasing (what a sorted manifest gives), else `parts` sorts.
+        if self._sorted and not (
+            (not self._paths or self._paths[-1] < paths[0])
+            and paths == sorted(paths) and len(set(paths)) == len(paths)
+        ):
+            self._sorted = False
+        self._paths.extend(paths)
+        self._digests += bytes.fromhex(joined)
+        return True
+
     def parts(self) -> tuple[list[str], bytes]:
         paths, digests = self._paths, bytes(self._digests)
-        if not self._sorted:
-            order = sorted(range(len(paths)), key=paths.__getitem__)
-            paths = [paths[i] for i in order]
-            digests = b"".join(digests[i * _DIGEST:(i + 1) * _DIGEST] for i in order)
+        if self._sorted:
+            return paths, digests  # strictly increasing: no path twice
+        order = sorted(range(len(paths)), key=paths.__getitem__)
+        paths = [paths[i] for i in order]
+        digests = b"".join(digests[i * _DIGEST:(i + 1) * _DIGEST] for i in order)
         for a, b in itertools.pairwise(paths):
             if a == b:
                 raise InvalidPayload(f"payload.yaml files: duplicate key {a!r}")
@@ -143,15 +170,19 @@ class FileListBuilder:
         """The checked list: each path once, and no path below another listed file."""
         paths, digests = self.parts()
         files = FileList._from_parts(paths, digests)
+        # Every directory some path lies in, one level up at a time (set passes, not a
+        # walk up from each of 100,000 paths); one that is also listed is a clash.
         parents: set[str] = set()
-        for path in paths:
-            parent = path.rpartition("/")[0]
-            while parent and parent not in parents:
-                parents.add(parent)
-                parent = parent.rpartition("/")[0]
-        for parent in sorted(parents):
-            if files.get(parent) is not None:
-                below = next(p for p in paths if p.startswith(parent + "/"))
-                raise InvalidPayload(
-                    f"payload.yaml files: {below!r} lies below the file {parent!r}")
+        level = {path.rpartition("/")[0] for path in paths}
+        while level:
+            level.discard("")
+            level -= parents
+            parents |= level
+            level = {parent.rpartition("/")[0] for parent in level}
+        clashes = parents.intersection(paths)
+        if clashes:
+            parent = min(clashes)
+            below = next(p for p in paths if p.startswith(parent + "/"))
+            raise InvalidPayload(
+                f"payload.yaml files: {below!r} lies below the file {parent!r}")
         return files

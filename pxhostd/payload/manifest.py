@@ -198,23 +198,46 @@ def _check_health(value: object) -> str:
     return url
 
 
+#: Entries checked together (`rules.plain_rel_paths`, `FileListBuilder.extend`).
+_CHUNK = 4096
+
+
 def _file_entries(entries: Iterator[tuple[object, object]]) -> FileList:
-    """The `files` mapping as the parser streams it: checked entry by entry, kept compact."""
+    """The `files` mapping as the parser streams it: checked a chunk at a time, kept
+    compact. A chunk that is not all plain paths and digests is checked entry by entry,
+    which names the first bad one."""
+    builder = FileListBuilder()
+    keys: list[object] = []
+    values: list[object] = []
+    for key, digest in entries:
+        keys.append(key)
+        values.append(digest)
+        if len(keys) >= _CHUNK:
+            _add_chunk(builder, keys, values)
+            keys, values = [], []
+    _add_chunk(builder, keys, values)
+    if not len(builder):
+        raise E("payload.yaml files: must list at least the program in exec")
+    return builder.finish()
+
+
+def _add_chunk(builder: FileListBuilder, keys: list[object], values: list[object]) -> None:
+    if not keys:
+        return
+    if (len(builder) + len(keys) <= MAX_FILES and rules.plain_rel_paths(keys)
+            and MANIFEST_NAME not in keys
+            and builder.extend(keys, values)):  # type: ignore[arg-type]
+        return
     fld = "payload.yaml files"
     path_field = f"{fld} (path)"
-    builder = FileListBuilder()
-    for key, digest in entries:
+    for key, digest in zip(keys, values, strict=True):
         path = rules.check_rel_path(path_field, key, E)
         if path == MANIFEST_NAME:
             raise E(f"{fld}: the manifest {MANIFEST_NAME} cannot list itself")
-        if type(digest) is not str:  # the message is built only for a bad entry
-            rules.require_str(f"{fld}[{path!r}]", digest, E)
+        rules.require_str(f"{fld}[{path!r}]", digest, E)
         if len(builder) >= MAX_FILES:
             raise E(f"{fld}: too many files (more than {MAX_FILES})")
         builder.add(path, digest)  # type: ignore[arg-type]
-    if not len(builder):
-        raise E(f"{fld}: must list at least the program in exec")
-    return builder.finish()
 
 
 def _check_files(value: object) -> FileList:

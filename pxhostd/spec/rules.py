@@ -30,7 +30,13 @@ MAX_COMPONENT = 255
 _PATH_FORBIDDEN = frozenset("\"'\\%:;$`*?[]{}<>|&!#")
 #: Printable ASCII without whitespace or a forbidden character: the common case, checked
 #: in one regex match (a 100,000-entry manifest has that many paths).
-_PLAIN_ASCII_PATH = re.compile(r"[A-Za-z0-9._+,=@^~()/-]{1," + str(MAX_PATH) + "}")
+_PLAIN_ASCII_CHARS = "A-Za-z0-9._+,=@^~()/-"
+_PLAIN_ASCII_PATH = re.compile(f"[{_PLAIN_ASCII_CHARS}]{{1,{MAX_PATH}}}")
+#: The same characters as bytes, and the newline that joins paths in `plain_rel_paths`.
+_PLAIN_ASCII_BYTES = (
+    bytes(range(ord("A"), ord("Z") + 1)) + bytes(range(ord("a"), ord("z") + 1))
+    + b"0123456789._+,=@^~()/-\n"
+)
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _UNIT_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -176,6 +182,24 @@ def check_rel_path(field: str, value: object, err: type[InvalidSpec]) -> str:
     if "" in parts or "." in parts:
         raise err(f"{field}: path {show(path)} is not normalised (empty or '.' component)")
     return path
+
+
+def plain_rel_paths(paths: list[object]) -> bool:
+    """Whether every entry passes `check_rel_path`'s common case, decided for the whole list
+    at once (a few passes in C instead of a regex and three searches per path). False says
+    nothing about any one path: the caller then checks them one by one, for the error."""
+    if not paths or set(map(type, paths)) != {str}:
+        return False
+    texts: list[str] = paths  # type: ignore[assignment]
+    if max(map(len, texts)) > MAX_COMPONENT:
+        return False
+    joined = "\n".join(texts)
+    if joined.count("\n") != len(texts) - 1 or not joined.isascii():
+        return False
+    if joined.encode().translate(None, _PLAIN_ASCII_BYTES):
+        return False  # a character outside the plain set
+    framed = "/" + "/\n/".join(texts) + "/"  # an empty, '.' or '..' component, as above
+    return "//" not in framed and "/./" not in framed and "/../" not in framed
 
 
 def check_env_name(field: str, value: object, err: type[InvalidSpec]) -> str:

@@ -32,27 +32,27 @@ class Peer(ServiceInterface):
         self.release = asyncio.Event()
 
     @method()
-    def Echo(self, text: "s") -> "s":  # noqa: N802
+    def Echo(self, text: "s") -> "s":
         return text
 
     @method()
-    def Utf8Length(self, text: "s") -> "u":  # noqa: N802
+    def Utf8Length(self, text: "s") -> "u":
         return len(text.encode())
 
     @method()
-    async def SignalThenReply(self, count: "u") -> "u":  # noqa: N802
+    async def SignalThenReply(self, count: "u") -> "u":
         for i in range(count):
             self.Tick(i)
         await asyncio.sleep(0.05)
         return count
 
     @method()
-    async def Late(self) -> "s":  # noqa: N802
+    async def Late(self) -> "s":
         await self.release.wait()
         return "late"
 
     @signal()
-    def Tick(self, n: "u") -> "u":  # noqa: N802
+    def Tick(self, n: "u") -> "u":
         return n
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 
 import pytest
 
 from pxhostd.errors import InvalidPayload
 from pxhostd.payload.filelist import FileList
 from pxhostd.payload.manifest import Manifest, _digest, parse_manifest_yaml
+from pxhostd.spec import rules
 
 
 def digest_of(text: str) -> str:
@@ -115,3 +117,77 @@ def test_a_streamed_entry_that_is_not_two_plain_strings_is_refused(
     text = manifest_text({"bin/px": "0" * 64}) + "  " + entry + "\n"
     with pytest.raises(InvalidPayload, match=fragment):
         parse_manifest_yaml(text)
+
+
+def test_the_whole_list_check_agrees_with_the_one_by_one_check() -> None:
+    """`rules.plain_rel_paths` is only a shortcut: True must mean every path passes
+    `check_rel_path`'s common case, and any path that fails it must make it False."""
+    rng = random.Random(7)
+    pieces = ["a", "b1", ".", "..", "", "x.y", "é", "a b", "a\nb", "%", ":", "~", "-", "_",
+              "x" * 256, "(1)", "c=d", "q\\"]
+    for _ in range(3000):
+        path = "/".join(rng.choice(pieces) for _ in range(rng.randint(1, 4)))
+        if rng.random() < 0.1:
+            path = "/" + path
+        if rng.random() < 0.1:
+            path += "/"
+        one = [f"ok/{i}" for i in range(rng.randint(0, 3))] + [path]
+        rng.shuffle(one)
+        each = all(rules._PLAIN_ASCII_PATH.fullmatch(p) and len(p) <= rules.MAX_COMPONENT
+                   and rules.is_normalised(p) for p in one)
+        assert rules.plain_rel_paths(list(one)) == each, one
+
+
+def big_files(count: int) -> dict[str, str]:
+    files = {f"lib/d{i // 500:03d}/f{i:05d}.so": digest_of(str(i)) for i in range(count)}
+    files["bin/px"] = digest_of("px")
+    return files
+
+
+@pytest.mark.parametrize(("change", "fragment"), [
+    ({"lib/d020/f10001.so": "0" * 63}, r"files\['lib/d020/f10001.so'\]: not a sha256"),
+    ({"lib/../f": "0" * 64}, "must not contain '..'"),
+    ({"lib/d020/f10001.so/x": "0" * 64}, "lies below the file 'lib/d020/f10001.so'"),
+    ({"payload.yaml": "0" * 64}, "cannot list itself"),
+])
+def test_a_bad_entry_deep_in_a_big_manifest_is_named(
+    change: dict[str, str], fragment: str
+) -> None:
+    """Entries are checked a chunk at a time; a bad one in a later chunk is still named."""
+    files = big_files(12_000)
+    keys = list(files)
+    keys.insert(10_002, next(iter(change)))
+    files = {**files, **change}
+    with pytest.raises(InvalidPayload, match=fragment):
+        parse_manifest_yaml(manifest_text({k: files[k] for k in keys}))
+
+
+def test_a_big_manifest_in_any_order_gives_the_same_list_and_digest() -> None:
+    files = big_files(12_000)
+    in_order = parse_manifest_yaml(manifest_text(dict(sorted(files.items()))))
+    keys = list(files)
+    random.Random(3).shuffle(keys)
+    shuffled = parse_manifest_yaml(manifest_text({k: files[k] for k in keys}))
+    one_by_one = FileList(files.items())  # built with `add`, entry by entry
+    assert in_order.files == shuffled.files == one_by_one
+    assert in_order.digest == shuffled.digest == _digest(in_order.to_dict())
+    # A path given twice, thousands of entries apart, is still a duplicate.
+    text = manifest_text(files) + "  'lib/d000/f00003.so': '" + "1" * 64 + "'\n"
+    with pytest.raises(InvalidPayload, match=re.escape("duplicate key 'lib/d000/f00003.so'")):
+        parse_manifest_yaml(text)
+
+
+def test_plain_entries_are_checked_a_chunk_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The common manifest never takes the entry-by-entry path (what keeps parsing fast)."""
+    from pxhostd.payload.filelist import FileListBuilder
+
+    one_by_one: list[str] = []
+    add = FileListBuilder.add
+    monkeypatch.setattr(FileListBuilder, "add",
+                        lambda self, path, digest: (one_by_one.append(path),
+                                                    add(self, path, digest))[1])
+    files = big_files(9_000)
+    assert len(parse_manifest_yaml(manifest_text(files)).files) == len(files)
+    assert one_by_one == []
+    parse_manifest_yaml(manifest_text(files | {"lib/ü": digest_of("u")}))
+    assert "lib/ü" in one_by_one and len(one_by_one) < 4096 + 1, "only its chunk"
