@@ -59,9 +59,11 @@ class FileList(Sequence[tuple[str, str]]):
         return self._digests[i * _DIGEST:(i + 1) * _DIGEST].hex()
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        digests = memoryview(self._digests)
-        for i, path in enumerate(self._paths):
-            yield path, digests[i * _DIGEST:(i + 1) * _DIGEST].hex()
+        for start in range(0, len(self._paths), _PIECE):  # hex of a piece at a time
+            paths = self._paths[start:start + _PIECE]
+            hexes = self._digests[start * _DIGEST:(start + len(paths)) * _DIGEST].hex()
+            yield from zip(paths, [hexes[i:i + 64] for i in range(0, len(hexes), 64)],
+                           strict=True)
 
     def __contains__(self, item: object) -> bool:
         """`path in files`, or `(path, digest) in files`."""

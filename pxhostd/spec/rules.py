@@ -16,7 +16,7 @@ import difflib
 import posixpath
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from pxhostd.errors import InvalidSpec
 
@@ -184,13 +184,13 @@ def check_rel_path(field: str, value: object, err: type[InvalidSpec]) -> str:
     return path
 
 
-def plain_rel_paths(paths: list[object]) -> bool:
+def plain_rel_paths(paths: Sequence[object]) -> bool:
     """Whether every entry passes `check_rel_path`'s common case, decided for the whole list
     at once (a few passes in C instead of a regex and three searches per path). False says
     nothing about any one path: the caller then checks them one by one, for the error."""
     if not paths or set(map(type, paths)) != {str}:
         return False
-    texts: list[str] = paths  # type: ignore[assignment]
+    texts: Sequence[str] = paths  # type: ignore[assignment]
     if max(map(len, texts)) > MAX_COMPONENT:
         return False
     joined = "\n".join(texts)

@@ -338,14 +338,12 @@ def test_a_file_swapped_between_stat_and_open_is_refused(
     payload, files = make_payload(tmp_path, "1.0")
     secret = tmp_path / "secret"
     secret.write_bytes(b"root only\n")
-    real_stat = treebuild.stat_at
+    real_stat = treebuild._lstat
 
-    def stat_then_swap(
-        dfd: int, name: str, rel: str, root: Path, owners: frozenset[int]
-    ) -> os.stat_result:
-        st = real_stat(dfd, name, rel, root, owners)
-        if rel == "etc/defaults.json":
-            target = payload / rel
+    def stat_then_swap(name: str, *, dir_fd: int, follow_symlinks: bool) -> os.stat_result:
+        st = real_stat(name, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+        if name == "defaults.json":
+            target = payload / "etc/defaults.json"
             target.unlink()
             if swap == "symlink":
                 target.symlink_to(secret)
@@ -353,7 +351,7 @@ def test_a_file_swapped_between_stat_and_open_is_refused(
                 os.mkfifo(target)
         return st
 
-    monkeypatch.setattr(treebuild, "stat_at", stat_then_swap)
+    monkeypatch.setattr(treebuild, "_lstat", stat_then_swap)
     with pytest.raises(InvalidPayload, match=r"etc/defaults\.json") as info:
         releases.stage(payload, "r1", files)
     assert hashlib.sha256(b"root only\n").hexdigest()[:12] not in str(info.value)
