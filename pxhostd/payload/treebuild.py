@@ -216,7 +216,8 @@ class TreeBuilder:
         root, owners = self.payload_dir, self._owners
         copy, listing = self._copy, self._listing
         # Paths checked for the whole list at once when it is a FileList (the common case).
-        plain = isinstance(pairs, FileList) and plain_rel_paths(pairs.paths())
+        plain = isinstance(pairs, FileList) and all(
+            plain_rel_paths(paths) for paths, _hexes in pairs.pieces())
         lstat = _lstat
         try:
             for position, (rel, digest) in enumerate(pairs):

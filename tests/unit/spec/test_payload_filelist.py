@@ -191,3 +191,31 @@ def test_plain_entries_are_checked_a_chunk_at_a_time(monkeypatch: pytest.MonkeyP
     assert one_by_one == []
     parse_manifest_yaml(manifest_text(files | {"lib/ü": digest_of("u")}))
     assert "lib/ü" in one_by_one and len(one_by_one) < 4096 + 1, "only its chunk"
+
+
+def test_the_compact_list_reads_back_what_went_in() -> None:
+    """One text of paths with end offsets: every access path agrees with a plain list,
+    across pieces, with paths of any length and non-ASCII ones."""
+    rng = random.Random(11)
+    names = ["a", "bb", "ü", "日本", "x" * 200, "a-b", "a.b", "z"]
+    pairs = {"/".join(rng.choice(names) for _ in range(rng.randint(1, 3))) + f"/{i}":
+             digest_of(str(i)) for i in range(3 * 4096 + 17)}
+    expected = sorted(pairs.items())
+    shuffled = list(pairs.items())
+    rng.shuffle(shuffled)
+    files = FileList(shuffled)
+    assert list(files) == expected and len(files) == len(expected)
+    for i in (0, 4095, 4096, 4097, 8191, 8192, len(expected) - 1, -1):
+        assert files[i] == expected[i]
+    assert files[2:5] == expected[2:5]
+    for path, digest in rng.sample(expected, 200):
+        assert files.get(path) == digest and path in files and (path, digest) in files
+    assert files.get("a") is None and files.get("\ud800") is None and "zz" not in files
+    assert files == FileList(expected) and files != FileList(expected[:-1])
+    with pytest.raises(IndexError):
+        files[len(expected)]
+
+
+def test_a_path_with_a_newline_cannot_enter_the_list() -> None:
+    with pytest.raises(InvalidPayload, match="newline"):
+        FileList([("a\nb", "0" * 64)])
