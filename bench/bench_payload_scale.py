@@ -146,6 +146,11 @@ NOOP_REPS = 7
 
 
 def noops(node: Node, payload: str, n: int) -> dict[str, Any]:
+    """Both no-op series start from a settled machine: the 2-file one comes right after
+    the node's boot, the big one after gigabytes of installs, whose write-back would
+    otherwise weigh on it alone."""
+    node.run(["sync"])
+    time.sleep(3)
     install(node, payload)  # untimed: the first command after a pause is slow
     return summary([install(node, payload) for _ in range(max(n, NOOP_REPS))])
 
