@@ -44,6 +44,8 @@ BUS_DAEMON = "org.freedesktop.DBus"
 PEER = "org.freedesktop.DBus.Peer"
 #: An authentication exchange is a few short lines; a peer sending more is not a bus.
 MAX_AUTH_LINE = 16 << 10
+#: How long the answer to a call addressed to us (a ping) may take to send.
+ANSWER_TIMEOUT = 10.0
 
 
 class BlockingBus:
@@ -109,7 +111,7 @@ class BlockingBus:
         deadline = time.monotonic() + timeout
         self._serial += 1
         msg.serial = self._serial
-        self._send(msg)
+        self._send(msg, deadline)
         while True:
             reply = self._read(deadline)
             if reply is None:
@@ -130,9 +132,10 @@ class BlockingBus:
             self._dispatch(msg)
         return True
 
-    def _send(self, msg: Message) -> None:
+    def _send(self, msg: Message, deadline: float) -> None:
+        """Send all of `msg` by `deadline` (a bus that stops reading cannot hang us)."""
         msg.body = wire(msg.body)
-        self._sock.settimeout(None)
+        self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
         self._sock.sendall(bytes(msg._marshall(False)))
 
     def _read(self, deadline: float | None) -> Message | None:
@@ -171,7 +174,7 @@ class BlockingBus:
                                       f"{msg.interface}.{msg.member} is not handled here")
         self._serial += 1
         reply.serial = self._serial
-        self._send(reply)
+        self._send(reply, time.monotonic() + ANSWER_TIMEOUT)
 
     def _authenticate(self, deadline: float) -> None:
         auth = AuthExternal()
