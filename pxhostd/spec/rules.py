@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import posixpath
 import re
+import string
 import unicodedata
 from collections.abc import Iterable, Sequence
 
@@ -30,13 +31,10 @@ MAX_COMPONENT = 255
 _PATH_FORBIDDEN = frozenset("\"'\\%:;$`*?[]{}<>|&!#")
 #: Printable ASCII without whitespace or a forbidden character: the common case, checked
 #: in one regex match (a 100,000-entry manifest has that many paths).
-_PLAIN_ASCII_CHARS = "A-Za-z0-9._+,=@^~()/-"
-_PLAIN_ASCII_PATH = re.compile(f"[{_PLAIN_ASCII_CHARS}]{{1,{MAX_PATH}}}")
+_PLAIN_ASCII_CHARS = string.ascii_letters + string.digits + "._+,=@^~()/-"
+_PLAIN_ASCII_PATH = re.compile(f"[{re.escape(_PLAIN_ASCII_CHARS)}]{{1,{MAX_PATH}}}")
 #: The same characters as bytes, and the newline that joins paths in `plain_rel_paths`.
-_PLAIN_ASCII_BYTES = (
-    bytes(range(ord("A"), ord("Z") + 1)) + bytes(range(ord("a"), ord("z") + 1))
-    + b"0123456789._+,=@^~()/-\n"
-)
+_PLAIN_ASCII_BYTES = (_PLAIN_ASCII_CHARS + "\n").encode()
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _UNIT_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
