@@ -22,6 +22,7 @@ from json.encoder import encode_basestring_ascii
 from typing import Any, overload
 
 from pxhostd.errors import InvalidPayload
+from pxhostd.spec.rules import plain_rel_paths
 
 _DIGEST = 32
 _HEX_DIGITS = b"0123456789abcdef"
@@ -32,23 +33,29 @@ PIECE = 4096
 class FileList(Sequence[tuple[str, str]]):
     """(relative path, sha256 hex) pairs, sorted by path, each path once."""
 
-    __slots__ = ("_digests", "_ends", "_text")
+    __slots__ = ("_digests", "_ends", "_text", "plain")
     _text: bytes | bytearray
     _ends: array[int]
     _digests: bytes | bytearray
+    #: Every path passed `rules.plain_rel_paths` as the list was built (what a generated
+    #: manifest gives): the import and the canonical JSON need not look at each again.
+    plain: bool
 
     def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
         builder = FileListBuilder()
         for path, digest in pairs:
             builder.add(path, digest)
         self._text, self._ends, self._digests = builder.parts()
+        self.plain = builder.plain
 
     @classmethod
     def _from_parts(
-        cls, text: bytes | bytearray, ends: array[int], digests: bytes | bytearray
+        cls, text: bytes | bytearray, ends: array[int], digests: bytes | bytearray,
+        plain: bool = False,
     ) -> FileList:
         self = cls.__new__(cls)
         self._text, self._ends, self._digests = text, ends, digests
+        self.plain = plain
         return self
 
     def __len__(self) -> int:
@@ -132,13 +139,11 @@ class FileList(Sequence[tuple[str, str]]):
 
     def canonical_json(self, h: hashlib._Hash) -> None:
         """Feed `json.dumps(dict(self), sort_keys=True, separators=(",", ":"),
-        ensure_ascii=True)` into `h`, in pieces (never the whole text at once). A piece of
-        plain paths (`rules.plain_rel_paths`: nothing JSON would escape) is joined in C."""
-        from pxhostd.spec.rules import plain_rel_paths
-
+        ensure_ascii=True)` into `h`, in pieces (never the whole text at once). Plain paths
+        (`plain`: nothing JSON would escape) are joined in C."""
         h.update(b"{")
         for number, (paths, hexes) in enumerate(self.pieces()):
-            if plain_rel_paths(paths):
+            if self.plain:
                 text = '"' + '","'.join(map('":"'.join, zip(paths, hexes, strict=True))) + '"'
             else:
                 text = ",".join([f'{encode_basestring_ascii(path)}:"{digest}"'
@@ -159,9 +164,15 @@ class FileListBuilder:
         self._sorted = True
         #: The directory of each path, gathered while its string is at hand (`finish`).
         self._dirs: set[str] = set()
+        #: Every entry so far came through `extend` (its paths checked as plain).
+        self._plain = True
 
     def __len__(self) -> int:
         return len(self._ends)
+
+    @property
+    def plain(self) -> bool:
+        return self._plain and bool(self._ends)
 
     def add(self, path: str, digest: str) -> None:
         """`digest` must be 64 lowercase hex digits (the manifest checks it first)."""
@@ -180,15 +191,17 @@ class FileListBuilder:
             raise InvalidPayload(f"payload.yaml files: {path!r} holds a newline")
         if self._sorted and self._ends and path <= self._last:
             self._sorted = False
+        self._plain = False
         self._append([path], text, [len(text)])
         self._digests += raw
 
     def extend(self, paths: list[str], digests: list[object]) -> bool:
         """`add` for a whole chunk of entries, checked in a few passes in C; False (and
-        nothing added) if any digest is not 64 lowercase hex digits or any path is not
-        plain ASCII without a newline (what `rules.plain_rel_paths` already said): the
-        caller then adds them one by one, which names the entry."""
-        if not paths or len(paths) != len(digests) or set(map(type, digests)) != {str}:
+        nothing added) if any path is not plain (`rules.plain_rel_paths`) or any digest is
+        not 64 lowercase hex digits: the caller then adds them one by one, which names the
+        entry."""
+        if (len(paths) != len(digests) or not plain_rel_paths(paths)
+                or set(map(type, digests)) != {str}):
             return False
         texts: list[str] = digests  # type: ignore[assignment]
         if set(map(len, texts)) != {64}:
@@ -196,15 +209,12 @@ class FileListBuilder:
         joined = "".join(texts)
         if not joined.isascii() or joined.encode().translate(None, _HEX_DIGITS):
             return False
-        text = "\n".join(paths)
-        if not text.isascii() or text.count("\n") != len(paths) - 1:
-            return False
         if self._sorted and not (
             (not self._ends or self._last < paths[0])
             and paths == sorted(paths) and len(set(paths)) == len(paths)
         ):
             self._sorted = False
-        self._append(paths, text.encode(), map(len, paths))
+        self._append(paths, "\n".join(paths).encode(), map(len, paths))  # plain: ASCII
         self._digests += bytes.fromhex(joined)
         return True
 
@@ -240,7 +250,7 @@ class FileListBuilder:
 
     def finish(self) -> FileList:
         """The checked list: each path once, and no path below another listed file."""
-        files = FileList._from_parts(*self.parts())
+        files = FileList._from_parts(*self.parts(), self.plain)
         # Every directory some path lies in, one level up at a time (set passes, not a
         # walk up from each of 100,000 paths); one that is also listed is a clash.
         parents: set[str] = set()

@@ -198,7 +198,7 @@ def _check_health(value: object) -> str:
     return url
 
 
-#: Entries checked together (`rules.plain_rel_paths`, `FileListBuilder.extend`).
+#: Entries checked together (`FileListBuilder.extend`).
 _CHUNK = 4096
 
 
@@ -224,8 +224,7 @@ def _file_entries(entries: Iterator[tuple[object, object]]) -> FileList:
 def _add_chunk(builder: FileListBuilder, keys: list[object], values: list[object]) -> None:
     if not keys:
         return
-    if (len(builder) + len(keys) <= MAX_FILES and rules.plain_rel_paths(keys)
-            and MANIFEST_NAME not in keys
+    if (len(builder) + len(keys) <= MAX_FILES and MANIFEST_NAME not in keys
             and builder.extend(keys, values)):  # type: ignore[arg-type]
         return
     fld = "payload.yaml files"

@@ -51,7 +51,7 @@ from pxhostd.payload.listing import CopyCursor, write_entry
 from pxhostd.payload.objectcopy import BackgroundFlush, ObjectWriter, have_syncfs
 from pxhostd.payload.safeopen import PayloadDir, open_at, stat_at
 from pxhostd.payload.store import ObjectStore, Staging, object_mode
-from pxhostd.spec.rules import is_normalised, plain_rel_paths
+from pxhostd.spec.rules import is_normalised
 
 #: Files of one directory handed to a worker at once.
 BATCH = 256
@@ -215,9 +215,9 @@ class TreeBuilder:
         store, staging = self.store, self.staging
         root, owners = self.payload_dir, self._owners
         copy, listing = self._copy, self._listing
-        # Paths checked for the whole list at once when it is a FileList (the common case).
-        plain = isinstance(pairs, FileList) and all(
-            plain_rel_paths(paths) for paths, _hexes in pairs.pieces())
+        # A FileList whose paths were all checked as plain when it was built (the common
+        # case) needs no check per file.
+        plain = isinstance(pairs, FileList) and pairs.plain
         lstat = _lstat
         try:
             for position, (rel, digest) in enumerate(pairs):
