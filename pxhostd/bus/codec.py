@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from types import ModuleType
 
 PACKAGE = "dbus_fast"
 
@@ -42,9 +41,3 @@ def load_codec() -> None:
 
     package.__getattr__ = complete  # type: ignore[method-assign]
     sys.modules[PACKAGE] = package
-
-
-def codec_only(module: ModuleType | None = None) -> bool:
-    """Whether the package's `__init__` has not run (what the tests check)."""
-    module = module or sys.modules.get(PACKAGE)
-    return module is not None and "__getattr__" in vars(module)
