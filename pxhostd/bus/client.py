@@ -43,6 +43,14 @@ BUSY_WAIT = 600.0
 Tick = tuple[float, Callable[[], Awaitable[None]]]
 
 
+#: What either connection raises when the bus cannot be reached or refuses us.
+_CONNECT_ERRORS = (TimeoutError, OSError, EOFError)
+
+
+def _unreachable(exc: BaseException) -> DaemonUnavailable:
+    return DaemonUnavailable(f"cannot connect to the D-Bus bus: {exc}")
+
+
 class Event(Protocol):
     """Set by a message handler, awaited by the client."""
 
@@ -81,8 +89,8 @@ class PxClient:
 
         try:
             bus, transport = await connect_aio(bus_address, bus_type, CALL_TIMEOUT)
-        except (TimeoutError, OSError, EOFError) as exc:
-            raise DaemonUnavailable(f"cannot connect to the D-Bus bus: {exc}") from exc
+        except _CONNECT_ERRORS as exc:
+            raise _unreachable(exc) from exc
         return cls(bus, transport)
 
     @classmethod
@@ -95,8 +103,8 @@ class PxClient:
 
         try:
             bus = BlockingBus.connect(bus_address, bus_type, CALL_TIMEOUT)
-        except (TimeoutError, OSError, EOFError) as exc:
-            raise DaemonUnavailable(f"cannot connect to the D-Bus bus: {exc}") from exc
+        except _CONNECT_ERRORS as exc:
+            raise _unreachable(exc) from exc
         return cls(bus, bus)
 
     async def __aenter__(self) -> PxClient:
